@@ -1,0 +1,110 @@
+//! The rotation result a worker sends back on the reply queue.
+
+use crate::{AssetId, Driver, JobId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What a worker reports once a job has reached an end on the device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationResult {
+    /// The job this answers (the request's `correlation_id` too).
+    pub job_id: JobId,
+    /// The attempt that produced this result.
+    pub attempt: u32,
+    /// The inventory row.
+    pub asset_id: AssetId,
+    /// The asset's unique name.
+    pub system_name: String,
+    /// The driver that ran the job.
+    pub driver: Driver,
+    /// How it ended.
+    pub outcome: RotationOutcome,
+    /// Name of the worker that ran it (host and pid).
+    pub worker: String,
+    /// When the job started on the worker.
+    pub started_at: DateTime<Utc>,
+    /// When the worker finished.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// How a rotation ended on the device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RotationOutcome {
+    /// The new certificate is installed and was validated.
+    Rotated {
+        /// What is now installed.
+        certificate: CertificateInfo,
+    },
+    /// A failure after install; the previous certificate and key were restored.
+    RolledBack {
+        /// Why the rotation was undone (never contains secrets).
+        cause: String,
+    },
+}
+
+/// Facts about an installed certificate, as read back from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateInfo {
+    /// Serial number, lower-case hex.
+    pub serial: String,
+    /// SHA-256 of the DER certificate, lower-case hex.
+    pub sha256_fingerprint: String,
+    /// Start of validity.
+    pub not_before: DateTime<Utc>,
+    /// End of validity.
+    pub not_after: DateTime<Utc>,
+    /// Issuer distinguished name, RFC 4514 style.
+    pub issuer: String,
+}
+
+/// Why a job failed, as recorded in the history and dead-letter headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// The message could not be decoded.
+    Malformed,
+    /// Settings or asset fields are invalid.
+    InvalidInput,
+    /// No driver or issuer by that name on this worker.
+    Unsupported,
+    /// The device or CA refused the credentials.
+    Auth,
+    /// A fault that may pass (timeout, refused connection, rate limit).
+    Transient,
+    /// Retries were exhausted.
+    RetriesExhausted,
+    /// The broker's delivery limit was reached (the job kept crashing its workers).
+    DeliveryLimit,
+    /// The CA refused the request for good.
+    Rejected,
+    /// A failure after install that was rolled back.
+    RolledBack,
+    /// Anything else.
+    Internal,
+}
+
+impl ErrorClass {
+    /// The snake_case spelling used in headers and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::InvalidInput => "invalid_input",
+            Self::Unsupported => "unsupported",
+            Self::Auth => "auth",
+            Self::Transient => "transient",
+            Self::RetriesExhausted => "retries_exhausted",
+            Self::DeliveryLimit => "delivery_limit",
+            Self::Rejected => "rejected",
+            Self::RolledBack => "rolled_back",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// Parses the snake_case spelling; unknown text maps to [`ErrorClass::Internal`].
+    pub fn parse_lossy(s: &str) -> Self {
+        serde_json::from_value(serde_json::Value::String(s.to_owned())).unwrap_or(Self::Internal)
+    }
+}

@@ -1,0 +1,87 @@
+//! Golden-JSON tests: they pin the wire format byte for byte. A failure here means a wire
+//! break; bump `WIRE_VERSION` and add a new golden file rather than editing the old one.
+
+use certfleet_proto::*;
+use chrono::{TimeZone, Utc};
+use uuid::Uuid;
+
+fn job() -> RotationJob {
+    RotationJob {
+        job_id: JobId(Uuid::parse_str("6f1c2a9e-8d3b-4c5a-9e7f-0a1b2c3d4e5f").unwrap()),
+        attempt: 2,
+        asset_id: AssetId(42),
+        system_name: "web-01".into(),
+        driver: Driver::Local,
+        issuer: "internal".into(),
+        common_name: "web-01.example.test".into(),
+        subject_alternative_names: vec!["web-01.example.test".into(), "10.0.0.7".into()],
+        ip_address: Some("127.0.0.1".into()),
+        port: Some(8443),
+        key_algorithm: KeyAlgorithm::EcdsaP256,
+        certificate_validation: true,
+        settings: serde_json::json!({"cert_path": "/etc/ssl/web.crt", "key_path": "/etc/ssl/web.key"}),
+        not_before: None,
+        published_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap(),
+    }
+}
+
+fn result() -> RotationResult {
+    RotationResult {
+        job_id: job().job_id,
+        attempt: 2,
+        asset_id: AssetId(42),
+        system_name: "web-01".into(),
+        driver: Driver::Local,
+        outcome: RotationOutcome::Rotated {
+            certificate: CertificateInfo {
+                serial: "0a1b".into(),
+                sha256_fingerprint: "ab".repeat(32),
+                not_before: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap(),
+                not_after: Utc.with_ymd_and_hms(2026, 11, 27, 8, 0, 0).unwrap(),
+                issuer: "CN=certfleet internal root".into(),
+            },
+        },
+        worker: "host-1/123".into(),
+        started_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 1).unwrap(),
+        finished_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 2).unwrap(),
+    }
+}
+
+fn check<T: Payload + PartialEq + std::fmt::Debug>(value: T, golden: &str) {
+    let encoded = Envelope::encode(&value);
+    let pretty: serde_json::Value = serde_json::from_slice(&encoded).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(golden).unwrap();
+    assert_eq!(pretty, expected, "wire format changed:\n{}", serde_json::to_string_pretty(&pretty).unwrap());
+    assert_eq!(Envelope::<T>::decode(golden.as_bytes()).unwrap(), value);
+}
+
+#[test]
+fn rotation_job_v1_is_pinned() {
+    check(job(), include_str!("golden/rotation_job.v1.json"));
+}
+
+#[test]
+fn rotation_result_v1_is_pinned() {
+    check(result(), include_str!("golden/rotation_result.v1.json"));
+}
+
+#[test]
+fn rolled_back_outcome_is_pinned() {
+    let mut r = result();
+    r.outcome = RotationOutcome::RolledBack { cause: "reload command exited with status 1".into() };
+    let v = serde_json::to_value(&r.outcome).unwrap();
+    assert_eq!(v, serde_json::json!({"status": "rolled_back", "cause": "reload command exited with status 1"}));
+}
+
+#[test]
+fn other_versions_kinds_and_unknown_fields_are_rejected() {
+    let golden = include_str!("golden/rotation_job.v1.json");
+    let v2 = golden.replacen("\"v\": 1", "\"v\": 2", 1);
+    assert!(matches!(Envelope::<RotationJob>::decode(v2.as_bytes()), Err(WireError::UnsupportedVersion { found: 2 })));
+    assert!(matches!(Envelope::<RotationResult>::decode(golden.as_bytes()), Err(WireError::WrongKind { .. })));
+    let extra = golden.replacen("\"attempt\": 2", "\"attempt\": 2, \"private_key\": \"x\"", 1);
+    assert!(matches!(Envelope::<RotationJob>::decode(extra.as_bytes()), Err(WireError::Malformed(_))));
+    let bad_driver = golden.replacen("\"driver\": \"local\"", "\"driver\": \"telnet\"", 1);
+    assert!(matches!(Envelope::<RotationJob>::decode(bad_driver.as_bytes()), Err(WireError::Malformed(_))));
+    assert!(matches!(Envelope::<RotationJob>::decode(b"not json"), Err(WireError::Malformed(_))));
+}

@@ -1,0 +1,107 @@
+//! Message properties and headers: how certfleet messages describe themselves.
+
+use crate::telemetry;
+use certfleet_proto::{ErrorClass, RotationJob};
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+
+/// W3C trace context header.
+pub const TRACEPARENT: &str = "traceparent";
+/// Job id header (present even when the body is unreadable).
+pub const JOB_ID: &str = "x-certfleet-job-id";
+/// Asset id header.
+pub const ASSET_ID: &str = "x-certfleet-asset-id";
+/// Asset name header.
+pub const SYSTEM_NAME: &str = "x-certfleet-system-name";
+/// Attempt header.
+pub const ATTEMPT: &str = "x-certfleet-attempt";
+/// Dead letters: the reason.
+pub const DEAD_REASON: &str = "x-certfleet-reason";
+/// Dead letters: the error class.
+pub const DEAD_CLASS: &str = "x-certfleet-error-class";
+/// Content type of every certfleet body.
+pub const CONTENT_TYPE: &str = "application/json";
+/// The reply-to queue.
+pub use super::topology::RESULTS_QUEUE as REPLY_TO;
+
+fn long(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s))
+}
+
+/// Properties of a job message: persistent, with ids, reply-to and trace context.
+pub fn job_properties(job: &RotationJob, traceparent: &str) -> BasicProperties {
+    let mut h = FieldTable::default();
+    h.insert(ShortString::from(TRACEPARENT), long(traceparent));
+    h.insert(ShortString::from(JOB_ID), long(&job.job_id.to_string()));
+    h.insert(ShortString::from(ASSET_ID), AMQPValue::LongLongInt(job.asset_id.0));
+    h.insert(ShortString::from(SYSTEM_NAME), long(&job.system_name));
+    h.insert(ShortString::from(ATTEMPT), AMQPValue::LongLongInt(i64::from(job.attempt)));
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type(CONTENT_TYPE.into())
+        .with_message_id(job.job_id.to_string().into())
+        .with_correlation_id(job.job_id.to_string().into())
+        .with_reply_to(REPLY_TO.into())
+        .with_headers(h)
+}
+
+/// Properties of a reply: persistent, correlated to the job, same trace.
+pub fn result_properties(job_id: &str, traceparent: &str) -> BasicProperties {
+    let mut h = FieldTable::default();
+    h.insert(ShortString::from(TRACEPARENT), long(traceparent));
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type(CONTENT_TYPE.into())
+        .with_correlation_id(job_id.into())
+        .with_headers(h)
+}
+
+/// Properties of a dead letter published by a worker: the original headers plus the reason,
+/// the class and the attempt count.
+pub fn dead_properties(original: &BasicProperties, class: ErrorClass, reason: &str, attempts: u32) -> BasicProperties {
+    let mut h = original.headers().clone().unwrap_or_default();
+    h.insert(ShortString::from(DEAD_REASON), long(reason));
+    h.insert(ShortString::from(DEAD_CLASS), long(class.as_str()));
+    h.insert(ShortString::from(ATTEMPT), AMQPValue::LongLongInt(i64::from(attempts)));
+    if h.inner().get(TRACEPARENT).is_none() {
+        h.insert(ShortString::from(TRACEPARENT), long(&telemetry::new_traceparent()));
+    }
+    original.clone().with_delivery_mode(2).with_headers(h)
+}
+
+/// A string header, if present.
+pub fn get_str(props: &BasicProperties, key: &str) -> Option<String> {
+    match props.headers().as_ref()?.inner().get(key)? {
+        AMQPValue::LongString(s) => Some(s.to_string()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+/// An integer header, if present.
+pub fn get_int(props: &BasicProperties, key: &str) -> Option<i64> {
+    int_value(props.headers().as_ref()?.inner().get(key)?)
+}
+
+fn int_value(v: &AMQPValue) -> Option<i64> {
+    match v {
+        AMQPValue::LongLongInt(i) => Some(*i),
+        AMQPValue::LongInt(i) => Some(i64::from(*i)),
+        AMQPValue::ShortInt(i) => Some(i64::from(*i)),
+        AMQPValue::ShortShortInt(i) => Some(i64::from(*i)),
+        AMQPValue::LongUInt(i) => Some(i64::from(*i)),
+        AMQPValue::ShortUInt(i) => Some(i64::from(*i)),
+        AMQPValue::Timestamp(i) => i64::try_from(*i).ok(),
+        _ => None,
+    }
+}
+
+/// The broker's own dead-lettering reason (`x-first-death-reason`), e.g. `delivery_limit`.
+pub fn broker_death_reason(props: &BasicProperties) -> Option<String> {
+    get_str(props, "x-first-death-reason")
+}
+
+/// Deliveries counted by a quorum queue (`x-delivery-count`).
+pub fn delivery_count(props: &BasicProperties) -> Option<i64> {
+    get_int(props, "x-delivery-count")
+}

@@ -1,0 +1,92 @@
+//! AMQP plumbing: connecting with automatic recovery, the topology every process declares,
+//! a publisher that waits for the broker's confirm, and the message headers.
+
+pub mod headers;
+mod publisher;
+pub mod topology;
+
+pub use publisher::{Outgoing, PendingConfirm, Publisher};
+
+use crate::redact::redact_url;
+use lapin::{Connection, ConnectionProperties};
+use std::time::Duration;
+
+/// Errors of the AMQP layer.
+#[derive(Debug, thiserror::Error)]
+pub enum AmqpError {
+    /// The broker could not be reached. The URL has its password hidden.
+    #[error("cannot connect to RabbitMQ at {url}: {source}")]
+    Connect {
+        /// Redacted URL.
+        url: String,
+        /// lapin's error.
+        source: lapin::Error,
+    },
+    /// Connecting took longer than the timeout.
+    #[error("cannot connect to RabbitMQ at {url}: timed out after {timeout:?}")]
+    ConnectTimeout {
+        /// Redacted URL.
+        url: String,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// A channel operation failed.
+    #[error("AMQP {op} failed: {source}")]
+    Op {
+        /// What was attempted.
+        op: &'static str,
+        /// lapin's error.
+        source: lapin::Error,
+    },
+    /// The broker did not answer in time.
+    #[error("AMQP {op} timed out after {timeout:?}")]
+    Timeout {
+        /// What was attempted.
+        op: &'static str,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The broker refused to take a message (for example a full queue with reject-publish).
+    #[error("broker refused (nack) a message for exchange {exchange:?} routing key {routing_key:?}")]
+    Nack {
+        /// Target exchange.
+        exchange: String,
+        /// Routing key.
+        routing_key: String,
+    },
+    /// A mandatory message matched no queue and came back.
+    #[error("message for exchange {exchange:?} routing key {routing_key:?} was returned: {reply}")]
+    Returned {
+        /// Target exchange.
+        exchange: String,
+        /// Routing key.
+        routing_key: String,
+        /// The broker's reply text.
+        reply: String,
+    },
+}
+
+/// Connects to the broker with automatic connection and topology recovery, so that a
+/// process resumes by itself after the broker restarts.
+pub async fn connect(url: &str, name: &str, timeout: Duration) -> Result<Connection, AmqpError> {
+    let redacted = redact_url(url);
+    let props = ConnectionProperties::default().with_connection_name(name.into()).enable_auto_recover();
+    match tokio::time::timeout(timeout, Connection::connect(url, props)).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(source)) => Err(AmqpError::Connect { url: redacted, source }),
+        Err(_) => Err(AmqpError::ConnectTimeout { url: redacted, timeout }),
+    }
+}
+
+/// Runs one broker round trip under `timeout`, naming the operation in the error.
+pub async fn timed<T>(
+    op: &'static str,
+    timeout: Duration,
+    fut: impl std::future::Future<Output = lapin::Result<T>>,
+) -> Result<T, AmqpError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(source)) => Err(AmqpError::Op { op, source }),
+        Err(_) => Err(AmqpError::Timeout { op, timeout }),
+    }
+}

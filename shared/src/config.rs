@@ -1,0 +1,390 @@
+//! certfleet configuration: defaults, then the TOML file, then `CERTFLEET_*` environment
+//! variables (nested keys with `__`, for example `CERTFLEET_WORKER__CONCURRENCY=8`).
+
+use certfleet_proto::{Driver, KeyAlgorithm};
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Value};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The default config file name, looked up in the working directory.
+pub const DEFAULT_CONFIG_FILE: &str = "certfleet.toml";
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "CERTFLEET_";
+
+/// Configuration shared by every certfleet process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Inventory database: `sqlite://certfleet.db?mode=rwc` (default) or `postgres://...`.
+    pub database_url: String,
+    /// RabbitMQ URL, for example `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    pub amqp_url: String,
+    /// Routing table mapping assets to drivers (see `routes.example.toml`).
+    pub routes_file: PathBuf,
+    /// Scheduler: time between two inventory scans, for example `30s`.
+    #[serde(with = "humantime_serde")]
+    pub scan_interval: Duration,
+    /// Scheduler: rows read per page while scanning (the inventory is never loaded whole).
+    pub scan_page_size: u64,
+    /// Scheduler: how long a published job holds its asset before it may be published again.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// Scheduler: how long an asset whose rotation was rolled back waits before the next try.
+    #[serde(with = "humantime_serde")]
+    pub failed_retry_after: Duration,
+    /// Timeout of every single broker or database round trip made at start-up.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Delayed retries of transient failures.
+    pub retry: RetryConfig,
+    /// Worker settings.
+    pub worker: WorkerConfig,
+    /// Named certificate issuers; assets name one in `certificate_authority`.
+    pub issuers: BTreeMap<String, IssuerConfig>,
+    /// Log output: `text` (default) or `json`.
+    pub log_format: LogFormat,
+}
+
+/// Delayed retries of transient failures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts in total, the first included, before a job goes to the dead letters.
+    pub max_attempts: u32,
+    /// Delay before the second attempt; doubles on each further attempt (with jitter).
+    #[serde(with = "humantime_serde")]
+    pub base_delay: Duration,
+    /// Upper bound of one delay.
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
+}
+
+/// Worker settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Jobs run at once; also the AMQP prefetch.
+    pub concurrency: u16,
+    /// Drivers this worker serves (`--drivers` overrides it). Empty means all.
+    pub drivers: Vec<Driver>,
+    /// Upper bound of one job, device and CA round trips included.
+    #[serde(with = "humantime_serde")]
+    pub job_timeout: Duration,
+    /// On SIGTERM, how long jobs in flight may take to finish before the worker exits.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// One named issuer. The `kind` key selects the implementation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum IssuerConfig {
+    /// certfleet's built-in CA, for short-lived internal certificates.
+    Internal(InternalIssuerConfig),
+}
+
+impl IssuerConfig {
+    /// Per-issuer override of how long before expiry a certificate is renewed. `None` means
+    /// one third of the certificate's lifetime.
+    pub fn renew_before(&self) -> Option<Duration> {
+        match self {
+            Self::Internal(c) => c.renew_before,
+        }
+    }
+}
+
+/// The built-in CA.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InternalIssuerConfig {
+    /// Directory holding the root certificate and key (`root/ca.crt`, `root/ca.key`, mode 0600).
+    /// Created on first start. Every worker using this issuer must see the same directory.
+    pub ca_dir: PathBuf,
+    /// Common name of the root, used only when the root is created.
+    pub root_common_name: String,
+    /// Lifetime of issued certificates, for example `4d`.
+    #[serde(with = "humantime_serde")]
+    pub validity: Duration,
+    /// Algorithm of the root's own key, used only when the root is created.
+    pub root_key_algorithm: KeyAlgorithm,
+    /// Renew this long before expiry instead of at one third of the lifetime.
+    #[serde(default, with = "humantime_serde")]
+    pub renew_before: Option<Duration>,
+}
+
+impl Default for InternalIssuerConfig {
+    fn default() -> Self {
+        Self {
+            ca_dir: PathBuf::from("certfleet-ca"),
+            root_common_name: "certfleet internal root".into(),
+            validity: Duration::from_secs(4 * 86_400),
+            root_key_algorithm: KeyAlgorithm::EcdsaP256,
+            renew_before: None,
+        }
+    }
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self { max_attempts: 5, base_delay: Duration::from_secs(2), max_delay: Duration::from_secs(600) }
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            drivers: Vec::new(),
+            job_timeout: Duration::from_secs(120),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut issuers = BTreeMap::new();
+        issuers.insert("internal".to_owned(), IssuerConfig::Internal(InternalIssuerConfig::default()));
+        Self {
+            database_url: "sqlite://certfleet.db?mode=rwc".into(),
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            routes_file: PathBuf::from("routes.toml"),
+            scan_interval: Duration::from_secs(30),
+            scan_page_size: 2000,
+            lease: Duration::from_secs(600),
+            failed_retry_after: Duration::from_secs(900),
+            connect_timeout: Duration::from_secs(10),
+            retry: RetryConfig::default(),
+            worker: WorkerConfig::default(),
+            issuers,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `--config` named a file that does not exist.
+    #[error("config file {path} not found")]
+    NotFound {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A value has the wrong type, or a key is unknown; figment names the key and its source.
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    /// A value parses but is not acceptable.
+    #[error("invalid configuration: {key}: {reason}")]
+    Value {
+        /// The offending key.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// A loaded configuration plus the warnings met while loading it.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// Environment variables with the `CERTFLEET_` prefix that name no known key.
+    pub unknown_env: Vec<String>,
+}
+
+impl Config {
+    /// Loads `path` (or the default `certfleet.toml` if present) and the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Loaded, ConfigError> {
+        Self::load_from(path, std::env::vars())
+    }
+
+    /// Like [`Config::load`] with the environment given as pairs, so tests need not touch
+    /// the process environment.
+    pub fn load_from(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match path {
+            Some(p) if !p.exists() => return Err(ConfigError::NotFound { path: p.to_owned() }),
+            Some(p) => figment = figment.merge(Toml::file_exact(p)),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+            }
+            None => {}
+        }
+        let (overrides, unknown_env) = env_overrides(env);
+        let config: Config = figment.merge(Serialized::globals(overrides)).extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(Loaded { config, unknown_env })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, reason: &str| Err(ConfigError::Value { key, reason: reason.to_owned() });
+        if self.scan_page_size == 0 {
+            return bad("scan_page_size", "must be at least 1");
+        }
+        if self.worker.concurrency == 0 {
+            return bad("worker.concurrency", "must be at least 1");
+        }
+        if self.retry.max_attempts == 0 {
+            return bad("retry.max_attempts", "must be at least 1");
+        }
+        if self.lease.is_zero() {
+            return bad("lease", "must be longer than zero");
+        }
+        if self.issuers.is_empty() {
+            return bad("issuers", "at least one issuer must be configured");
+        }
+        for (name, issuer) in &self.issuers {
+            match issuer {
+                IssuerConfig::Internal(c) if c.validity < Duration::from_secs(60) => {
+                    return Err(ConfigError::Value {
+                        key: "issuers.*.validity",
+                        reason: format!("issuer {name:?}: validity must be at least 1m"),
+                    });
+                }
+                IssuerConfig::Internal(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Top-level keys that environment variables may set.
+const ENV_KEYS: &[&str] = &[
+    "database_url",
+    "amqp_url",
+    "routes_file",
+    "scan_interval",
+    "scan_page_size",
+    "lease",
+    "failed_retry_after",
+    "connect_timeout",
+    "retry",
+    "worker",
+    "issuers",
+    "log_format",
+];
+
+/// Turns `CERTFLEET_A__B=v` pairs into a nested dictionary; returns unknown names apart.
+fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> (Dict, Vec<String>) {
+    let mut root = Dict::new();
+    let mut unknown = Vec::new();
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+        let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        if !ENV_KEYS.contains(&path[0].as_str()) || path.iter().any(String::is_empty) {
+            if rest != "CONFIG" && rest != "LOG" {
+                unknown.push(name);
+            }
+            continue;
+        }
+        // URLs and paths stay strings; other values get figment's lenient parsing
+        // (numbers, booleans, arrays like `[local]`).
+        let parsed = if path[0].ends_with("_url") || path[0].ends_with("_file") {
+            Value::from(value)
+        } else {
+            value.parse::<Value>().unwrap_or_else(|_| Value::from(value))
+        };
+        insert_path(&mut root, &path, parsed);
+    }
+    (root, unknown)
+}
+
+fn insert_path(dict: &mut Dict, path: &[String], value: Value) {
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert(last.clone(), value);
+        }
+        [head, tail @ ..] => {
+            let entry = dict.entry(head.clone()).or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, inner) = entry {
+                insert_path(inner, tail, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_then_file_then_env() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "scan_interval = \"5s\"\namqp_url = \"amqp://file\"\n[worker]\nconcurrency = 4").unwrap();
+        let loaded = Config::load_from(
+            Some(file.path()),
+            env(&[
+                ("CERTFLEET_AMQP_URL", "amqp://u:p@env:5672/%2f"),
+                ("CERTFLEET_WORKER__CONCURRENCY", "9"),
+                ("CERTFLEET_WORKER__DRIVERS", "[local]"),
+                ("CERTFLEET_NOPE", "1"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        let c = loaded.config;
+        assert_eq!(c.scan_interval, Duration::from_secs(5));
+        assert_eq!(c.amqp_url, "amqp://u:p@env:5672/%2f");
+        assert_eq!(c.worker.concurrency, 9);
+        assert_eq!(c.worker.drivers, vec![Driver::Local]);
+        assert_eq!(c.database_url, "sqlite://certfleet.db?mode=rwc");
+        assert_eq!(loaded.unknown_env, vec!["CERTFLEET_NOPE".to_owned()]);
+        assert!(matches!(c.issuers.get("internal"), Some(IssuerConfig::Internal(i)) if i.validity == Duration::from_secs(4 * 86_400)));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "scan_interval = \"soon\"").unwrap();
+        let err = Config::load_from(Some(file.path()), Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("scan_interval"), "{err}");
+
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "scan_intervall = \"5s\"").unwrap();
+        let err = Config::load_from(Some(file.path()), Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("scan_intervall"), "{err}");
+
+        let err = Config::load_from(None, env(&[("CERTFLEET_WORKER__CONCURRENCY", "0")])).unwrap_err().to_string();
+        assert!(err.contains("worker.concurrency"), "{err}");
+
+        let err = Config::load_from(Some(Path::new("/nonexistent/certfleet.toml")), Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/certfleet.toml"));
+    }
+
+    #[test]
+    fn issuers_are_tagged_by_kind() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "[issuers.short]\nkind = \"internal\"\nvalidity = \"1d\"\nrenew_before = \"6h\"\nca_dir = \"/tmp/ca\"").unwrap();
+        let c = Config::load_from(Some(file.path()), Vec::new()).unwrap().config;
+        assert_eq!(c.issuers["short"].renew_before(), Some(Duration::from_secs(6 * 3600)));
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "[issuers.x]\nkind = \"magic\"").unwrap();
+        let err = Config::load_from(Some(file.path()), Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("magic"), "{err}");
+    }
+}

@@ -1,0 +1,125 @@
+//! Dead letters recorded from `certfleet.dead`, and the operator actions on them.
+
+use super::DbError;
+use super::entity::asset::{self, AssetState};
+use super::entity::dead_letter::{self, DeadLetterStatus};
+use super::entity::rotation::{self, RotationStatus};
+use certfleet_proto::{ErrorClass, JobId};
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
+
+/// A dead letter as read off the queue.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The job (or a generated id for an undecodable message without one).
+    pub job_id: JobId,
+    /// The asset, when known.
+    pub asset_id: Option<i64>,
+    /// The asset's name, when known.
+    pub system_name: Option<String>,
+    /// The driver queue it died on, when known.
+    pub driver: Option<String>,
+    /// Why.
+    pub class: ErrorClass,
+    /// Human-readable reason.
+    pub reason: String,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+/// Records a dead letter (idempotent on the job id: a redelivered dead letter, or the same
+/// job dying again after a retry, updates the row and makes it pending again), marks the
+/// asset `dead` with the reason and closes the job's history row.
+pub async fn record(db: &DatabaseConnection, dl: &DeadLetter) -> Result<(), DbError> {
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    let row = dead_letter::ActiveModel {
+        job_id: Set(dl.job_id.0),
+        asset_id: Set(dl.asset_id),
+        system_name: Set(dl.system_name.clone()),
+        driver: Set(dl.driver.clone()),
+        error_class: Set(dl.class.as_str().to_owned()),
+        reason: Set(dl.reason.clone()),
+        attempts: Set(i32::try_from(dl.attempts).unwrap_or(i32::MAX)),
+        status: Set(DeadLetterStatus::Pending),
+        dead_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    dead_letter::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(dead_letter::Column::JobId)
+                .update_columns([
+                    dead_letter::Column::ErrorClass,
+                    dead_letter::Column::Reason,
+                    dead_letter::Column::Attempts,
+                    dead_letter::Column::Status,
+                    dead_letter::Column::UpdatedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+    if let Some(asset_id) = dl.asset_id {
+        asset::Entity::update_many()
+            .col_expr(asset::Column::State, Expr::value(AssetState::Dead.as_str()))
+            .col_expr(asset::Column::LastError, Expr::value(dl.reason.clone()))
+            .col_expr(asset::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(asset::Column::UpdatedAt, Expr::value(now))
+            .filter(asset::Column::Id.eq(asset_id))
+            .exec(&txn)
+            .await?;
+    }
+    rotation::Entity::update_many()
+        .col_expr(rotation::Column::Status, Expr::value(RotationStatus::Dead.as_str()))
+        .col_expr(rotation::Column::ErrorClass, Expr::value(dl.class.as_str()))
+        .col_expr(rotation::Column::ErrorMessage, Expr::value(dl.reason.clone()))
+        .col_expr(rotation::Column::Attempt, Expr::value(i32::try_from(dl.attempts).unwrap_or(i32::MAX)))
+        .col_expr(rotation::Column::FinishedAt, Expr::value(now))
+        .filter(rotation::Column::JobId.eq(dl.job_id.0))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Dead letters, newest first; only pending ones unless `all`.
+pub async fn list(db: &DatabaseConnection, all: bool) -> Result<Vec<dead_letter::Model>, DbError> {
+    let mut q = dead_letter::Entity::find().order_by_desc(dead_letter::Column::UpdatedAt);
+    if !all {
+        q = q.filter(dead_letter::Column::Status.eq(DeadLetterStatus::Pending));
+    }
+    Ok(q.all(db).await?)
+}
+
+/// One dead letter by job id.
+pub async fn get(db: &DatabaseConnection, job_id: JobId) -> Result<dead_letter::Model, DbError> {
+    dead_letter::Entity::find()
+        .filter(dead_letter::Column::JobId.eq(job_id.0))
+        .one(db)
+        .await?
+        .ok_or_else(|| DbError::NotFound(format!("dead letter for job {job_id}")))
+}
+
+/// Sets the operator status of a dead letter; a discarded job's history row says so too.
+pub async fn set_status(db: &DatabaseConnection, job_id: JobId, status: DeadLetterStatus) -> Result<(), DbError> {
+    let txn = db.begin().await?;
+    dead_letter::Entity::update_many()
+        .col_expr(dead_letter::Column::Status, Expr::value(status.to_value()))
+        .col_expr(dead_letter::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(dead_letter::Column::JobId.eq(job_id.0))
+        .exec(&txn)
+        .await?;
+    if status == DeadLetterStatus::Discarded {
+        rotation::Entity::update_many()
+            .col_expr(rotation::Column::Status, Expr::value(RotationStatus::Discarded.as_str()))
+            .filter(rotation::Column::JobId.eq(job_id.0))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+use sea_orm::ActiveEnum as _;

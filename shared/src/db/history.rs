@@ -1,0 +1,241 @@
+//! Job bookkeeping: claiming assets for jobs, the `rotations` history, and applying results.
+
+use super::DbError;
+use super::entity::asset::{self, AssetState};
+use super::entity::rotation::{self, RotationStatus};
+use certfleet_proto::{Driver, JobId, RotationOutcome, RotationResult};
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, TransactionTrait,
+};
+
+/// One asset to claim for one new job.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim {
+    /// The asset.
+    pub asset_id: i64,
+    /// The new job.
+    pub job_id: JobId,
+    /// The driver it is routed to.
+    pub driver: Driver,
+}
+
+/// Which asset states a claim may take over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimScope {
+    /// A scan: never dead or unroutable assets.
+    Scan,
+    /// An operator's explicit request: any state, as long as no lease is running.
+    Operator,
+}
+
+fn claimable(scope: ClaimScope, now: DateTime<Utc>) -> Condition {
+    let lease_free = Condition::any()
+        .add(asset::Column::State.ne(AssetState::InFlight))
+        .add(asset::Column::LeaseUntil.is_null())
+        .add(asset::Column::LeaseUntil.lte(now));
+    let cond = Condition::all().add(lease_free);
+    match scope {
+        ClaimScope::Scan => cond.add(asset::Column::State.is_not_in([AssetState::Dead, AssetState::Unroutable])),
+        ClaimScope::Operator => cond,
+    }
+}
+
+/// Marks the assets in flight until `lease_until` and records a `queued` history row for
+/// each job, in one transaction. Returns the claims that took effect: an asset whose lease
+/// is still running (another scheduler, or an earlier job) is skipped.
+pub async fn claim(
+    db: &DatabaseConnection,
+    claims: &[Claim],
+    scope: ClaimScope,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+) -> Result<Vec<Claim>, DbError> {
+    if claims.is_empty() {
+        return Ok(Vec::new());
+    }
+    let txn = db.begin().await?;
+    let claimed_ids: std::collections::HashSet<i64> = asset::Entity::update_many()
+        .col_expr(asset::Column::State, Expr::value(AssetState::InFlight.as_str()))
+        .col_expr(asset::Column::LeaseUntil, Expr::value(lease_until))
+        .col_expr(asset::Column::UpdatedAt, Expr::value(now))
+        .filter(asset::Column::Id.is_in(claims.iter().map(|c| c.asset_id)))
+        .filter(claimable(scope, now))
+        .exec_with_returning(&txn)
+        .await?
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    let taken: Vec<Claim> = claims.iter().copied().filter(|c| claimed_ids.contains(&c.asset_id)).collect();
+    if !taken.is_empty() {
+        rotation::Entity::insert_many(taken.iter().map(|c| queued_row(c, now)))
+            .on_conflict(
+                OnConflict::column(rotation::Column::JobId)
+                    .update_columns([
+                        rotation::Column::Attempt,
+                        rotation::Column::Status,
+                        rotation::Column::ErrorClass,
+                        rotation::Column::ErrorMessage,
+                        rotation::Column::QueuedAt,
+                        rotation::Column::FinishedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(taken)
+}
+
+fn queued_row(c: &Claim, now: DateTime<Utc>) -> rotation::ActiveModel {
+    rotation::ActiveModel {
+        job_id: Set(c.job_id.0),
+        asset_id: Set(c.asset_id),
+        attempt: Set(1),
+        driver: Set(c.driver.as_str().to_owned()),
+        status: Set(RotationStatus::Queued),
+        error_class: Set(None),
+        error_message: Set(None),
+        worker: Set(None),
+        queued_at: Set(now),
+        finished_at: Set(None),
+        ..Default::default()
+    }
+}
+
+/// Undoes claims whose jobs could not be published: the assets become due again (the next
+/// scan picks them up) and the never-published history rows are removed.
+pub async fn release(db: &DatabaseConnection, claims: &[Claim], reason: &str) -> Result<(), DbError> {
+    if claims.is_empty() {
+        return Ok(());
+    }
+    let txn = db.begin().await?;
+    asset::Entity::update_many()
+        .col_expr(asset::Column::State, Expr::value(AssetState::Due.as_str()))
+        .col_expr(asset::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(asset::Column::LastError, Expr::value(reason))
+        .filter(asset::Column::Id.is_in(claims.iter().map(|c| c.asset_id)))
+        .exec(&txn)
+        .await?;
+    rotation::Entity::delete_many()
+        .filter(rotation::Column::JobId.is_in(claims.iter().map(|c| c.job_id.0)))
+        .filter(rotation::Column::Status.eq(RotationStatus::Queued))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Marks an asset unroutable with the reason.
+pub async fn mark_unroutable(db: &impl ConnectionTrait, asset_id: i64, reason: &str) -> Result<(), DbError> {
+    asset::Entity::update_many()
+        .col_expr(asset::Column::State, Expr::value(AssetState::Unroutable.as_str()))
+        .col_expr(asset::Column::LastError, Expr::value(reason))
+        .col_expr(asset::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(asset::Column::Id.eq(asset_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// What applying a result did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The asset and history were updated.
+    Updated,
+    /// The asset no longer exists; the result was dropped.
+    UnknownAsset,
+}
+
+/// Records a worker's result: the history row and the asset's certificate facts and state.
+/// Idempotent: a redelivered result rewrites the same row with the same values, and a
+/// later result for the same job (a redone job) wins, as it describes what is installed.
+pub async fn apply_result(
+    db: &DatabaseConnection,
+    result: &RotationResult,
+    failed_retry_after: std::time::Duration,
+) -> Result<Applied, DbError> {
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    let Some(current) = asset::Entity::find_by_id(result.asset_id.0).one(&txn).await? else {
+        return Ok(Applied::UnknownAsset);
+    };
+    let mut row: asset::ActiveModel = current.into();
+    let (status, class, message) = match &result.outcome {
+        RotationOutcome::Rotated { certificate: c } => {
+            row.state = Set(AssetState::Ok);
+            row.not_before = Set(Some(c.not_before));
+            row.not_after = Set(Some(c.not_after));
+            row.certificate_expiration = Set(Some(c.not_after));
+            row.serial = Set(Some(c.serial.clone()));
+            row.fingerprint_sha256 = Set(Some(c.sha256_fingerprint.clone()));
+            row.issuer_dn = Set(Some(c.issuer.clone()));
+            row.last_error = Set(None);
+            row.lease_until = Set(None);
+            (RotationStatus::Rotated, None, None)
+        }
+        RotationOutcome::RolledBack { cause } => {
+            row.state = Set(AssetState::Failed);
+            row.last_error = Set(Some(cause.clone()));
+            // For a failed asset the lease is the earliest time of the next try.
+            let retry_at = chrono::Duration::from_std(failed_retry_after).unwrap_or(chrono::Duration::MAX);
+            row.lease_until = Set(now.checked_add_signed(retry_at));
+            (RotationStatus::RolledBack, Some("rolled_back".to_owned()), Some(cause.clone()))
+        }
+    };
+    row.updated_at = Set(now);
+    asset::Entity::update(row).exec(&txn).await?;
+    upsert_history(&txn, result, status, class, message).await?;
+    txn.commit().await?;
+    Ok(Applied::Updated)
+}
+
+async fn upsert_history(
+    db: &impl ConnectionTrait,
+    result: &RotationResult,
+    status: RotationStatus,
+    class: Option<String>,
+    message: Option<String>,
+) -> Result<(), DbError> {
+    let row = rotation::ActiveModel {
+        job_id: Set(result.job_id.0),
+        asset_id: Set(result.asset_id.0),
+        attempt: Set(i32::try_from(result.attempt).unwrap_or(i32::MAX)),
+        driver: Set(result.driver.as_str().to_owned()),
+        status: Set(status),
+        error_class: Set(class),
+        error_message: Set(message),
+        worker: Set(Some(result.worker.clone())),
+        queued_at: Set(result.started_at),
+        finished_at: Set(Some(result.finished_at)),
+        ..Default::default()
+    };
+    rotation::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(rotation::Column::JobId)
+                .update_columns([
+                    rotation::Column::Attempt,
+                    rotation::Column::Status,
+                    rotation::Column::ErrorClass,
+                    rotation::Column::ErrorMessage,
+                    rotation::Column::Worker,
+                    rotation::Column::FinishedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// The history of one asset, newest first.
+pub async fn for_asset(db: &DatabaseConnection, asset_id: i64) -> Result<Vec<rotation::Model>, DbError> {
+    Ok(rotation::Entity::find()
+        .filter(rotation::Column::AssetId.eq(asset_id))
+        .order_by_desc(rotation::Column::QueuedAt)
+        .all(db)
+        .await?)
+}

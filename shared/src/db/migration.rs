@@ -1,0 +1,108 @@
+//! Schema migrations, applied at start-up by every process (idempotent).
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::schema::*;
+
+/// The list of migrations, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(M0001Initial)]
+    }
+}
+
+struct M0001Initial;
+
+impl MigrationName for M0001Initial {
+    fn name(&self) -> &str {
+        "m0001_initial"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0001Initial {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table("assets")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(string_uniq("system_name"))
+                .col(string("common_name"))
+                .col(json("subject_alternative_name"))
+                .col(string("certificate_authority"))
+                .col(timestamp_with_time_zone_null("certificate_expiration"))
+                .col(string_null("data_center"))
+                .col(string_null("device_model"))
+                .col(string("host_platform"))
+                .col(string_null("ip_address"))
+                .col(integer_null("port"))
+                .col(string_null("origin"))
+                .col(string_null("os_version"))
+                .col(boolean("certificate_validation"))
+                .col(string_len("key_algorithm", 16))
+                .col(json("settings"))
+                .col(string_len("state", 16))
+                .col(timestamp_with_time_zone_null("not_before"))
+                .col(timestamp_with_time_zone_null("not_after"))
+                .col(string_null("serial"))
+                .col(string_null("fingerprint_sha256"))
+                .col(string_null("issuer_dn"))
+                .col(text_null("last_error"))
+                .col(timestamp_with_time_zone_null("lease_until"))
+                .col(timestamp_with_time_zone("updated_at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table("rotations")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(uuid_uniq("job_id"))
+                .col(big_integer("asset_id"))
+                .col(integer("attempt"))
+                .col(string_len("driver", 32))
+                .col(string_len("status", 16))
+                .col(string_null("error_class"))
+                .col(text_null("error_message"))
+                .col(string_null("worker"))
+                .col(timestamp_with_time_zone("queued_at"))
+                .col(timestamp_with_time_zone_null("finished_at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create().if_not_exists().name("rotations_asset_id").table("rotations").col("asset_id").to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table("dead_letters")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(uuid_uniq("job_id"))
+                .col(big_integer_null("asset_id"))
+                .col(string_null("system_name"))
+                .col(string_null("driver"))
+                .col(string("error_class"))
+                .col(text("reason"))
+                .col(integer("attempts"))
+                .col(string_len("status", 16))
+                .col(timestamp_with_time_zone("dead_at"))
+                .col(timestamp_with_time_zone("updated_at"))
+                .to_owned(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for t in ["dead_letters", "rotations", "assets"] {
+            m.drop_table(Table::drop().table(t).if_exists().to_owned()).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,99 @@
+//! The inventory database: connection, migrations and the repository functions every
+//! process uses. SQLite is the embedded default; PostgreSQL works identically.
+
+pub mod assets;
+pub mod dead_letters;
+pub mod entity;
+pub mod history;
+mod job;
+pub mod migration;
+
+pub use job::{JobBuildError, job_from_asset};
+
+use crate::redact::redact_url;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm_migration::MigratorTrait;
+use std::time::Duration;
+
+/// Errors of the database layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database could not be reached or opened. The URL has its password hidden.
+    #[error("cannot open database {url}: {source}")]
+    Connect {
+        /// The redacted URL.
+        url: String,
+        /// The driver's error.
+        source: DbErr,
+    },
+    /// Opening the database took longer than the connect timeout.
+    #[error("cannot open database {url}: timed out after {timeout:?}")]
+    ConnectTimeout {
+        /// The redacted URL.
+        url: String,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// Applying migrations failed.
+    #[error("migrating database {url}: {source}")]
+    Migrate {
+        /// The redacted URL.
+        url: String,
+        /// The driver's error.
+        source: DbErr,
+    },
+    /// A query failed.
+    #[error("database error: {0}")]
+    Query(#[from] DbErr),
+    /// Input rejected before touching the database.
+    #[error("{0}")]
+    Invalid(String),
+    /// A row that should exist does not.
+    #[error("{0} not found")]
+    NotFound(String),
+}
+
+/// Opens the inventory database and applies pending migrations.
+pub async fn connect(url: &str, timeout: Duration) -> Result<DatabaseConnection, DbError> {
+    let redacted = redact_url(url);
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.connect_timeout(timeout)
+        .acquire_timeout(timeout.max(Duration::from_secs(30)))
+        .max_connections(8)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            // WAL lets the CLI read while the scheduler writes; the busy timeout makes
+            // concurrent writers from several processes wait instead of failing.
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(30))
+        });
+    let db = match tokio::time::timeout(timeout, Database::connect(opts)).await {
+        Ok(Ok(db)) => db,
+        Ok(Err(source)) => return Err(DbError::Connect { url: redacted, source }),
+        Err(_) => return Err(DbError::ConnectTimeout { url: redacted, timeout }),
+    };
+    migrate(&db).await.map_err(|source| DbError::Migrate { url: redacted, source })?;
+    Ok(db)
+}
+
+/// Applies pending migrations. Several processes may start at once; one that loses the
+/// race sees an error, waits, and finds nothing pending on a later try.
+async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    let mut tries = 0;
+    loop {
+        match migration::Migrator::up(db, None).await {
+            Ok(()) => return Ok(()),
+            Err(err) => {
+                tries += 1;
+                if tries >= 5 {
+                    return Err(err);
+                }
+                tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                if migration::Migrator::get_pending_migrations(db).await.is_ok_and(|p| p.is_empty()) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Logging and trace context: tracing to stderr (text or JSON), and W3C `traceparent`
+//! values carried in every message so one rotation can be followed across processes.
+
+use crate::config::LogFormat;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::Context;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use rand::Rng;
+use std::collections::HashMap;
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global tracing subscriber. `RUST_LOG` (or `CERTFLEET_LOG`) sets the filter;
+/// the default is `info`. Safe to call more than once (later calls do nothing).
+pub fn init(format: LogFormat) {
+    let filter = std::env::var("CERTFLEET_LOG")
+        .ok()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+struct Map<'a>(&'a mut HashMap<String, String>);
+
+impl Injector for Map<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_owned(), value);
+    }
+}
+
+struct Read<'a>(&'a HashMap<String, String>);
+
+impl Extractor for Read<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+fn format_context(trace_id: TraceId) -> String {
+    let span_id = SpanId::from_bytes(rand::rng().random::<[u8; 8]>());
+    let span = SpanContext::new(trace_id, span_id, TraceFlags::SAMPLED, true, TraceState::default());
+    let cx = Context::new().with_remote_span_context(span);
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(&cx, &mut Map(&mut carrier));
+    carrier.remove("traceparent").unwrap_or_default()
+}
+
+/// A `traceparent` starting a new trace.
+pub fn new_traceparent() -> String {
+    format_context(TraceId::from_bytes(rand::rng().random::<[u8; 16]>()))
+}
+
+/// A `traceparent` continuing the trace of `parent` with a new span id, or a new trace if
+/// `parent` is missing or invalid.
+pub fn child_traceparent(parent: Option<&str>) -> String {
+    match parent.and_then(trace_id_of) {
+        Some(trace_id) => format_context(trace_id),
+        None => new_traceparent(),
+    }
+}
+
+fn trace_id_of(traceparent: &str) -> Option<TraceId> {
+    let mut carrier = HashMap::new();
+    carrier.insert("traceparent".to_owned(), traceparent.to_owned());
+    let cx = TraceContextPropagator::new().extract(&Read(&carrier));
+    let span = cx.span().span_context().clone();
+    span.is_valid().then(|| span.trace_id())
+}
+
+/// The trace id (hex) of a `traceparent`, for log fields.
+pub fn trace_id(traceparent: &str) -> Option<String> {
+    trace_id_of(traceparent).map(|t| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparents_are_w3c_and_children_keep_the_trace() {
+        let parent = new_traceparent();
+        let parts: Vec<&str> = parent.split('-').collect();
+        assert_eq!(parts.len(), 4, "{parent}");
+        assert_eq!((parts[0], parts[1].len(), parts[2].len(), parts[3]), ("00", 32, 16, "01"));
+        let child = child_traceparent(Some(&parent));
+        assert_eq!(trace_id(&child), trace_id(&parent));
+        assert_ne!(child, parent);
+        assert_ne!(trace_id(&child_traceparent(Some("garbage"))), trace_id(&parent));
+    }
+}
