@@ -108,3 +108,9 @@ impl ErrorClass {
         serde_json::from_value(serde_json::Value::String(s.to_owned())).unwrap_or(Self::Internal)
     }
 }
+
+impl std::fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

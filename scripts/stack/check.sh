@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2153  # ZONE etc. come from the sourced stack.env
 # Smoke-test the stack started by scripts/stack/up.sh: every peer answers the
 # way certfleet's integration tests rely on.
 #
@@ -22,8 +23,15 @@ done
 [[ ${#args[@]} -eq 1 ]] || { echo "usage: $0 [--no-acme] STATE_DIR" >&2; exit 2; }
 ENV_FILE="${args[0]}/stack.env"
 [[ -f $ENV_FILE ]] || { echo "[check] ERROR: $ENV_FILE missing - did up.sh succeed?" >&2; exit 1; }
-# shellcheck disable=SC1090
+# shellcheck disable=SC1090  # path known at run time
 source "$ENV_FILE"
+for k in STATE_DIR ZONE DELEGATE_ZONE NAMED_PORT TSIG_KEY_NAME TSIG_SECRET TSIG512_KEY_NAME TSIG512_SECRET \
+         DELEGATED_NAME DELEGATED_CHALLENGE_TARGET PEBBLE_DIRECTORY_URL PEBBLE_MGMT_URL PEBBLE_CA_BUNDLE \
+         PEBBLE_EAB_DIRECTORY_URL PEBBLE_EAB_MGMT_URL SSH_PORT SSH_USER SSH_KEY SSH_KNOWN_HOSTS \
+         NGINX_TLS_PORT NGINX_CERT NGINX_CONF NGINX_PID_FILE HAPROXY_TLS_PORT HAPROXY_SOCKET \
+         HAPROXY_API_PORT HAPROXY_PEM; do
+    [[ -n ${!k:-} ]] || { echo "[check] ERROR: $k missing from $ENV_FILE" >&2; exit 1; }
+done
 
 WORK=$(mktemp -d "$STATE_DIR/check.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
@@ -213,7 +221,9 @@ haproxy_admin() {
     [[ $(served_fp "$HAPROXY_TLS_PORT") == "$(file_fp "$WORK/c.pem")" ]] || bad "swapped cert not served"
     swap "$(cat "$HAPROXY_PEM")"
     [[ $(served_fp "$HAPROXY_TLS_PORT") == "$orig_fp" ]] || bad "original cert not restored"
-    [[ $(<"$STATE_DIR/haproxy/haproxy.pid") == "$pid" ]] && kill -0 "$pid" || bad "haproxy restarted"
+    if [[ $(<"$STATE_DIR/haproxy/haproxy.pid") != "$pid" ]] || ! kill -0 "$pid"; then
+        bad "haproxy restarted"
+    fi
 }
 
 # --- loopback only -----------------------------------------------------------------
@@ -232,17 +242,17 @@ loopback_only() {
 # --- end to end: DNS-01 issuance through Pebble + BIND --------------------------
 # Proves Pebble really resolves through our named (-dnsserver), including the
 # CNAME into the delegate zone, using lego as a reference ACME client.
-acme_dns01() { # DOMAIN
-    local dir="$WORK/lego-$1"
+acme_dns01() { # DOMAIN DIRECTORY_URL [extra lego flags...]
+    local domain=$1 dir="$WORK/lego-$1" server=$2; shift 2
     LEGO_CA_CERTIFICATES="$PEBBLE_CA_BUNDLE" \
     RFC2136_NAMESERVER="127.0.0.1:$NAMED_PORT" \
     RFC2136_TSIG_ALGORITHM="hmac-sha256." RFC2136_TSIG_KEY="$TSIG_KEY_NAME" RFC2136_TSIG_SECRET="$TSIG_SECRET" \
     RFC2136_PROPAGATION_TIMEOUT=30 RFC2136_POLLING_INTERVAL=1 RFC2136_TTL=1 \
-        timeout 120 lego --server "$PEBBLE_DIRECTORY_URL" --accept-tos --email "check@$ZONE" \
+        timeout 120 lego --server "$server" --accept-tos --email "check@$ZONE" "$@" \
             --path "$dir" --dns rfc2136 --dns.resolvers "127.0.0.1:$NAMED_PORT" --dns.disable-cp \
-            --domains "$1" run >"$WORK/lego-$1.log" 2>&1 \
-        || { tail -n 30 "$WORK/lego-$1.log"; bad "lego could not issue $1"; }
-    openssl x509 -noout -in "$dir/certificates/$1.crt" || bad "no certificate for $1"
+            --domains "$domain" run >"$dir.log" 2>&1 \
+        || { tail -n 30 "$dir.log"; bad "lego could not issue $domain"; }
+    openssl x509 -noout -in "$dir/certificates/$domain.crt" || bad "no certificate for $domain"
 }
 
 check "dns: hmac-sha256 update add/remove in $ZONE"          dns_update_roundtrip hmac-sha256 "$TSIG_KEY_NAME" "$TSIG_SECRET" "$ZONE"
@@ -262,8 +272,10 @@ check "haproxy: serves $HAPROXY_PEM"                         tls_serves "$HAPROX
 check "haproxy: admin sockets + hot cert swap"               haproxy_admin
 check "all peers listen on 127.0.0.1 only"                   loopback_only
 if (( run_acme )) && command -v lego >/dev/null; then
-    check "acme: DNS-01 issuance (lego) for check-$$.$ZONE"  acme_dns01 "check-$$.$ZONE"
-    check "acme: DNS-01 via CNAME delegation for $DELEGATED_NAME" acme_dns01 "$DELEGATED_NAME"
+    check "acme: DNS-01 issuance (lego) for check-$$.$ZONE"  acme_dns01 "check-$$.$ZONE" "$PEBBLE_DIRECTORY_URL"
+    check "acme: DNS-01 via CNAME delegation for $DELEGATED_NAME" acme_dns01 "$DELEGATED_NAME" "$PEBBLE_DIRECTORY_URL"
+    check "acme-eab: issuance with EAB kid $PEBBLE_EAB_KID"  acme_dns01 "eab-$$.$ZONE" "$PEBBLE_EAB_DIRECTORY_URL" \
+        --eab --kid "$PEBBLE_EAB_KID" --hmac "$PEBBLE_EAB_HMAC"
 else
     echo "SKIP  acme: DNS-01 end to end (needs lego: install.sh --peers)"
 fi

@@ -36,8 +36,7 @@ stop_pid() {
     alive "$pid" || return 0
     log "stopping $name (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
-    local i
-    for i in $(seq 100); do
+    for _ in $(seq 100); do
         alive "$pid" || return 0
         sleep 0.1
     done
@@ -76,7 +75,7 @@ configs=("$STATE/haproxy/haproxy.cfg" "$STATE/nginx/nginx.conf" "$STATE/ssh/sshd
 for proc in /proc/[0-9]*; do
     pid=${proc#/proc/}
     [[ $pid == "$$" ]] && continue
-    args=$(tr '\0' '\n' <"$proc/cmdline" 2>/dev/null) || continue
+    args=$(tr '\0' '\n' 2>/dev/null <"$proc/cmdline") || continue
     for c in "${configs[@]}"; do
         if grep -qxF -- "$c" <<<"$args"; then
             stop_pid "stray $(cat "$proc/comm" 2>/dev/null || echo '?')" "$pid"

@@ -112,9 +112,10 @@ fi
 # /etc/bind, /var/cache/bind, /var/lib/bind, /run/named. Our instance keeps its
 # config, zones and journals in a temp STATE_DIR, which that profile would deny
 # (named then fails with "permission denied" on a real VM; containers usually
-# have no AppArmor). Disable that one profile the Debian way.
+# have no AppArmor). The profile is named "named" (`profile named
+# /usr/sbin/named`). Disable that one profile the Debian way.
 if [[ -r /sys/kernel/security/apparmor/profiles ]] \
-   && grep -q '^/usr/sbin/named ' /sys/kernel/security/apparmor/profiles 2>/dev/null \
+   && grep -Eq '^(named|/usr/sbin/named) \(enforce\)' /sys/kernel/security/apparmor/profiles 2>/dev/null \
    && [[ -f /etc/apparmor.d/usr.sbin.named ]]; then
     log "disabling the AppArmor profile of /usr/sbin/named (it forbids a private state dir)"
     mkdir -p /etc/apparmor.d/disable

@@ -152,6 +152,7 @@ PY
 # right before exec, so it is always the daemon's real pid.
 spawn() {
     local pidfile=$1 logfile=$2; shift 2
+    # shellcheck disable=SC2016  # $$ and $@ expand in the inner bash
     setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 &
 }
 
@@ -273,6 +274,10 @@ zone "$DELEGATE_ZONE" {
 EOF
 chmod 600 "$N/named.conf"   # holds the TSIG secrets
 
+# Debian's AppArmor profile for named would deny every path in STATE_DIR.
+if grep -Eqs '^(named|/usr/sbin/named) \(enforce\)' /sys/kernel/security/apparmor/profiles; then
+    die "AppArmor profile 'named' is enforcing and forbids $N; run scripts/stack/install.sh (it disables that profile)"
+fi
 # named reports config errors to syslog once daemonized; check first so the
 # error is printed here instead.
 named-checkconf -z "$N/named.conf" >"$N/checkconf.log" 2>&1 \
@@ -312,7 +317,8 @@ chmod 600 "$P/ca.key" "$P/key.pem"
 cp "$P/cert.pem" "$P/key.pem" "$STATE/pebble-eab/"
 
 write_pebble_config() { # FILE PORT MGMT HTTP TLS EAB(true|false)
-    local eab_keys=""
+    local eab_keys="" dir
+    dir=$(dirname "$1")
     [[ $6 == true ]] && eab_keys=",
     \"externalAccountMACKeys\": { \"$PEBBLE_EAB_KID\": \"$PEBBLE_EAB_HMAC\" }"
     cat >"$1" <<EOF
@@ -320,8 +326,8 @@ write_pebble_config() { # FILE PORT MGMT HTTP TLS EAB(true|false)
   "pebble": {
     "listenAddress": "127.0.0.1:$2",
     "managementListenAddress": "127.0.0.1:$3",
-    "certificate": "$(dirname "$1")/cert.pem",
-    "privateKey": "$(dirname "$1")/key.pem",
+    "certificate": "$dir/cert.pem",
+    "privateKey": "$dir/key.pem",
     "httpPort": $4,
     "tlsPort": $5,
     "ocspResponderURL": "",

@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod config;
 pub mod db;
 pub mod redact;
+pub mod shutdown;
 pub mod telemetry;
 
 pub use config::{Config, ConfigError};

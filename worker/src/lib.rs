@@ -1,1 +1,14 @@
-//! placeholder
+//! certfleet worker: consumes rotation jobs for the drivers it is tagged with, runs each
+//! job through a [`driver::PlatformDriver`] and an [`issuer::Issuer`], and reports the
+//! result, the retry or the dead letter through the one mapping in [`consumer`].
+
+pub mod certinfo;
+pub mod consumer;
+pub mod driver;
+pub mod issuer;
+pub mod keygen;
+pub mod outcome;
+pub mod rotation;
+pub mod runtime;
+
+pub use runtime::{WorkerOptions, run};

@@ -1,6 +1,5 @@
 //! Message properties and headers: how certfleet messages describe themselves.
 
-use crate::telemetry;
 use certfleet_proto::{ErrorClass, RotationJob};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -58,14 +57,18 @@ pub fn result_properties(job_id: &str, traceparent: &str) -> BasicProperties {
 
 /// Properties of a dead letter published by a worker: the original headers plus the reason,
 /// the class and the attempt count.
-pub fn dead_properties(original: &BasicProperties, class: ErrorClass, reason: &str, attempts: u32) -> BasicProperties {
+pub fn dead_properties(
+    original: &BasicProperties,
+    class: ErrorClass,
+    reason: &str,
+    attempts: u32,
+    traceparent: &str,
+) -> BasicProperties {
     let mut h = original.headers().clone().unwrap_or_default();
     h.insert(ShortString::from(DEAD_REASON), long(reason));
     h.insert(ShortString::from(DEAD_CLASS), long(class.as_str()));
     h.insert(ShortString::from(ATTEMPT), AMQPValue::LongLongInt(i64::from(attempts)));
-    if h.inner().get(TRACEPARENT).is_none() {
-        h.insert(ShortString::from(TRACEPARENT), long(&telemetry::new_traceparent()));
-    }
+    h.insert(ShortString::from(TRACEPARENT), long(traceparent));
     original.clone().with_delivery_mode(2).with_headers(h)
 }
 

@@ -1,0 +1,102 @@
+//! Platform drivers: how a worker reaches a device, has it make a key and CSR, installs the
+//! signed chain, activates it, checks it, and undoes it when something fails.
+//!
+//! Adding a driver: one module here, one `certfleet_proto::Driver` variant, one arm in
+//! [`build`], and a route in `routes.toml`.
+
+pub mod local;
+
+use crate::issuer::Issued;
+use async_trait::async_trait;
+use certfleet_proto::{Driver, RotationJob};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A driver failure, classified once by `outcome::JobError::classify`.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The asset's settings cannot work (missing path, bad value): permanent.
+    #[error("invalid settings: {0}")]
+    InvalidSettings(String),
+    /// The device refused our credentials: permanent.
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// The device could not be reached or answered with a passing fault: retried.
+    #[error("device unreachable: {0}")]
+    Unreachable(String),
+    /// A device round trip took too long: retried.
+    #[error("{op} timed out after {after:?}")]
+    Timeout {
+        /// What was attempted.
+        op: &'static str,
+        /// The timeout.
+        after: Duration,
+    },
+    /// A step on the device failed after the new certificate was installed (reload,
+    /// validation). The driver rolls back when it sees this.
+    #[error("{0}")]
+    Activation(String),
+    /// Anything else on the device: permanent, with the reason.
+    #[error("{0}")]
+    Device(String),
+}
+
+/// One rotation on one device, from pre-flight to close. Each method is one step of the
+/// common contract; the pipeline in `rotation.rs` calls them in order.
+#[async_trait]
+pub trait DeviceSession: Send {
+    /// Has the device generate a fresh key and return a DER CSR for the job's names.
+    async fn generate_csr(&mut self, job: &RotationJob) -> Result<Vec<u8>, DriverError>;
+    /// Installs the chain (and the key made on the device) atomically, keeping the
+    /// previous pair. A failure here leaves the device unchanged.
+    async fn install(&mut self, issued: &Issued) -> Result<(), DriverError>;
+    /// Makes the service use the new pair (reload, commit). Failure → rollback.
+    async fn activate(&mut self) -> Result<(), DriverError>;
+    /// Checks that the new certificate is what the device now has or serves.
+    async fn validate(&mut self, issued: &Issued) -> Result<(), DriverError>;
+    /// Restores the previous pair and re-activates it.
+    async fn rollback(&mut self) -> Result<(), DriverError>;
+    /// Ends the session on every path (closes connections, removes temporary files).
+    async fn close(self: Box<Self>);
+}
+
+/// A platform driver.
+#[async_trait]
+pub trait PlatformDriver: Send + Sync {
+    /// Which driver this is.
+    fn kind(&self) -> Driver;
+    /// Pre-flight: checks the settings and reaches the device.
+    async fn open(&self, job: &RotationJob) -> Result<Box<dyn DeviceSession>, DriverError>;
+}
+
+/// Builds the driver implementation for `kind`.
+pub fn build(kind: Driver) -> Arc<dyn PlatformDriver> {
+    match kind {
+        Driver::Local => Arc::new(local::LocalDriver::default()),
+    }
+}
+
+/// The drivers a worker is tagged with.
+#[derive(Clone, Default)]
+pub struct DriverSet(HashMap<Driver, Arc<dyn PlatformDriver>>);
+
+impl DriverSet {
+    /// The drivers named in `kinds` (all drivers if empty).
+    pub fn new(kinds: &[Driver]) -> Self {
+        let kinds = if kinds.is_empty() { Driver::ALL } else { kinds };
+        Self(kinds.iter().map(|k| (*k, build(*k))).collect())
+    }
+
+    /// The driver for `kind`, if this worker serves it.
+    pub fn get(&self, kind: Driver) -> Option<&Arc<dyn PlatformDriver>> {
+        self.0.get(&kind)
+    }
+
+    /// The served drivers, sorted.
+    pub fn kinds(&self) -> Vec<Driver> {
+        let mut k: Vec<Driver> = self.0.keys().copied().collect();
+        k.sort();
+        k
+    }
+}

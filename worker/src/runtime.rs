@@ -1,0 +1,132 @@
+//! The worker's life: connect, declare, consume with bounded concurrency, and on
+//! cancellation stop consuming, finish the jobs in flight (bounded by the grace period),
+//! then close.
+
+use crate::consumer::Handler;
+use crate::driver::DriverSet;
+use crate::issuer::{IssuerError, IssuerSet};
+use crate::rotation::JobContext;
+use certfleet_proto::Driver;
+use certfleet_shared::Config;
+use certfleet_shared::amqp::{self, AmqpError, Publisher, timed, topology};
+use futures_util::StreamExt;
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+/// Command-line choices that override the config.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Drivers to serve (empty: `worker.drivers` from config, or all).
+    pub drivers: Vec<Driver>,
+    /// Jobs at once (None: `worker.concurrency`).
+    pub concurrency: Option<u16>,
+    /// Name reported in results and shown in the broker's connection list.
+    pub name: String,
+}
+
+/// Why a worker stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The broker failed in a way recovery could not handle.
+    #[error(transparent)]
+    Amqp(#[from] AmqpError),
+    /// An issuer could not be set up.
+    #[error(transparent)]
+    Issuer(#[from] IssuerError),
+}
+
+/// Runs a worker until `cancel` fires.
+pub async fn run(config: &Config, opts: WorkerOptions, cancel: CancellationToken) -> Result<(), WorkerError> {
+    let kinds = if opts.drivers.is_empty() { config.worker.drivers.clone() } else { opts.drivers.clone() };
+    let drivers = DriverSet::new(&kinds);
+    let served = drivers.kinds();
+    let concurrency = opts.concurrency.unwrap_or(config.worker.concurrency).max(1);
+    let issuers = IssuerSet::from_config(&config.issuers).await?;
+    let timeout = config.connect_timeout;
+
+    let conn = amqp::connect(&config.amqp_url, &opts.name, timeout).await?;
+    let publisher = Publisher::open(&conn, timeout).await?;
+    topology::declare(publisher.channel(), &served, timeout).await?;
+
+    let channel = timed("channel.open", timeout, conn.create_channel()).await?;
+    timed("basic.qos", timeout, channel.basic_qos(concurrency, BasicQosOptions::default())).await?;
+    let mut consumers = Vec::new();
+    let mut tags = Vec::new();
+    for driver in &served {
+        let queue = topology::job_queue(*driver);
+        let tag = format!("{}-{driver}", opts.name);
+        let consumer = timed(
+            "basic.consume",
+            timeout,
+            channel.basic_consume(queue.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default()),
+        )
+        .await?;
+        consumers.push(consumer);
+        tags.push(tag);
+    }
+    let mut deliveries = futures_util::stream::select_all(consumers);
+    info!(drivers = ?served.iter().map(|d| d.as_str()).collect::<Vec<_>>(), concurrency, "worker ready");
+
+    let handler = Arc::new(Handler {
+        ctx: JobContext { drivers, issuers },
+        publisher,
+        retry: config.retry.clone(),
+        job_timeout: config.worker.job_timeout,
+        worker_name: opts.name.clone(),
+    });
+    let permits = Arc::new(Semaphore::new(usize::from(concurrency)));
+    let tracker = TaskTracker::new();
+
+    loop {
+        // Take the permit before accepting work, so at most `concurrency` jobs run.
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => break,
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let next = tokio::select! {
+            _ = cancel.cancelled() => break,
+            d = deliveries.next() => d,
+        };
+        match next {
+            Some(Ok(delivery)) => {
+                let handler = handler.clone();
+                tracker.spawn(async move {
+                    handler.handle(delivery).await;
+                    drop(permit);
+                });
+            }
+            Some(Err(e)) => {
+                warn!(error = %e, "consumer error; waiting for the broker connection to recover");
+                channel.wait_for_recovery(e).await.map_err(|source| AmqpError::Op { op: "recovery", source })?;
+                info!("broker connection recovered");
+            }
+            None => {
+                warn!("the broker cancelled our consumers; stopping");
+                break;
+            }
+        }
+    }
+
+    info!("stopping: no new jobs; waiting for jobs in flight");
+    for tag in &tags {
+        let cancel_consumer = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
+        if let Err(e) = timed("basic.cancel", timeout, cancel_consumer).await {
+            warn!(error = %e, "could not cancel consumer");
+        }
+    }
+    tracker.close();
+    let grace = config.worker.shutdown_grace;
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        warn!(?grace, "jobs still running after the grace period; the broker will redeliver them");
+    }
+    // Closing the channel returns any prefetched, unstarted deliveries to their queues.
+    let _ = timed("channel.close", timeout, channel.close(200, "worker stopping".into())).await;
+    let _ = timed("connection.close", timeout, conn.close(200, "worker stopping".into())).await;
+    info!("worker stopped");
+    Ok(())
+}
