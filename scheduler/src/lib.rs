@@ -1,1 +1,28 @@
-//! placeholder
+//! certfleet scheduler: scans the inventory in pages, decides what is due with a chain of
+//! pure policies, routes each due asset to a driver, publishes jobs with confirms, and
+//! records results and dead letters back into the inventory.
+
+pub mod dead;
+pub mod manual;
+pub mod policy;
+pub mod publish;
+pub mod results;
+pub mod routes;
+pub mod runtime;
+pub mod scan;
+
+pub use runtime::run;
+
+/// Errors of the scheduler library.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// Database failure.
+    #[error(transparent)]
+    Db(#[from] certfleet_shared::db::DbError),
+    /// Broker failure.
+    #[error(transparent)]
+    Amqp(#[from] certfleet_shared::amqp::AmqpError),
+    /// The routing table is unusable.
+    #[error(transparent)]
+    Routes(#[from] routes::RoutesError),
+}

@@ -1,1 +1,41 @@
-fn main() {}
+//! `certfleet-scheduler`: scans the inventory, publishes due rotations, records results.
+
+use certfleet_shared::{Config, shutdown, telemetry};
+use clap::Parser;
+use std::path::PathBuf;
+
+/// Scan the certificate inventory and publish rotation jobs for what is due.
+#[derive(Debug, Parser)]
+#[command(name = "certfleet-scheduler", version)]
+struct Args {
+    /// Config file (default: certfleet.toml in the working directory, if present).
+    #[arg(long, env = "CERTFLEET_CONFIG")]
+    config: Option<PathBuf>,
+    /// Scan once, publish what is due, and exit (prints the counts as JSON).
+    #[arg(long)]
+    once: bool,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match real_main().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("certfleet-scheduler: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn real_main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let loaded = Config::load(args.config.as_deref())?;
+    telemetry::init(loaded.config.log_format);
+    for name in &loaded.unknown_env {
+        tracing::warn!(%name, "ignoring unknown CERTFLEET_ environment variable");
+    }
+    if let Some(report) = certfleet_scheduler::run(&loaded.config, args.once, shutdown::on_signals()).await? {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}

@@ -150,47 +150,53 @@ pub enum Applied {
     UnknownAsset,
 }
 
-/// Records a worker's result: the history row and the asset's certificate facts and state.
-/// Idempotent: a redelivered result rewrites the same row with the same values, and a
-/// later result for the same job (a redone job) wins, as it describes what is installed.
-pub async fn apply_result(
+/// Records workers' results in one transaction: history rows and the assets' certificate
+/// facts and state. Idempotent: a redelivered result rewrites the same rows with the same
+/// values, and a later result for the same job (a redone job) wins, as it describes what is
+/// installed. Results for assets that no longer exist are skipped.
+pub async fn apply_results(
     db: &DatabaseConnection,
-    result: &RotationResult,
+    results: &[RotationResult],
     failed_retry_after: std::time::Duration,
-) -> Result<Applied, DbError> {
+) -> Result<Vec<Applied>, DbError> {
     let now = Utc::now();
     let txn = db.begin().await?;
-    let Some(current) = asset::Entity::find_by_id(result.asset_id.0).one(&txn).await? else {
-        return Ok(Applied::UnknownAsset);
-    };
-    let mut row: asset::ActiveModel = current.into();
-    let (status, class, message) = match &result.outcome {
-        RotationOutcome::Rotated { certificate: c } => {
-            row.state = Set(AssetState::Ok);
-            row.not_before = Set(Some(c.not_before));
-            row.not_after = Set(Some(c.not_after));
-            row.certificate_expiration = Set(Some(c.not_after));
-            row.serial = Set(Some(c.serial.clone()));
-            row.fingerprint_sha256 = Set(Some(c.sha256_fingerprint.clone()));
-            row.issuer_dn = Set(Some(c.issuer.clone()));
-            row.last_error = Set(None);
-            row.lease_until = Set(None);
-            (RotationStatus::Rotated, None, None)
-        }
-        RotationOutcome::RolledBack { cause } => {
-            row.state = Set(AssetState::Failed);
-            row.last_error = Set(Some(cause.clone()));
-            // For a failed asset the lease is the earliest time of the next try.
-            let retry_at = chrono::Duration::from_std(failed_retry_after).unwrap_or(chrono::Duration::MAX);
-            row.lease_until = Set(now.checked_add_signed(retry_at));
-            (RotationStatus::RolledBack, Some("rolled_back".to_owned()), Some(cause.clone()))
-        }
-    };
-    row.updated_at = Set(now);
-    asset::Entity::update(row).exec(&txn).await?;
-    upsert_history(&txn, result, status, class, message).await?;
+    let mut applied = Vec::with_capacity(results.len());
+    for result in results {
+        let Some(current) = asset::Entity::find_by_id(result.asset_id.0).one(&txn).await? else {
+            applied.push(Applied::UnknownAsset);
+            continue;
+        };
+        let mut row: asset::ActiveModel = current.into();
+        let (status, class, message) = match &result.outcome {
+            RotationOutcome::Rotated { certificate: c } => {
+                row.state = Set(AssetState::Ok);
+                row.not_before = Set(Some(c.not_before));
+                row.not_after = Set(Some(c.not_after));
+                row.certificate_expiration = Set(Some(c.not_after));
+                row.serial = Set(Some(c.serial.clone()));
+                row.fingerprint_sha256 = Set(Some(c.sha256_fingerprint.clone()));
+                row.issuer_dn = Set(Some(c.issuer.clone()));
+                row.last_error = Set(None);
+                row.lease_until = Set(None);
+                (RotationStatus::Rotated, None, None)
+            }
+            RotationOutcome::RolledBack { cause } => {
+                row.state = Set(AssetState::Failed);
+                row.last_error = Set(Some(cause.clone()));
+                // For a failed asset the lease is the earliest time of the next try.
+                let retry_at = chrono::Duration::from_std(failed_retry_after).unwrap_or(chrono::Duration::MAX);
+                row.lease_until = Set(now.checked_add_signed(retry_at));
+                (RotationStatus::RolledBack, Some("rolled_back".to_owned()), Some(cause.clone()))
+            }
+        };
+        row.updated_at = Set(now);
+        asset::Entity::update(row).exec(&txn).await?;
+        upsert_history(&txn, result, status, class, message).await?;
+        applied.push(Applied::Updated);
+    }
     txn.commit().await?;
-    Ok(Applied::Updated)
+    Ok(applied)
 }
 
 async fn upsert_history(

@@ -1,0 +1,97 @@
+//! The dead-letter consumer: the single active consumer on `certfleet.dead` records every
+//! dead letter in SQL (operators browse and retry from the table, never from the queue).
+
+use crate::SchedulerError;
+use crate::results::open_consumer;
+use certfleet_proto::{Envelope, ErrorClass, RotationJob};
+use certfleet_shared::amqp::headers::{self, ASSET_ID, ATTEMPT, DEAD_CLASS, DEAD_REASON, JOB_ID, SYSTEM_NAME};
+use certfleet_shared::amqp::topology::DEAD_QUEUE;
+use certfleet_shared::amqp::{AmqpError, timed};
+use certfleet_shared::db::dead_letters::{self, DeadLetter};
+use futures_util::StreamExt as _;
+use lapin::Channel;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use sea_orm::DatabaseConnection;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, warn};
+
+/// Reads what a dead letter says about itself: from our headers when a worker dead-lettered
+/// it, from the broker's `x-death` headers when the broker did (delivery limit).
+pub fn parse(delivery: &Delivery) -> DeadLetter {
+    let p = &delivery.properties;
+    let job = Envelope::<RotationJob>::decode(&delivery.data).ok();
+    let job_id = job
+        .as_ref()
+        .map(|j| j.job_id)
+        .or_else(|| headers::get_str(p, JOB_ID).and_then(|s| s.parse().ok()))
+        .unwrap_or_default();
+    let broker_reason = headers::broker_death_reason(p);
+    let deliveries = headers::delivery_count(p);
+    let (class, reason) = match (headers::get_str(p, DEAD_CLASS), headers::get_str(p, DEAD_REASON)) {
+        (Some(class), Some(reason)) => (ErrorClass::parse_lossy(&class), reason),
+        _ => match broker_reason.as_deref() {
+            Some("delivery_limit") => (
+                ErrorClass::DeliveryLimit,
+                format!(
+                    "delivery limit reached: delivered {} times without being settled (the job crashes or stalls its workers)",
+                    deliveries.map_or("too many".to_owned(), |n| n.to_string())
+                ),
+            ),
+            Some(other) => (ErrorClass::Internal, format!("dead-lettered by the broker: {other}")),
+            None => (ErrorClass::Internal, "dead-lettered without a reason".to_owned()),
+        },
+    };
+    let attempts = headers::get_int(p, ATTEMPT)
+        .and_then(|a| u32::try_from(a).ok())
+        .or(job.as_ref().map(|j| j.attempt))
+        .unwrap_or(1);
+    DeadLetter {
+        job_id,
+        asset_id: job.as_ref().map(|j| j.asset_id.0).or_else(|| headers::get_int(p, ASSET_ID)),
+        system_name: job.as_ref().map(|j| j.system_name.clone()).or_else(|| headers::get_str(p, SYSTEM_NAME)),
+        driver: job.as_ref().map(|j| j.driver.to_string()).or_else(|| {
+            let key = delivery.routing_key.to_string();
+            (!key.is_empty()).then_some(key)
+        }),
+        class,
+        reason,
+        attempts,
+    }
+}
+
+/// Consumes dead letters until `cancel` fires.
+pub async fn consume(db: DatabaseConnection, channel: Channel, timeout: Duration, cancel: CancellationToken) -> Result<(), SchedulerError> {
+    let mut consumer = open_consumer(&channel, DEAD_QUEUE, "certfleet-scheduler-dead", 32, timeout).await?;
+    loop {
+        let next = tokio::select! {
+            _ = cancel.cancelled() => break,
+            d = consumer.next() => d,
+        };
+        let delivery = match next {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                warn!(error = %e, "dead-letter consumer error; waiting for recovery");
+                channel.wait_for_recovery(e).await.map_err(|source| AmqpError::Op { op: "recovery", source })?;
+                continue;
+            }
+            None => break,
+        };
+        let dl = parse(&delivery);
+        match dead_letters::record(&db, &dl).await {
+            Ok(()) => {
+                warn!(job_id = %dl.job_id, asset = ?dl.system_name, class = %dl.class, reason = %dl.reason, "dead letter recorded");
+                let _ = delivery.ack(BasicAckOptions::default()).await;
+            }
+            Err(e) => {
+                error!(error = %e, "recording a dead letter failed; returning it to the queue");
+                let _ = delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    let _ = timed("channel.close", timeout, channel.close(200, "scheduler stopping".into())).await;
+    Ok(())
+}
+

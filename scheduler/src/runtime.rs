@@ -1,0 +1,74 @@
+//! The scheduler's life: connect, declare, consume results and dead letters, and scan on
+//! an interval until cancelled.
+
+use crate::routes::Routes;
+use crate::scan::{ScanReport, Scanner};
+use crate::{SchedulerError, dead, results};
+use certfleet_proto::Driver;
+use certfleet_shared::Config;
+use certfleet_shared::amqp::{self, Publisher, timed, topology};
+use certfleet_shared::db;
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info};
+
+/// Runs the scheduler. With `once`, performs a single scan and returns its report.
+pub async fn run(config: &Config, once: bool, cancel: CancellationToken) -> Result<Option<ScanReport>, SchedulerError> {
+    let timeout = config.connect_timeout;
+    let mut routes = Routes::load(&config.routes_file)?;
+    let database = db::connect(&config.database_url, timeout).await?;
+    let conn = amqp::connect(&config.amqp_url, "certfleet-scheduler", timeout).await?;
+    let publisher = Publisher::open(&conn, timeout).await?;
+    topology::declare(publisher.channel(), Driver::ALL, timeout).await?;
+
+    if once {
+        let report = Scanner { db: &database, publisher: &publisher, routes: &routes, config }.scan(Utc::now()).await?;
+        let _ = timed("connection.close", timeout, conn.close(200, "scan done".into())).await;
+        return Ok(Some(report));
+    }
+
+    let tracker = TaskTracker::new();
+    let consumers = cancel.child_token();
+    {
+        let channel = timed("channel.open", timeout, conn.create_channel()).await?;
+        let (db, c, retry_after) = (database.clone(), consumers.clone(), config.failed_retry_after);
+        tracker.spawn(async move {
+            if let Err(e) = results::consume(db, channel, retry_after, timeout, c).await {
+                error!(error = %e, "results consumer stopped");
+            }
+        });
+        let channel = timed("channel.open", timeout, conn.create_channel()).await?;
+        let (db, c) = (database.clone(), consumers.clone());
+        tracker.spawn(async move {
+            if let Err(e) = dead::consume(db, channel, timeout, c).await {
+                error!(error = %e, "dead-letter consumer stopped");
+            }
+        });
+    }
+    info!(interval = ?config.scan_interval, "scheduler ready");
+
+    let mut ticker = tokio::time::interval(config.scan_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        // Route changes apply at the next scan; a broken file keeps the previous table.
+        match Routes::load(&config.routes_file) {
+            Ok(r) => routes = r,
+            Err(e) => error!(error = %e, "keeping the previous routing table"),
+        }
+        let scanner = Scanner { db: &database, publisher: &publisher, routes: &routes, config };
+        if let Err(e) = scanner.scan(Utc::now()).await {
+            error!(error = %e, "scan failed; retrying at the next interval");
+        }
+    }
+    info!("scheduler stopping");
+    consumers.cancel();
+    tracker.close();
+    tracker.wait().await;
+    let _ = timed("connection.close", timeout, conn.close(200, "scheduler stopping".into())).await;
+    Ok(None)
+}
