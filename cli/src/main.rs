@@ -1,1 +1,114 @@
-fn main() {}
+//! `certfleet`: the operator CLI (run the fleet in one process, manage the inventory,
+//! rotate now, handle dead letters, watch queues).
+
+mod commands;
+mod import;
+
+use certfleet_proto::Driver;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// certfleet: agentless certificate rotation for fleets of devices.
+#[derive(Debug, Parser)]
+#[command(name = "certfleet", version)]
+pub struct Cli {
+    /// Config file (default: certfleet.toml in the working directory, if present).
+    #[arg(long, global = true, env = "CERTFLEET_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the scheduler and a worker for all drivers in one process.
+    Up {
+        /// Drivers for the embedded worker, comma separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        drivers: Vec<Driver>,
+        /// Jobs at once in the embedded worker.
+        #[arg(long)]
+        concurrency: Option<u16>,
+    },
+    /// Manage the inventory.
+    Assets {
+        #[command(subcommand)]
+        command: AssetsCommand,
+    },
+    /// Publish a rotation job for one asset now.
+    Rotate {
+        /// The asset's system_name.
+        system_name: String,
+    },
+    /// Browse, retry or discard dead-lettered jobs.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Depth and consumers of each certfleet queue.
+    Queues {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AssetsCommand {
+    /// Import assets from a JSON array or a CSV file with a header (all rows or none).
+    Import {
+        /// The file.
+        file: PathBuf,
+        /// File format (default: from the file name).
+        #[arg(long, value_enum)]
+        format: Option<import::Format>,
+    },
+    /// List assets.
+    List {
+        /// Only assets due for rotation now.
+        #[arg(long)]
+        due: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// List pending dead letters.
+    List {
+        /// Include retried and discarded ones.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Republish a dead job (same job id, fresh attempt count), built from the asset's current row.
+    Retry {
+        /// The job id.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        job_id: Option<certfleet_proto::JobId>,
+        /// Retry every pending dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Drop a dead letter; the asset stays `dead` until rotated by hand.
+    Discard {
+        /// The job id.
+        job_id: certfleet_proto::JobId,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("certfleet: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Reading asset files (JSON array or CSV with a header) into validated rows. Every row is
+//! read before anything is written; errors name the row and the field.
+
+use anyhow::{Context as _, bail};
+use certfleet_shared::db::assets::{AssetInput, FieldError, RowError};
+use serde_json::{Map, Value};
+use std::path::Path;
+
+/// The file's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A JSON array of objects.
+    Json,
+    /// CSV with a header row.
+    Csv,
+}
+
+/// Picks the format from the file name when not given.
+pub fn guess(path: &Path) -> anyhow::Result<Format> {
+    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("json") => Ok(Format::Json),
+        Some("csv") => Ok(Format::Csv),
+        _ => bail!("cannot tell the format of {} from its name; pass --format json or --format csv", path.display()),
+    }
+}
+
+/// Parses one row object, naming the field on error.
+fn row(index: usize, value: Value) -> Result<AssetInput, RowError> {
+    let name = value.get("system_name").and_then(Value::as_str).map(str::to_owned);
+    serde_path_to_error::deserialize::<_, AssetInput>(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let (field, reason) = match inner.strip_prefix("unknown field ") {
+            Some(rest) => ("(unknown)", format!("unknown field {rest}")),
+            None if inner.starts_with("missing field") => ("(missing)", inner),
+            None => (leak_field(&path), inner),
+        };
+        RowError { row: index + 1, name, error: FieldError { field, reason } }
+    })
+}
+
+/// Field names are a closed set; map the path back to its static name.
+fn leak_field(path: &str) -> &'static str {
+    const FIELDS: &[&str] = &[
+        "system_name", "common_name", "subject_alternative_name", "certificate_authority", "certificate_expiration",
+        "data_center", "device_model", "host_platform", "ip_address", "port", "origin", "os_version",
+        "certificate_validation", "key_algorithm", "settings",
+    ];
+    let head = path.split(['.', '[']).next().unwrap_or("");
+    FIELDS.iter().copied().find(|f| *f == head).unwrap_or("(row)")
+}
+
+/// Reads a JSON array of assets.
+fn from_json(text: &str) -> anyhow::Result<Vec<Result<AssetInput, RowError>>> {
+    let value: Value = serde_json::from_str(text).context("the file is not valid JSON")?;
+    let Value::Array(items) = value else { bail!("the JSON file must hold an array of asset objects") };
+    Ok(items.into_iter().enumerate().map(|(i, v)| row(i, v)).collect())
+}
+
+/// Converts one CSV cell to the JSON value its column expects. Empty cells are absent.
+fn csv_cell(column: &str, cell: &str) -> Result<Option<Value>, String> {
+    let cell = cell.trim();
+    if cell.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(match column {
+        "subject_alternative_name" => Value::Array(
+            cell.split([';', ',', ' ']).filter(|s| !s.is_empty()).map(|s| Value::String(s.to_owned())).collect(),
+        ),
+        "port" => Value::Number(cell.parse::<i64>().map_err(|_| format!("{cell:?} is not a number"))?.into()),
+        "certificate_validation" => match cell.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" => Value::Bool(true),
+            "false" | "no" | "0" => Value::Bool(false),
+            _ => return Err(format!("{cell:?} is not true or false")),
+        },
+        "settings" => serde_json::from_str(cell).map_err(|e| format!("not valid JSON: {e}"))?,
+        _ => Value::String(cell.to_owned()),
+    }))
+}
+
+fn static_column(column: &str) -> &'static str {
+    leak_field(column)
+}
+
+/// Reads a CSV file with a header row.
+fn from_csv(text: &str) -> anyhow::Result<Vec<Result<AssetInput, RowError>>> {
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::Headers).from_reader(text.as_bytes());
+    let headers = reader.headers().context("reading the CSV header")?.clone();
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.with_context(|| format!("row {}: malformed CSV", i + 1))?;
+        let mut object = Map::new();
+        let mut failed = None;
+        for (column, cell) in headers.iter().zip(record.iter()) {
+            match csv_cell(column, cell) {
+                Ok(Some(v)) => {
+                    object.insert(column.to_owned(), v);
+                }
+                Ok(None) => {}
+                Err(reason) => {
+                    failed = Some(FieldError { field: static_column(column), reason });
+                    break;
+                }
+            }
+        }
+        rows.push(match failed {
+            Some(error) => Err(RowError {
+                row: i + 1,
+                name: object.get("system_name").and_then(Value::as_str).map(str::to_owned),
+                error,
+            }),
+            None => row(i, Value::Object(object)),
+        });
+    }
+    Ok(rows)
+}
+
+/// Reads `path` as `format`; returns the rows, or every bad row.
+pub fn read(path: &Path, format: Format) -> anyhow::Result<Result<Vec<AssetInput>, Vec<RowError>>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let parsed = match format {
+        Format::Json => from_json(&text)?,
+        Format::Csv => from_csv(&text)?,
+    };
+    let mut good = Vec::with_capacity(parsed.len());
+    let mut bad = Vec::new();
+    for r in parsed {
+        match r {
+            Ok(a) => good.push(a),
+            Err(e) => bad.push(e),
+        }
+    }
+    Ok(if bad.is_empty() { Ok(good) } else { Err(bad) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_convert_by_column() {
+        let rows = from_csv(
+            "system_name,common_name,subject_alternative_name,certificate_authority,host_platform,port,certificate_validation,settings\n\
+             a,a.test,a.test;b.test,internal,files,443,false,\"{\"\"cert_path\"\":\"\"/x\"\"}\"\n\
+             b,b.test,,internal,files,http,true,\n",
+        )
+        .unwrap();
+        let a = rows[0].as_ref().unwrap();
+        assert_eq!(a.subject_alternative_name, vec!["a.test", "b.test"]);
+        assert_eq!(a.port, Some(443));
+        assert!(!a.certificate_validation);
+        assert_eq!(a.settings.as_ref().unwrap()["cert_path"], "/x");
+        let err = rows[1].as_ref().unwrap_err();
+        assert_eq!((err.row, err.error.field), (2, "port"));
+    }
+
+    #[test]
+    fn json_errors_name_row_and_field() {
+        let rows = from_json(r#"[{"system_name":"a","common_name":"a.test","certificate_authority":"internal","host_platform":"x","port":"443"},
+                                 {"system_name":"b","common_name":"b.test","certificate_authority":"internal","host_platform":"x","prot":1}]"#).unwrap();
+        let e0 = rows[0].as_ref().unwrap_err();
+        assert_eq!((e0.row, e0.error.field), (1, "port"));
+        let e1 = rows[1].as_ref().unwrap_err();
+        assert!(e1.to_string().contains("row 2 (b)") && e1.to_string().contains("prot"), "{e1}");
+    }
+}
