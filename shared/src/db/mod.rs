@@ -57,9 +57,11 @@ pub enum DbError {
 pub async fn connect(url: &str, timeout: Duration) -> Result<DatabaseConnection, DbError> {
     let redacted = redact_url(url);
     let mut opts = ConnectOptions::new(url.to_owned());
+    // Each connection to an in-memory SQLite database is a database of its own.
+    let max_connections = if url.contains(":memory:") { 1 } else { 8 };
     opts.connect_timeout(timeout)
         .acquire_timeout(timeout.max(Duration::from_secs(30)))
-        .max_connections(8)
+        .max_connections(max_connections)
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(|o| {
             // WAL lets the CLI read while the scheduler writes; the busy timeout makes

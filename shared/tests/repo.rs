@@ -1,0 +1,277 @@
+//! Repository tests, run against SQLite (in memory) and the same suite against a real
+//! PostgreSQL (a fresh database per test on `CERTFLEET_TEST_POSTGRES`, default
+//! `postgres://postgres@127.0.0.1:5432`).
+
+use certfleet_proto::{AssetId, CertificateInfo, Driver, ErrorClass, JobId, RotationOutcome, RotationResult};
+use certfleet_shared::db::assets::{self, AssetInput, ImportError};
+use certfleet_shared::db::dead_letters::{self, DeadLetter};
+use certfleet_shared::db::entity::asset::AssetState;
+use certfleet_shared::db::entity::dead_letter::DeadLetterStatus;
+use certfleet_shared::db::entity::rotation::{self, RotationStatus};
+use certfleet_shared::db::history::{self, Claim, ClaimScope};
+use certfleet_shared::db::{self, job_from_asset};
+use chrono::{Duration, Utc};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait};
+use std::time::Duration as StdDuration;
+
+const ISSUERS: &[&str] = &["internal"];
+
+fn input(name: &str) -> AssetInput {
+    AssetInput {
+        system_name: name.into(),
+        common_name: format!("{name}.example.test"),
+        subject_alternative_name: vec![format!("{name}.example.test"), "10.0.0.1".into()],
+        certificate_authority: "internal".into(),
+        host_platform: "local".into(),
+        certificate_validation: true,
+        settings: Some(serde_json::json!({"cert_path": "/tmp/x.crt", "key_path": "/tmp/x.key"})),
+        ..AssetInput::default()
+    }
+}
+
+fn rotated(job_id: JobId, asset_id: i64, fingerprint: &str) -> RotationResult {
+    let now = Utc::now();
+    RotationResult {
+        job_id,
+        attempt: 1,
+        asset_id: AssetId(asset_id),
+        system_name: "a".into(),
+        driver: Driver::Local,
+        outcome: RotationOutcome::Rotated {
+            certificate: CertificateInfo {
+                serial: "01".into(),
+                sha256_fingerprint: fingerprint.into(),
+                not_before: now,
+                not_after: now + Duration::days(4),
+                issuer: "CN=test".into(),
+            },
+        },
+        worker: "w".into(),
+        started_at: now,
+        finished_at: now,
+    }
+}
+
+async fn rotations_of(db: &DatabaseConnection, asset_id: i64) -> Vec<rotation::Model> {
+    history::for_asset(db, asset_id).await.unwrap()
+}
+
+async fn import_is_all_or_nothing_and_names_row_and_field(db: DatabaseConnection) {
+    let mut bad = input("b");
+    bad.port = Some(70_000);
+    let err = assets::import(&db, &[input("a"), bad], ISSUERS).await.unwrap_err();
+    let ImportError::Rows(rows) = &err else { panic!("{err}") };
+    assert_eq!((rows[0].row, rows[0].error.field), (2, "port"));
+    assert!(err.to_string().contains("row 2 (b): field `port`"), "{err}");
+    assert!(assets::list(&db).await.unwrap().is_empty(), "nothing may be written");
+
+    let mut unknown_ca = input("c");
+    unknown_ca.certificate_authority = "nope".into();
+    let err = assets::import(&db, &[unknown_ca], ISSUERS).await.unwrap_err().to_string();
+    assert!(err.contains("certificate_authority") && err.contains("nope"), "{err}");
+    let err = assets::import(&db, &[input("d"), input("d")], ISSUERS).await.unwrap_err().to_string();
+    assert!(err.contains("row 2 (d)") && err.contains("more than once"), "{err}");
+}
+
+async fn reimport_updates_fields_and_keeps_rotation_state(db: DatabaseConnection) {
+    assets::import(&db, &[input("a")], ISSUERS).await.unwrap();
+    let a = assets::by_name(&db, "a").await.unwrap();
+    history::apply_results(&db, &[rotated(JobId::new(), a.id, "ff")], StdDuration::from_secs(60)).await.unwrap();
+    history::mark_unroutable(&db, a.id, "x").await.unwrap();
+    let mut changed = input("a");
+    changed.common_name = "new.example.test".into();
+    assets::import(&db, &[changed], ISSUERS).await.unwrap();
+    let a2 = assets::by_name(&db, "a").await.unwrap();
+    assert_eq!(a2.id, a.id);
+    assert_eq!(a2.common_name, "new.example.test");
+    assert_eq!(a2.fingerprint_sha256.as_deref(), Some("ff"), "rotation facts are kept");
+    assert_eq!(a2.state, AssetState::Due, "an unroutable asset is re-examined after re-import");
+}
+
+async fn claims_respect_leases_and_scope(db: DatabaseConnection) {
+    assets::import(&db, &[input("a"), input("b")], ISSUERS).await.unwrap();
+    let (a, b) = (assets::by_name(&db, "a").await.unwrap(), assets::by_name(&db, "b").await.unwrap());
+    let now = Utc::now();
+    let claims = [
+        Claim { asset_id: a.id, job_id: JobId::new(), driver: Driver::Local },
+        Claim { asset_id: b.id, job_id: JobId::new(), driver: Driver::Local },
+    ];
+    let taken = history::claim(&db, &claims, ClaimScope::Scan, now, now + Duration::minutes(10)).await.unwrap();
+    assert_eq!(taken.len(), 2);
+    let again = [Claim { job_id: JobId::new(), ..claims[0] }];
+    assert!(history::claim(&db, &again, ClaimScope::Scan, now, now + Duration::minutes(10)).await.unwrap().is_empty());
+    assert!(
+        history::claim(&db, &again, ClaimScope::Operator, now, now).await.unwrap().is_empty(),
+        "operators wait for leases too"
+    );
+    let later = now + Duration::minutes(11);
+    assert_eq!(history::claim(&db, &again, ClaimScope::Scan, later, later + Duration::minutes(10)).await.unwrap().len(), 1);
+    assert_eq!(rotations_of(&db, a.id).await.len(), 2);
+
+    // Release: the asset is due again and the never-published job leaves no history.
+    history::release(&db, &again, "publish failed: nack").await.unwrap();
+    let a2 = assets::by_name(&db, "a").await.unwrap();
+    assert_eq!((a2.state, a2.last_error.as_deref()), (AssetState::Due, Some("publish failed: nack")));
+    assert_eq!(rotations_of(&db, a.id).await.len(), 1);
+
+    // Dead assets: scans skip them, operators may take them.
+    let dl = DeadLetter {
+        job_id: claims[1].job_id,
+        asset_id: Some(b.id),
+        system_name: Some("b".into()),
+        driver: Some("local".into()),
+        class: ErrorClass::InvalidInput,
+        reason: "bad path".into(),
+        attempts: 1,
+    };
+    dead_letters::record(&db, &dl).await.unwrap();
+    let retry = [Claim { asset_id: b.id, job_id: dl.job_id, driver: Driver::Local }];
+    assert!(history::claim(&db, &retry, ClaimScope::Scan, later, later).await.unwrap().is_empty());
+    assert_eq!(history::claim(&db, &retry, ClaimScope::Operator, later, later).await.unwrap().len(), 1);
+    let rows = rotations_of(&db, b.id).await;
+    assert_eq!((rows.len(), rows[0].status, rows[0].attempt), (1, RotationStatus::Queued, 1), "same job id, fresh attempt");
+}
+
+async fn results_apply_once_and_last_wins(db: DatabaseConnection) {
+    assets::import(&db, &[input("a")], ISSUERS).await.unwrap();
+    let a = assets::by_name(&db, "a").await.unwrap();
+    let job = JobId::new();
+    let now = Utc::now();
+    let claim = [Claim { asset_id: a.id, job_id: job, driver: Driver::Local }];
+    history::claim(&db, &claim, ClaimScope::Scan, now, now).await.unwrap();
+    let first = rotated(job, a.id, "aa");
+    let redone = rotated(job, a.id, "bb");
+    history::apply_results(&db, &[first.clone(), first, redone], StdDuration::from_secs(60)).await.unwrap();
+    let a2 = assets::by_name(&db, "a").await.unwrap();
+    assert_eq!((a2.state, a2.fingerprint_sha256.as_deref()), (AssetState::Ok, Some("bb")));
+    assert_eq!(a2.certificate_expiration, a2.not_after);
+    let rows = rotations_of(&db, a.id).await;
+    assert_eq!((rows.len(), rows[0].status), (1, RotationStatus::Rotated), "one history row per job");
+
+    let mut rolled = rotated(JobId::new(), a.id, "cc");
+    rolled.outcome = RotationOutcome::RolledBack { cause: "reload failed".into() };
+    history::apply_results(&db, &[rolled], StdDuration::from_secs(900)).await.unwrap();
+    let a3 = assets::by_name(&db, "a").await.unwrap();
+    assert_eq!((a3.state, a3.last_error.as_deref()), (AssetState::Failed, Some("reload failed")));
+    assert_eq!(a3.fingerprint_sha256.as_deref(), Some("bb"), "a rollback keeps the installed certificate's facts");
+    assert!(a3.lease_until.unwrap() > Utc::now() + Duration::minutes(14));
+
+    let unknown = rotated(JobId::new(), 999_999, "dd");
+    let applied = history::apply_results(&db, &[unknown], StdDuration::ZERO).await.unwrap();
+    assert_eq!(applied, vec![history::Applied::UnknownAsset]);
+}
+
+async fn dead_letters_are_idempotent_and_operator_states_stick(db: DatabaseConnection) {
+    assets::import(&db, &[input("a")], ISSUERS).await.unwrap();
+    let a = assets::by_name(&db, "a").await.unwrap();
+    let dl = DeadLetter {
+        job_id: JobId::new(),
+        asset_id: Some(a.id),
+        system_name: Some("a".into()),
+        driver: Some("local".into()),
+        class: ErrorClass::RetriesExhausted,
+        reason: "gave up".into(),
+        attempts: 5,
+    };
+    dead_letters::record(&db, &dl).await.unwrap();
+    dead_letters::record(&db, &dl).await.unwrap();
+    let poison = DeadLetter { job_id: JobId::new(), asset_id: None, system_name: None, driver: None, ..dl.clone() };
+    dead_letters::record(&db, &poison).await.unwrap();
+    assert_eq!(dead_letters::list(&db, false).await.unwrap().len(), 2);
+    let a2 = assets::by_name(&db, "a").await.unwrap();
+    assert_eq!((a2.state, a2.last_error.as_deref()), (AssetState::Dead, Some("gave up")));
+    dead_letters::set_status(&db, poison.job_id, DeadLetterStatus::Discarded).await.unwrap();
+    assert_eq!(dead_letters::list(&db, false).await.unwrap().len(), 1);
+    assert_eq!(dead_letters::list(&db, true).await.unwrap().len(), 2);
+    assert!(dead_letters::get(&db, JobId::new()).await.is_err());
+}
+
+async fn pages_stream_every_row_once_and_jobs_convert(db: DatabaseConnection) {
+    let rows: Vec<AssetInput> = (0..25).map(|i| input(&format!("n{i:02}"))).collect();
+    assets::import(&db, &rows, ISSUERS).await.unwrap();
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = assets::page(&db, after, 7).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        seen.extend(page.into_iter().map(|a| a.system_name));
+    }
+    seen.sort();
+    assert_eq!(seen.len(), 25);
+    seen.dedup();
+    assert_eq!(seen.len(), 25);
+
+    let a = assets::by_name(&db, "n03").await.unwrap();
+    let job = job_from_asset(&a, Driver::Local, JobId::new(), 1, Utc::now()).unwrap();
+    assert_eq!(job.subject_alternative_names, vec!["n03.example.test", "10.0.0.1"]);
+    assert_eq!(job.settings["cert_path"], "/tmp/x.crt");
+}
+
+async fn sqlite() -> DatabaseConnection {
+    db::connect("sqlite::memory:", StdDuration::from_secs(10)).await.unwrap()
+}
+
+fn pg_base() -> String {
+    std::env::var("CERTFLEET_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// A fresh PostgreSQL database; dropped again by [`drop_pg`].
+async fn pg() -> (DatabaseConnection, String) {
+    let name = format!("certfleet_t_{}", uuid::Uuid::new_v4().simple());
+    let admin = sea_orm::Database::connect(format!("{}/postgres", pg_base()))
+        .await
+        .expect("PostgreSQL must be running for the repository tests");
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+    admin.close().await.unwrap();
+    (db::connect(&format!("{}/{name}", pg_base()), StdDuration::from_secs(10)).await.unwrap(), name)
+}
+
+async fn drop_pg(db: DatabaseConnection, name: String) {
+    db.close().await.unwrap();
+    let admin = sea_orm::Database::connect(format!("{}/postgres", pg_base())).await.unwrap();
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
+}
+
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod on_sqlite { $( #[tokio::test] async fn $name() { super::$name(super::sqlite().await).await } )+ }
+        mod on_postgres { $( #[tokio::test] async fn $name() {
+            let (db, name) = super::pg().await;
+            super::$name(db.clone()).await;
+            super::drop_pg(db, name).await;
+        } )+ }
+    };
+}
+
+both_backends!(
+    import_is_all_or_nothing_and_names_row_and_field,
+    reimport_updates_fields_and_keeps_rotation_state,
+    claims_respect_leases_and_scope,
+    results_apply_once_and_last_wins,
+    dead_letters_are_idempotent_and_operator_states_stick,
+    pages_stream_every_row_once_and_jobs_convert,
+);
+
+#[tokio::test]
+async fn concurrent_first_starts_migrate_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/x.db?mode=rwc", dir.path().display());
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let u = url.clone();
+            tokio::spawn(async move { db::connect(&u, StdDuration::from_secs(10)).await.map(|_| ()) })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    let db = db::connect(&url, StdDuration::from_secs(10)).await.unwrap();
+    assert!(rotation::Entity::find().all(&db).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn unreachable_database_names_the_url_without_password() {
+    let err = db::connect("postgres://u:hunter2@127.0.0.1:1/x", StdDuration::from_secs(5)).await.unwrap_err().to_string();
+    assert!(err.contains("127.0.0.1:1") && !err.contains("hunter2"), "{err}");
+}
