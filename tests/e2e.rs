@@ -1,1 +1,100 @@
+//! End to end: the real `certfleet-scheduler` and two `certfleet-worker` processes rotate
+//! `local` assets through the internal CA, against the real RabbitMQ (a private vhost) and
+//! the real inventory database (SQLite, and PostgreSQL). One worker is SIGKILLed mid-run.
 
+use certfleet_shared::db::entity::asset::AssetState;
+use certfleet_shared::db::entity::rotation::RotationStatus;
+use certfleet_shared::db::{assets, dead_letters, history};
+use certfleet_tests::*;
+use std::time::Duration;
+
+fn fleet(env: &TestEnv, n: usize) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let name = format!("dev-{i:03}");
+            let mut settings = env.local_settings(&name);
+            // A reload that takes a moment, so jobs are in flight when a worker dies.
+            settings["reload_command"] = serde_json::json!(["sleep", "0.3"]);
+            serde_json::json!({
+                "system_name": name,
+                "common_name": format!("{name}.fleet.test"),
+                "subject_alternative_name": [format!("{name}.fleet.test"), format!("alt-{i}.fleet.test"), "127.0.0.1"],
+                "certificate_authority": "internal",
+                "host_platform": "local",
+                "data_center": "dc1",
+                "settings": settings,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows)
+}
+
+async fn count_rotated(env: &TestEnv) -> usize {
+    let db = env.db().await;
+    let n = assets::list(&db).await.map(|a| a.iter().filter(|a| a.state == AssetState::Ok).count()).unwrap_or(0);
+    db.close().await.ok();
+    n
+}
+
+/// Runs `n` assets through two workers, killing the first after `kill_after` rotations.
+async fn rotate_fleet(env: TestEnv, n: usize, kill_after: usize) {
+    env.import(&fleet(&env, n));
+    let mut worker_a = env.spawn("certfleet-worker", "worker-a", &["--drivers", "local", "--concurrency", "4", "--name", "a"]);
+    let _worker_b = env.spawn("certfleet-worker", "worker-b", &["--drivers", "local", "--concurrency", "4", "--name", "b"]);
+    let _scheduler = env.spawn("certfleet-scheduler", "scheduler", &[]);
+
+    let done_at_kill = wait_for(Duration::from_secs(60), "some rotations before the kill", || async {
+        let done = count_rotated(&env).await;
+        (done >= kill_after).then_some(done)
+    })
+    .await;
+    worker_a.kill9();
+    assert!(done_at_kill < n, "the kill must happen mid-run ({done_at_kill} of {n} were done)");
+
+    wait_for(Duration::from_secs(120), "every asset rotated", || async { (count_rotated(&env).await == n).then_some(()) }).await;
+    assert!(worker_a.log_text().contains("rotating"), "worker a took jobs before it died");
+
+    let db = env.db().await;
+    let root = std::fs::read_to_string(env.path("ca/root/ca.crt")).expect("root exists");
+    for (i, a) in assets::list(&db).await.unwrap().iter().enumerate() {
+        let name = format!("dev-{i:03}");
+        assert_eq!(a.system_name, name);
+        let checked = check_installed(
+            &env.path(&format!("certs/{name}.crt")),
+            &env.path(&format!("certs/{name}.key")),
+            &root,
+            &format!("{name}.fleet.test"),
+            &[&format!("{name}.fleet.test"), &format!("alt-{i}.fleet.test"), "127.0.0.1"],
+        );
+        assert_eq!(a.fingerprint_sha256.as_deref(), Some(checked.fingerprint.as_str()), "{name}: inventory fingerprint is the file's");
+        assert_eq!(a.not_after, Some(checked.not_after), "{name}: inventory expiry is the file's");
+        assert_eq!(a.certificate_expiration, Some(checked.not_after));
+        let lifetime = checked.not_after - a.not_before.unwrap();
+        assert!(lifetime > chrono::Duration::days(4) && lifetime < chrono::Duration::days(4) + chrono::Duration::minutes(10));
+        let runs = history::for_asset(&db, a.id).await.unwrap();
+        let rotated: Vec<_> = runs.iter().filter(|r| r.status == RotationStatus::Rotated).collect();
+        assert_eq!(rotated.len(), 1, "{name}: completed exactly once, history {runs:?}");
+        assert_eq!(runs.len(), 1, "{name}: no other job was published for it");
+    }
+    assert!(dead_letters::list(&db, true).await.unwrap().is_empty(), "nothing was dead-lettered");
+    assert_eq!(queue_depth(&env.vhost.url, "certfleet.jobs.local").await.0, 0, "no job left behind");
+    assert_eq!(queue_depth(&env.vhost.url, "certfleet.results").await.0, 0, "every result recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_assets_two_workers_one_killed_sqlite() {
+    rotate_fleet(TestEnv::new("[worker]\nshutdown_grace = \"5s\""), 50, 10).await;
+}
+
+/// The same run with the inventory on a real PostgreSQL database (fewer assets).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_assets_two_workers_one_killed_postgres() {
+    let base = std::env::var("CERTFLEET_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let name = format!("certfleet_e2e_{}", uuid::Uuid::new_v4().simple());
+    let admin = sea_orm::Database::connect(format!("{base}/postgres")).await.expect("PostgreSQL");
+    use sea_orm::ConnectionTrait as _;
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let env = TestEnv::with_db(tempfile::tempdir().unwrap(), format!("{base}/{name}"), "");
+    rotate_fleet(env, 20, 4).await;
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
+}

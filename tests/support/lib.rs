@@ -1,1 +1,294 @@
-//! placeholder
+//! Helpers for cross-process tests: the real binaries, a private RabbitMQ vhost and a
+//! private directory (config, SQLite inventory, CA, device files) per test. Every process a
+//! test starts is killed when its guard drops, and the vhost is deleted.
+
+use anyhow::{Context as _, bail};
+use sea_orm::DatabaseConnection;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary, built by `cargo build --workspace --bins` beside the test.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` before the tests", path.display());
+    path
+}
+
+fn rabbitmqctl(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("rabbitmqctl").args(args).output().context("running rabbitmqctl")?;
+    if !out.status.success() {
+        bail!("rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// A RabbitMQ vhost of its own, so tests running at once never share queues.
+pub struct Vhost {
+    /// Its name.
+    pub name: String,
+    /// AMQP URL for it.
+    pub url: String,
+}
+
+impl Vhost {
+    /// Creates a fresh vhost with full rights for guest.
+    pub fn new() -> Self {
+        let name = format!("certfleet-test-{}", uuid::Uuid::new_v4().simple());
+        rabbitmqctl(&["add_vhost", &name]).expect("RabbitMQ must be running (rabbitmqctl add_vhost)");
+        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]).expect("set_permissions");
+        let url = format!("amqp://guest:guest@127.0.0.1:5672/{name}");
+        Self { name, url }
+    }
+}
+
+impl Default for Vhost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        let _ = rabbitmqctl(&["delete_vhost", &self.name]);
+    }
+}
+
+/// A running binary; SIGKILLed on drop unless it already ended.
+pub struct Proc {
+    child: Child,
+    /// Its combined stdout/stderr log.
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Kills it with SIGKILL (a crash) and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits up to `grace` for it to exit; returns whether it exited 0.
+    pub fn terminate(&mut self, grace: Duration) -> bool {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50)); // test code, outside any runtime
+        }
+        false
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A private world for one test.
+pub struct TestEnv {
+    /// The directory (config, database, CA, device files, logs).
+    pub dir: tempfile::TempDir,
+    /// The vhost.
+    pub vhost: Vhost,
+    /// The config file.
+    pub config: PathBuf,
+    /// The inventory URL.
+    pub db_url: String,
+}
+
+/// The routing table used by the tests.
+pub const ROUTES: &str = "[[route]]\nhost_platform = \"local\"\ndriver = \"local\"\n";
+
+impl TestEnv {
+    /// A config on SQLite with fast scans and retries, plus `extra` TOML appended.
+    pub fn new(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db_url = format!("sqlite://{}/inventory.db?mode=rwc", dir.path().display());
+        Self::with_db(dir, db_url, extra)
+    }
+
+    /// Like [`TestEnv::new`] with the inventory at `db_url`.
+    pub fn with_db(dir: tempfile::TempDir, db_url: String, extra: &str) -> Self {
+        let vhost = Vhost::new();
+        let config = dir.path().join("certfleet.toml");
+        std::fs::write(dir.path().join("routes.toml"), ROUTES).expect("routes");
+        std::fs::create_dir_all(dir.path().join("certs")).expect("certs dir");
+        let text = format!(
+            "database_url = \"{db_url}\"\namqp_url = \"{}\"\nroutes_file = \"{}\"\nscan_interval = \"1s\"\nlease = \"60s\"\n\
+             failed_retry_after = \"1h\"\n{extra}\n[issuers.internal]\nkind = \"internal\"\nca_dir = \"{}\"\n",
+            vhost.url,
+            dir.path().join("routes.toml").display(),
+            dir.path().join("ca").display(),
+        );
+        std::fs::write(&config, text).expect("config");
+        Self { dir, vhost, config, db_url }
+    }
+
+    /// A path inside the test directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Runs the `certfleet` CLI with this config.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin("certfleet"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("CERTFLEET_DATABASE_URL")
+            .env_remove("CERTFLEET_AMQP_URL")
+            .output()
+            .expect("run certfleet")
+    }
+
+    /// Runs the CLI and fails the test (with its output) unless it succeeds.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(out.status.success(), "certfleet {args:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts a binary with this config; its output goes to `<label>.log`.
+    pub fn spawn(&self, binary: &str, label: &str, args: &[&str]) -> Proc {
+        let log = self.path(&format!("{label}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(bin(binary))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn");
+        Proc { child, log }
+    }
+
+    /// Opens the inventory.
+    pub async fn db(&self) -> DatabaseConnection {
+        certfleet_shared::db::connect(&self.db_url, Duration::from_secs(10)).await.expect("inventory")
+    }
+
+    /// Writes `assets` as a JSON file and imports it with the CLI.
+    pub fn import(&self, assets: &serde_json::Value) {
+        let file = self.path("assets.json");
+        std::fs::write(&file, serde_json::to_vec_pretty(assets).expect("json")).expect("write assets");
+        self.cli_ok(&["assets", "import", file.to_str().expect("utf-8 path")]);
+    }
+
+    /// The `local` settings for an asset whose files live in `certs/`.
+    pub fn local_settings(&self, name: &str) -> serde_json::Value {
+        serde_json::json!({
+            "cert_path": self.path(&format!("certs/{name}.crt")),
+            "key_path": self.path(&format!("certs/{name}.key")),
+        })
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or fails after `timeout` naming `what`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Message count and consumer count of a queue, by passive declare.
+pub async fn queue_depth(amqp_url: &str, queue: &str) -> (u32, u32) {
+    let conn = lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default()).await.expect("amqp");
+    let ch = conn.create_channel().await.expect("channel");
+    let q = ch
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("passive declare");
+    let _ = conn.close(200, "".into()).await;
+    (q.message_count(), q.consumer_count())
+}
+
+/// What a certificate on disk was checked to be.
+#[derive(Debug)]
+pub struct CheckedCert {
+    /// SHA-256 of the leaf, hex.
+    pub fingerprint: String,
+    /// The leaf's notAfter.
+    pub not_after: chrono::DateTime<chrono::Utc>,
+}
+
+/// Checks a `local` install: the leaf chains to `root_pem`, has `cn` and exactly `sans`
+/// (plus the CN), matches the key beside it, and the key file has mode 0600.
+pub fn check_installed(cert_path: &Path, key_path: &Path, root_pem: &str, cn: &str, sans: &[&str]) -> CheckedCert {
+    use sha2::Digest as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    use x509_parser::prelude::*;
+    let chain = std::fs::read_to_string(cert_path).unwrap_or_else(|e| panic!("{}: {e}", cert_path.display()));
+    let ders: Vec<Vec<u8>> = x509_parser::pem::Pem::iter_from_buffer(chain.as_bytes()).map(|p| p.expect("pem").contents).collect();
+    let (_, leaf) = X509Certificate::from_der(&ders[0]).expect("leaf");
+    let root_der = x509_parser::pem::parse_x509_pem(root_pem.as_bytes()).expect("root pem").1.contents;
+    let (_, root) = X509Certificate::from_der(&root_der).expect("root");
+    leaf.verify_signature(Some(root.public_key())).unwrap_or_else(|e| panic!("{} does not chain to the root: {e}", cert_path.display()));
+    assert_eq!(ders.last().expect("chain"), &root_der, "the full chain ends with the root");
+    let got_cn = leaf.subject().iter_common_name().next().and_then(|c| c.as_str().ok()).unwrap_or_default();
+    assert_eq!(got_cn, cn);
+    let mut got_sans: Vec<String> = leaf
+        .subject_alternative_name()
+        .expect("san ext")
+        .expect("has SANs")
+        .value
+        .general_names
+        .iter()
+        .map(|n| match n {
+            GeneralName::DNSName(d) => (*d).to_owned(),
+            GeneralName::IPAddress(ip) => match ip.len() {
+                4 => std::net::Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]).to_string(),
+                _ => format!("{ip:?}"),
+            },
+            other => format!("{other:?}"),
+        })
+        .collect();
+    let mut want: Vec<String> = sans.iter().map(|s| (*s).to_owned()).collect();
+    if !want.iter().any(|s| s == cn) {
+        want.push(cn.to_owned());
+    }
+    got_sans.sort();
+    want.sort();
+    assert_eq!(got_sans, want, "SANs of {}", cert_path.display());
+    let key_pem = std::fs::read_to_string(key_path).expect("key file");
+    let key = rcgen::KeyPair::from_pem(&key_pem).expect("key parses");
+    use rcgen::PublicKeyData as _;
+    assert_eq!(key.der_bytes(), leaf.public_key().subject_public_key.data.as_ref(), "key matches certificate");
+    let mode = std::fs::metadata(key_path).expect("key meta").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "key file mode");
+    CheckedCert {
+        fingerprint: hex::encode(sha2::Sha256::digest(&ders[0])),
+        not_after: chrono::DateTime::from_timestamp(leaf.validity().not_after.timestamp(), 0).expect("time"),
+    }
+}
