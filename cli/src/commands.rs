@@ -76,7 +76,8 @@ async fn import_assets(config: &Config, file: &std::path::Path, format: Option<i
         Some(f) => f,
         None => import::guess(file)?,
     };
-    let rows = match import::read(file, format)? {
+    let issuers: Vec<&str> = config.issuers.keys().map(String::as_str).collect();
+    let rows = match import::read(file, format, &issuers)? {
         Ok(rows) => rows,
         Err(bad) => bail!(
             "{}: {} invalid row(s), nothing imported:\n  {}",
@@ -85,7 +86,6 @@ async fn import_assets(config: &Config, file: &std::path::Path, format: Option<i
             bad.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
         ),
     };
-    let issuers: Vec<&str> = config.issuers.keys().map(String::as_str).collect();
     let database = open_db(config).await?;
     let summary = assets::import(&database, &rows, &issuers).await.with_context(|| format!("{}", file.display()))?;
     println!("imported {} asset(s) from {}", summary.written, file.display());

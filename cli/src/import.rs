@@ -115,8 +115,9 @@ fn from_csv(text: &str) -> anyhow::Result<Vec<Result<AssetInput, RowError>>> {
     Ok(rows)
 }
 
-/// Reads `path` as `format`; returns the rows, or every bad row.
-pub fn read(path: &Path, format: Format) -> anyhow::Result<Result<Vec<AssetInput>, Vec<RowError>>> {
+/// Reads `path` as `format` and validates every row against the configured `issuers`;
+/// returns the rows, or every bad row (unreadable or invalid), in file order.
+pub fn read(path: &Path, format: Format, issuers: &[&str]) -> anyhow::Result<Result<Vec<AssetInput>, Vec<RowError>>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let parsed = match format {
         Format::Json => from_json(&text)?,
@@ -124,9 +125,23 @@ pub fn read(path: &Path, format: Format) -> anyhow::Result<Result<Vec<AssetInput
     };
     let mut good = Vec::with_capacity(parsed.len());
     let mut bad = Vec::new();
-    for r in parsed {
+    let mut seen = std::collections::HashSet::new();
+    for (i, r) in parsed.into_iter().enumerate() {
         match r {
-            Ok(a) => good.push(a),
+            Ok(a) => {
+                let problem = match a.validate(issuers) {
+                    Err(error) => Some(error),
+                    Ok(()) if !seen.insert(a.system_name.trim().to_owned()) => Some(FieldError {
+                        field: "system_name",
+                        reason: "appears more than once in the file".into(),
+                    }),
+                    Ok(()) => None,
+                };
+                match problem {
+                    Some(error) => bad.push(RowError { row: i + 1, name: Some(a.system_name.clone()), error }),
+                    None => good.push(a),
+                }
+            }
             Err(e) => bad.push(e),
         }
     }

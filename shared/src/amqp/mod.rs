@@ -22,6 +22,20 @@ pub enum AmqpError {
         /// lapin's error.
         source: lapin::Error,
     },
+    /// The broker's address refused or failed the TCP connection.
+    #[error("cannot connect to RabbitMQ at {url}: {reason}")]
+    Unreachable {
+        /// Redacted URL.
+        url: String,
+        /// The socket error.
+        reason: String,
+    },
+    /// The URL does not parse.
+    #[error("invalid RabbitMQ URL {url}")]
+    BadUrl {
+        /// Redacted URL.
+        url: String,
+    },
     /// Connecting took longer than the timeout.
     #[error("cannot connect to RabbitMQ at {url}: timed out after {timeout:?}")]
     ConnectTimeout {
@@ -70,11 +84,27 @@ pub enum AmqpError {
 /// process resumes by itself after the broker restarts.
 pub async fn connect(url: &str, name: &str, timeout: Duration) -> Result<Connection, AmqpError> {
     let redacted = redact_url(url);
+    // Recovery retries the first connection too, for a long time; a broker that is simply
+    // not there should be one clear error now, so probe the TCP port first.
+    probe(url, &redacted, timeout).await?;
     let props = ConnectionProperties::default().with_connection_name(name.into()).enable_auto_recover();
     match tokio::time::timeout(timeout, Connection::connect(url, props)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(source)) => Err(AmqpError::Connect { url: redacted, source }),
         Err(_) => Err(AmqpError::ConnectTimeout { url: redacted, timeout }),
+    }
+}
+
+async fn probe(url: &str, redacted: &str, timeout: Duration) -> Result<(), AmqpError> {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Err(AmqpError::BadUrl { url: redacted.to_owned() });
+    };
+    let port = parsed.port().unwrap_or(if parsed.scheme() == "amqps" { 5671 } else { 5672 });
+    let host = parsed.host_str().unwrap_or("localhost").to_owned();
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port))).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(AmqpError::Unreachable { url: redacted.to_owned(), reason: e.to_string() }),
+        Err(_) => Err(AmqpError::ConnectTimeout { url: redacted.to_owned(), timeout }),
     }
 }
 

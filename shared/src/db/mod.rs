@@ -26,6 +26,14 @@ pub enum DbError {
         /// The driver's error.
         source: DbErr,
     },
+    /// The database server refused or failed the TCP connection.
+    #[error("cannot open database {url}: {reason}")]
+    Unreachable {
+        /// The redacted URL.
+        url: String,
+        /// The socket error.
+        reason: String,
+    },
     /// Opening the database took longer than the connect timeout.
     #[error("cannot open database {url}: timed out after {timeout:?}")]
     ConnectTimeout {
@@ -56,6 +64,7 @@ pub enum DbError {
 /// Opens the inventory database and applies pending migrations.
 pub async fn connect(url: &str, timeout: Duration) -> Result<DatabaseConnection, DbError> {
     let redacted = redact_url(url);
+    probe_postgres(url, &redacted, timeout).await?;
     let mut opts = ConnectOptions::new(url.to_owned());
     // Each connection to an in-memory SQLite database is a database of its own.
     let max_connections = if url.contains(":memory:") { 1 } else { 8 };
@@ -77,6 +86,22 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<DatabaseConnection,
     };
     migrate(&db).await.map_err(|source| DbError::Migrate { url: redacted, source })?;
     Ok(db)
+}
+
+/// sqlx retries a refused PostgreSQL connection until its timeout; a server that is not
+/// there should be one clear error now, so probe the TCP port first.
+async fn probe_postgres(url: &str, redacted: &str, timeout: Duration) -> Result<(), DbError> {
+    let Ok(parsed) = url::Url::parse(url) else { return Ok(()) };
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        return Ok(());
+    }
+    let Some(host) = parsed.host_str().filter(|h| !h.is_empty()) else { return Ok(()) };
+    let port = parsed.port().unwrap_or(5432);
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port))).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(DbError::Unreachable { url: redacted.to_owned(), reason: e.to_string() }),
+        Err(_) => Err(DbError::ConnectTimeout { url: redacted.to_owned(), timeout }),
+    }
 }
 
 /// Applies pending migrations. Several processes may start at once; one that loses the
