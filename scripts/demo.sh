@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh >/dev/null
-cargo build --release --bins --locked
+cargo build --release --locked -p certfleet-cli -p certfleet-scheduler -p certfleet-worker
 bin=$PWD/target/release
 
 demo=${DEMO_DIR:-$PWD/.certfleet/demo}

@@ -1,1 +1,152 @@
-fn main() {}
+//! certfleet benchmarks: inventory scan, end-to-end rotation throughput (with RabbitMQ's own
+//! publish-and-consume rate measured in the same run as the baseline), and idle worker RSS.
+//! Results and method are recorded in BENCHMARKS.md; `bench/run.sh` runs them all.
+
+mod baseline;
+mod env;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "certfleet-bench")]
+struct Args {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// One `certfleet-scheduler --once` over a seeded inventory, publishing the due jobs.
+    Scan {
+        /// `sqlite` or `postgres`.
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 10)]
+        due_percent: u64,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Scheduler + N workers rotating `local` assets through the internal CA.
+    E2e {
+        #[arg(long, default_value_t = 10_000)]
+        assets: u64,
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: u16,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// RSS of a worker that has connected and sits idle.
+    IdleRss {
+        #[arg(long, default_value_t = 5)]
+        settle_secs: u64,
+    },
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Args::parse().command {
+        Cmd::Scan { backend, rows, due_percent, runs } => scan(&backend, rows, due_percent, runs).await,
+        Cmd::E2e { assets, workers, concurrency, runs } => e2e(assets, workers, concurrency, runs).await,
+        Cmd::IdleRss { settle_secs } => idle_rss(settle_secs).await,
+    }
+}
+
+async fn scan(backend: &str, rows: u64, due_percent: u64, runs: usize) -> anyhow::Result<()> {
+    let env = env::BenchEnv::new(backend, "scan_page_size = 5000\n").await?;
+    let t = Instant::now();
+    env.seed(rows, due_percent).await?;
+    eprintln!("seeded {rows} rows in {:.1}s", t.elapsed().as_secs_f64());
+    let mut walls = Vec::new();
+    let mut rss = Vec::new();
+    for run in 0..runs {
+        env.reset().await?;
+        let (wall, max_rss_kb, stdout) = env.timed_once()?;
+        let report: serde_json::Value = serde_json::from_str(stdout.trim()).context("scheduler report")?;
+        let expected = rows * due_percent / 100;
+        if report["published"] != expected {
+            bail!("run {run}: published {} of {expected} due jobs: {report}", report["published"]);
+        }
+        eprintln!("run {run}: {wall:.2}s, peak RSS {} MiB, {report}", max_rss_kb / 1024);
+        walls.push(wall);
+        rss.push(max_rss_kb as f64 / 1024.0);
+    }
+    println!(
+        "scan backend={backend} rows={rows} due={}% runs={runs}: median {:.2}s (min {:.2}s, max {:.2}s), median peak RSS {:.0} MiB",
+        due_percent,
+        median(walls.clone()),
+        walls.iter().copied().fold(f64::MAX, f64::min),
+        walls.iter().copied().fold(0.0, f64::max),
+        median(rss)
+    );
+    env.cleanup().await;
+    Ok(())
+}
+
+async fn e2e(assets: u64, workers: usize, concurrency: u16, runs: usize) -> anyhow::Result<()> {
+    let mut rates = Vec::new();
+    let mut baselines = Vec::new();
+    for run in 0..runs {
+        let env = env::BenchEnv::new("sqlite", "scan_interval = \"1h\"\nscan_page_size = 5000\n").await?;
+        env.seed_local(assets).await?;
+        let base = baseline::publish_consume_rate(&env.vhost_url, assets).await?;
+        let mut procs = Vec::new();
+        for w in 0..workers {
+            let c = concurrency.to_string();
+            procs.push(env.spawn("certfleet-worker", &["--drivers", "local", "--concurrency", &c, "--name", &format!("w{w}")])?);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let start = Instant::now();
+        procs.push(env.spawn("certfleet-scheduler", &[])?);
+        env.wait_rotated(assets, Duration::from_secs(600)).await?;
+        let secs = start.elapsed().as_secs_f64();
+        let rate = assets as f64 / secs;
+        eprintln!("run {run}: {assets} rotations in {secs:.2}s = {rate:.0}/s; RabbitMQ publish+consume baseline {base:.0} msg/s; ratio {:.2}", rate / base);
+        rates.push(rate);
+        baselines.push(base);
+        for p in &mut procs {
+            p.stop();
+        }
+        env.cleanup().await;
+    }
+    let (r, b) = (median(rates), median(baselines));
+    println!(
+        "e2e assets={assets} workers={workers} concurrency={concurrency} runs={runs}: median {r:.0} rotations/s; \
+         RabbitMQ publish+consume baseline median {b:.0} msg/s; ratio {:.2}",
+        r / b
+    );
+    Ok(())
+}
+
+async fn idle_rss(settle_secs: u64) -> anyhow::Result<()> {
+    let env = env::BenchEnv::new("sqlite", "").await?;
+    let mut worker = env.spawn("certfleet-worker", &["--drivers", "local"])?;
+    tokio::time::sleep(Duration::from_secs(settle_secs)).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", worker.pid()))?;
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    println!(
+        "idle worker after {settle_secs}s: VmRSS {:.1} MiB, VmHWM (peak) {:.1} MiB",
+        field("VmRSS:") as f64 / 1024.0,
+        field("VmHWM:") as f64 / 1024.0
+    );
+    worker.stop();
+    env.cleanup().await;
+    Ok(())
+}

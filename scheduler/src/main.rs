@@ -1,6 +1,6 @@
 //! `certfleet-scheduler`: scans the inventory, publishes due rotations, records results.
 
-use certfleet_shared::{Config, shutdown, telemetry};
+use certfleet_shared::shutdown;
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -29,12 +29,8 @@ async fn main() -> std::process::ExitCode {
 
 async fn real_main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let loaded = Config::load(args.config.as_deref())?;
-    telemetry::init(loaded.config.log_format);
-    for name in &loaded.unknown_env {
-        tracing::warn!(%name, "ignoring unknown CERTFLEET_ environment variable");
-    }
-    if let Some(report) = certfleet_scheduler::run(&loaded.config, args.once, shutdown::on_signals()).await? {
+    let config = certfleet_shared::startup(args.config.as_deref())?;
+    if let Some(report) = certfleet_scheduler::run(&config, args.once, shutdown::on_signals()).await? {
         println!("{}", serde_json::to_string(&report)?);
     }
     Ok(())

@@ -11,3 +11,14 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use config::{Config, ConfigError};
+
+/// What every binary does first: load the config (`path`, or `certfleet.toml` if present,
+/// then the environment), start logging, and report unknown `CERTFLEET_*` variables.
+pub fn startup(path: Option<&std::path::Path>) -> Result<Config, ConfigError> {
+    let loaded = Config::load(path)?;
+    telemetry::init(loaded.config.log_format);
+    for name in &loaded.unknown_env {
+        tracing::warn!(%name, "ignoring unknown CERTFLEET_ environment variable");
+    }
+    Ok(loaded.config)
+}

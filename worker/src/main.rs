@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use certfleet_proto::Driver;
-use certfleet_shared::{Config, shutdown, telemetry};
+use certfleet_shared::shutdown;
 use certfleet_worker::{WorkerOptions, run};
 use clap::Parser;
 use std::path::PathBuf;
@@ -38,16 +38,12 @@ async fn main() -> std::process::ExitCode {
 
 async fn real_main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let loaded = Config::load(args.config.as_deref())?;
-    telemetry::init(loaded.config.log_format);
-    for name in &loaded.unknown_env {
-        tracing::warn!(%name, "ignoring unknown CERTFLEET_ environment variable");
-    }
+    let config = certfleet_shared::startup(args.config.as_deref())?;
     if args.concurrency == Some(0) {
         anyhow::bail!("--concurrency must be at least 1");
     }
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     let name = args.name.unwrap_or_else(|| format!("worker-{}-{}", host.trim(), std::process::id()));
     let opts = WorkerOptions { drivers: args.drivers, concurrency: args.concurrency, name };
-    run(&loaded.config, opts, shutdown::on_signals()).await.context("worker failed")
+    run(&config, opts, shutdown::on_signals()).await.context("worker failed")
 }
