@@ -60,7 +60,9 @@ async fn scheduler_and_worker_resume_after_a_broker_restart() {
     .await;
     assert!(worker.wait_exit(Duration::ZERO).is_none(), "the worker kept running:\n{}", worker.log_text());
     assert!(scheduler.wait_exit(Duration::ZERO).is_none(), "the scheduler kept running:\n{}", scheduler.log_text());
-    assert!(worker.log_text().contains("recovered") || worker.log_text().contains("recovery"), "{}", worker.log_text());
+    for (name, log) in [("worker", worker.log_text()), ("scheduler", scheduler.log_text())] {
+        assert!(log.contains("CONNECTION_FORCED"), "the restart did cut the {name}'s connection:\n{log}");
+    }
     assert!(scheduler.terminate(Duration::from_secs(20)), "the scheduler stops cleanly");
     assert!(worker.terminate(Duration::from_secs(20)), "the worker stops cleanly");
 }
