@@ -98,3 +98,55 @@ async fn twenty_assets_two_workers_one_killed_postgres() {
     rotate_fleet(env, 20, 4).await;
     admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
 }
+
+/// A job whose `not_before` lies ahead is parked in a retry tier (a TTL queue that
+/// dead-letters back to `certfleet.jobs`) and runs once the time has come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_job_waits_in_a_retry_tier_then_runs() {
+    use certfleet_proto::{Driver, Envelope, JobId};
+    use certfleet_shared::amqp::{Outgoing, Publisher, headers};
+    let env = TestEnv::new("");
+    env.import(&serde_json::json!([{
+        "system_name": "later",
+        "common_name": "later.fleet.test",
+        "certificate_authority": "internal",
+        "host_platform": "local",
+        "certificate_expiration": "2099-01-01T00:00:00Z",
+        "settings": env.local_settings("later"),
+    }]));
+    let db = env.db().await;
+    let asset = assets::by_name(&db, "later").await.unwrap();
+    let _worker = env.spawn("certfleet-worker", "worker", &["--drivers", "local"]);
+    let _scheduler = env.spawn("certfleet-scheduler", "scheduler", &[]);
+
+    let not_before = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let mut job = certfleet_shared::db::job_from_asset(&asset, Driver::Local, JobId::new(), 1, chrono::Utc::now()).unwrap();
+    job.not_before = Some(not_before);
+    let conn = certfleet_shared::amqp::connect(&env.vhost.url, "test", Duration::from_secs(10)).await.unwrap();
+    let publisher = Publisher::open(&conn, Duration::from_secs(10)).await.unwrap();
+    certfleet_shared::amqp::topology::declare(publisher.channel(), Driver::ALL, Duration::from_secs(10)).await.unwrap();
+    let body = Envelope::encode(&job);
+    let msg = Outgoing {
+        exchange: "certfleet.jobs",
+        routing_key: "local",
+        body: &body,
+        properties: headers::job_properties(&job, &certfleet_shared::telemetry::new_traceparent()),
+    };
+    publisher.publish(msg).await.unwrap();
+
+    wait_for(Duration::from_secs(10), "the job parked in the 5s tier", || async {
+        (queue_depth(&env.vhost.url, "certfleet.retry.local.5s").await.0 == 1).then_some(())
+    })
+    .await;
+    wait_for(Duration::from_secs(30), "the delayed job rotated", || async {
+        let a = assets::by_name(&db, "later").await.unwrap();
+        (a.state == AssetState::Ok).then_some(())
+    })
+    .await;
+    let runs = history::for_asset(&db, asset.id).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].job_id, job.job_id.0);
+    assert!(runs[0].finished_at.unwrap() >= not_before, "ran at {:?}, not before {not_before}", runs[0].finished_at);
+    assert!(runs[0].finished_at.unwrap() < not_before + chrono::Duration::milliseconds(1500), "the per-message expiration, not the 5s tier TTL, set the delay");
+    assert_eq!(queue_depth(&env.vhost.url, "certfleet.retry.local.5s").await.0, 0);
+}
