@@ -41,6 +41,11 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// RabbitMQ's own publish-and-consume rate (the baseline of the other benchmarks).
+    Baseline {
+        #[arg(long, default_value_t = 100_000)]
+        messages: u64,
+    },
     /// RSS of a worker that has connected and sits idle.
     IdleRss {
         #[arg(long, default_value_t = 5)]
@@ -59,6 +64,13 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Scan { backend, rows, due_percent, runs } => scan(&backend, rows, due_percent, runs).await,
         Cmd::E2e { assets, workers, concurrency, runs } => e2e(assets, workers, concurrency, runs).await,
         Cmd::IdleRss { settle_secs } => idle_rss(settle_secs).await,
+        Cmd::Baseline { messages } => {
+            let env = env::BenchEnv::new("sqlite", "").await?;
+            let rate = baseline::publish_consume_rate(&env.vhost_url, messages).await?;
+            println!("baseline: {messages} messages, RabbitMQ publish+consume {rate:.0} msg/s");
+            env.cleanup().await;
+            Ok(())
+        }
     }
 }
 

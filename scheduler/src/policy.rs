@@ -1,6 +1,7 @@
 //! "Is renewal due?" as a chain of small pure policies with an injected clock. The first
 //! policy with an opinion decides; if none has one, the asset is not due.
 
+use certfleet_shared::db::assets::ScanRow;
 use certfleet_shared::db::entity::asset::{self, AssetState};
 use chrono::{DateTime, Duration, Utc};
 
@@ -46,6 +47,17 @@ pub struct Facts {
 }
 
 impl Facts {
+    /// Reads the facts off a scan row.
+    pub fn of_scan(row: &ScanRow, renew_before: Option<std::time::Duration>) -> Self {
+        Self {
+            state: row.state,
+            lease_until: row.lease_until,
+            not_before: row.not_before,
+            not_after: row.not_after.or(row.certificate_expiration),
+            renew_before,
+        }
+    }
+
     /// Reads the facts off an inventory row.
     pub fn of(asset: &asset::Model, renew_before: Option<std::time::Duration>) -> Self {
         Self {

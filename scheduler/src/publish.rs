@@ -3,49 +3,74 @@
 
 use certfleet_proto::{Envelope, JobId, RotationJob};
 use certfleet_shared::amqp::topology::JOBS_EXCHANGE;
-use certfleet_shared::amqp::{AmqpError, Outgoing, Publisher, headers};
+use certfleet_shared::amqp::{AmqpError, Outgoing, PendingConfirm, Publisher, headers};
 use certfleet_shared::telemetry;
 use std::time::Duration;
 use tracing::warn;
 
-/// Tries per job before giving up on it for this scan.
+/// Tries per job before giving up on it.
 const PUBLISH_TRIES: u32 = 3;
 
-/// Publishes `jobs` and waits for all confirms. Returns the jobs that could not be
-/// published (after retries) with the last error.
-pub async fn publish_jobs(publisher: &Publisher, jobs: &[RotationJob]) -> Vec<(JobId, AmqpError)> {
-    let mut pending: Vec<&RotationJob> = jobs.iter().collect();
-    let mut failed = Vec::new();
-    for attempt in 1..=PUBLISH_TRIES {
-        failed.clear();
-        let mut confirms = Vec::with_capacity(pending.len());
-        for job in &pending {
-            let body = Envelope::encode(*job);
-            let msg = Outgoing {
-                exchange: JOBS_EXCHANGE,
-                routing_key: job.driver.as_str(),
-                body: &body,
-                properties: headers::job_properties(job, &telemetry::new_traceparent()),
-            };
-            confirms.push((*job, publisher.send(msg).await));
-        }
-        for (job, sent) in confirms {
+/// Jobs sent whose confirms have not been awaited yet.
+pub struct InFlight {
+    pending: Vec<(JobId, Result<PendingConfirm, AmqpError>)>,
+}
+
+/// Sends `jobs` without waiting for their confirms.
+pub async fn send_jobs(publisher: &Publisher, jobs: &[RotationJob]) -> InFlight {
+    let mut pending = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let body = Envelope::encode(job);
+        let msg = Outgoing {
+            exchange: JOBS_EXCHANGE,
+            routing_key: job.driver.as_str(),
+            body: &body,
+            properties: headers::job_properties(job, &telemetry::new_traceparent()),
+        };
+        pending.push((job.job_id, publisher.send(msg).await));
+    }
+    InFlight { pending }
+}
+
+impl InFlight {
+    /// Waits for every confirm; returns the jobs the broker did not take.
+    pub async fn confirmed(self) -> Vec<(JobId, AmqpError)> {
+        let mut failed = Vec::new();
+        for (id, sent) in self.pending {
             let result = match sent {
-                Ok(pending_confirm) => pending_confirm.wait().await,
+                Ok(confirm) => confirm.wait().await,
                 Err(e) => Err(e),
             };
             if let Err(e) = result {
-                failed.push((job, e));
+                failed.push((id, e));
             }
         }
-        if failed.is_empty() {
-            return Vec::new();
-        }
-        if attempt < PUBLISH_TRIES {
-            warn!(failed = failed.len(), attempt, "some jobs were not accepted by the broker; retrying them");
-            pending = failed.iter().map(|(job, _)| *job).collect();
-            tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-        }
+        failed
     }
-    failed.into_iter().map(|(job, e)| (job.job_id, e)).collect()
+}
+
+/// Publishes `jobs` and waits for all confirms, retrying refused ones. Returns the jobs
+/// that could not be published with the last error.
+pub async fn publish_jobs(publisher: &Publisher, jobs: &[RotationJob]) -> Vec<(JobId, AmqpError)> {
+    let failed = send_jobs(publisher, jobs).await.confirmed().await;
+    retry_failed(publisher, jobs, failed).await
+}
+
+/// Publishes again the jobs in `failed` (up to the try limit); returns those still refused.
+pub async fn retry_failed(
+    publisher: &Publisher,
+    jobs: &[RotationJob],
+    mut failed: Vec<(JobId, AmqpError)>,
+) -> Vec<(JobId, AmqpError)> {
+    for attempt in 2..=PUBLISH_TRIES {
+        if failed.is_empty() {
+            break;
+        }
+        warn!(failed = failed.len(), attempt, error = %failed[0].1, "jobs not accepted by the broker; publishing them again");
+        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+        let ids: std::collections::HashSet<JobId> = failed.iter().map(|(id, _)| *id).collect();
+        let again: Vec<RotationJob> = jobs.iter().filter(|j| ids.contains(&j.job_id)).cloned().collect();
+        failed = send_jobs(publisher, &again).await.confirmed().await;
+    }
+    failed
 }

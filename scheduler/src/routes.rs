@@ -11,6 +11,7 @@
 //! ```
 
 use certfleet_proto::Driver;
+use certfleet_shared::db::assets::ScanRow;
 use certfleet_shared::db::entity::asset;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -67,14 +68,48 @@ pub struct Route {
     pub driver: Driver,
 }
 
+/// The asset fields routing looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteKey<'a> {
+    /// Platform.
+    pub host_platform: &'a str,
+    /// OS version ("" if unknown).
+    pub os_version: &'a str,
+    /// Issuer name.
+    pub certificate_authority: &'a str,
+    /// Device model, if known.
+    pub device_model: Option<&'a str>,
+}
+
+impl<'a> From<&'a asset::Model> for RouteKey<'a> {
+    fn from(a: &'a asset::Model) -> Self {
+        Self {
+            host_platform: &a.host_platform,
+            os_version: a.os_version.as_deref().unwrap_or(""),
+            certificate_authority: &a.certificate_authority,
+            device_model: a.device_model.as_deref(),
+        }
+    }
+}
+
+impl<'a> From<&'a ScanRow> for RouteKey<'a> {
+    fn from(a: &'a ScanRow) -> Self {
+        Self {
+            host_platform: &a.host_platform,
+            os_version: a.os_version.as_deref().unwrap_or(""),
+            certificate_authority: &a.certificate_authority,
+            device_model: a.device_model.as_deref(),
+        }
+    }
+}
+
 impl Route {
-    fn matches(&self, a: &asset::Model) -> bool {
-        let os = a.os_version.as_deref().unwrap_or("");
-        self.host_platform.eq_ignore_ascii_case(&a.host_platform)
-            && self.os_version.as_ref().is_none_or(|p| p.matches(os))
-            && self.certificate_authority.as_ref().is_none_or(|ca| *ca == a.certificate_authority)
+    fn matches(&self, a: &RouteKey<'_>) -> bool {
+        self.host_platform.eq_ignore_ascii_case(a.host_platform)
+            && self.os_version.as_ref().is_none_or(|p| p.matches(a.os_version))
+            && self.certificate_authority.as_ref().is_none_or(|ca| ca == a.certificate_authority)
             && self.device_model.as_ref().is_none_or(|models| {
-                a.device_model.as_ref().is_some_and(|m| models.iter().any(|x| x.eq_ignore_ascii_case(m)))
+                a.device_model.is_some_and(|m| models.iter().any(|x| x.eq_ignore_ascii_case(m)))
             })
     }
 }
@@ -114,14 +149,15 @@ impl Routes {
     }
 
     /// The driver for `asset`, or why there is none.
-    pub fn route(&self, asset: &asset::Model) -> Result<Driver, String> {
-        self.0.iter().find(|r| r.matches(asset)).map(|r| r.driver).ok_or_else(|| {
+    pub fn route<'a>(&self, asset: impl Into<RouteKey<'a>>) -> Result<Driver, String> {
+        let key = asset.into();
+        self.0.iter().find(|r| r.matches(&key)).map(|r| r.driver).ok_or_else(|| {
             format!(
                 "no route matches host_platform={:?} os_version={:?} certificate_authority={:?} device_model={:?}",
-                asset.host_platform,
-                asset.os_version.as_deref().unwrap_or(""),
-                asset.certificate_authority,
-                asset.device_model.as_deref().unwrap_or("")
+                key.host_platform,
+                key.os_version,
+                key.certificate_authority,
+                key.device_model.unwrap_or("")
             )
         })
     }

@@ -1,23 +1,31 @@
-//! One scan of the inventory: stream it in pages (keyset pagination, never all in memory),
-//! decide, route, claim, build jobs and publish them with confirms.
+//! One scan of the inventory, as a pipeline of three stages running at once: read pages of
+//! narrow rows (keyset pagination, never all in memory) and decide; route and claim the due
+//! ones and build their jobs from the claimed rows; publish with confirms, keeping a few
+//! batches of confirms outstanding.
 
-use crate::policy::{self, Decision, Facts};
-use crate::publish::publish_jobs;
-use crate::routes::Routes;
 use crate::SchedulerError;
-use certfleet_proto::JobId;
+use crate::policy::{self, Decision, Facts};
+use crate::publish::{InFlight, retry_failed, send_jobs};
+use crate::routes::Routes;
+use certfleet_proto::{JobId, RotationJob};
 use certfleet_shared::Config;
 use certfleet_shared::amqp::Publisher;
-use certfleet_shared::db::entity::asset::{self, AssetState};
+use certfleet_shared::db::assets::{self, ScanRow};
+use certfleet_shared::db::entity::asset::AssetState;
 use certfleet_shared::db::history::{self, Claim, ClaimScope};
-use certfleet_shared::db::{assets, job_from_asset};
+use certfleet_shared::db::job_from_asset;
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Instant;
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+/// Batches of published jobs whose confirms may be outstanding at once.
+const CONFIRM_WINDOW: usize = 8;
+
 /// Counts from one scan.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct ScanReport {
     /// Rows read.
     pub scanned: u64,
@@ -31,6 +39,26 @@ pub struct ScanReport {
     pub skipped: u64,
     /// Jobs the broker would not take (their assets were released for the next scan).
     pub publish_failed: u64,
+    /// Seconds spent reading pages.
+    pub read_secs: f64,
+    /// Seconds spent claiming (marking in flight, history rows).
+    pub claim_secs: f64,
+    /// Seconds from the publish stage's start to its last confirm.
+    pub publish_secs: f64,
+}
+
+impl ScanReport {
+    fn add(&mut self, o: &ScanReport) {
+        self.scanned += o.scanned;
+        self.due += o.due;
+        self.published += o.published;
+        self.unroutable += o.unroutable;
+        self.skipped += o.skipped;
+        self.publish_failed += o.publish_failed;
+        self.read_secs += o.read_secs;
+        self.claim_secs += o.claim_secs;
+        self.publish_secs += o.publish_secs;
+    }
 }
 
 /// Everything a scan needs.
@@ -45,27 +73,22 @@ pub struct Scanner<'a> {
     pub config: &'a Config,
 }
 
+/// Claimed jobs on their way to the broker.
+struct Batch {
+    claims: Vec<Claim>,
+    jobs: Vec<RotationJob>,
+}
+
 impl Scanner<'_> {
     /// Scans the whole inventory once at `now`.
     pub async fn scan(&self, now: DateTime<Utc>) -> Result<ScanReport, SchedulerError> {
+        let (due_tx, due_rx) = mpsc::channel(4);
+        let (batch_tx, batch_rx) = mpsc::channel(4);
+        let (read, claim, publish) =
+            tokio::join!(self.read(now, due_tx), self.claim(now, due_rx, batch_tx), self.publish(batch_rx));
         let mut report = ScanReport::default();
-        let renew_before: HashMap<&str, Option<std::time::Duration>> =
-            self.config.issuers.iter().map(|(name, c)| (name.as_str(), c.renew_before())).collect();
-        let mut after = 0;
-        loop {
-            let page = assets::page(self.db, after, self.config.scan_page_size).await?;
-            let Some(last) = page.last() else { break };
-            after = last.id;
-            report.scanned += page.len() as u64;
-            let due: Vec<&asset::Model> = page
-                .iter()
-                .filter(|a| {
-                    let rb = renew_before.get(a.certificate_authority.as_str()).copied().flatten();
-                    matches!(policy::decide(&Facts::of(a, rb), now), Decision::Due(_))
-                })
-                .collect();
-            report.due += due.len() as u64;
-            self.publish_due(&due, now, &mut report).await?;
+        for stage in [read?, claim?, publish?] {
+            report.add(&stage);
         }
         info!(
             scanned = report.scanned,
@@ -73,57 +96,128 @@ impl Scanner<'_> {
             published = report.published,
             unroutable = report.unroutable,
             publish_failed = report.publish_failed,
+            read_secs = format!("{:.2}", report.read_secs),
+            claim_secs = format!("{:.2}", report.claim_secs),
+            publish_secs = format!("{:.2}", report.publish_secs),
             "scan finished"
         );
         Ok(report)
     }
 
-    async fn publish_due(&self, due: &[&asset::Model], now: DateTime<Utc>, report: &mut ScanReport) -> Result<(), SchedulerError> {
-        let mut claims = Vec::with_capacity(due.len());
-        let mut by_id = HashMap::with_capacity(due.len());
-        for asset in due {
-            match self.routes.route(asset) {
-                Ok(driver) => {
-                    claims.push(Claim { asset_id: asset.id, job_id: JobId::new(), driver });
-                    by_id.insert(asset.id, *asset);
-                }
-                Err(reason) => {
-                    report.unroutable += 1;
-                    warn!(asset = %asset.system_name, %reason, "asset is unroutable");
-                    if asset.state != AssetState::Unroutable || asset.last_error.as_deref() != Some(reason.as_str()) {
-                        history::mark_unroutable(self.db, asset.id, &reason).await?;
+    /// Stage 1: pages in id order; passes on the due rows of each page.
+    async fn read(&self, now: DateTime<Utc>, due_tx: mpsc::Sender<Vec<ScanRow>>) -> Result<ScanReport, SchedulerError> {
+        let mut report = ScanReport::default();
+        let renew_before: HashMap<&str, Option<std::time::Duration>> =
+            self.config.issuers.iter().map(|(name, c)| (name.as_str(), c.renew_before())).collect();
+        let mut after = 0;
+        loop {
+            let t = Instant::now();
+            let page = assets::scan_page(self.db, after, self.config.scan_page_size).await?;
+            report.read_secs += t.elapsed().as_secs_f64();
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            report.scanned += page.len() as u64;
+            let due: Vec<ScanRow> = page
+                .into_iter()
+                .filter(|a| {
+                    let rb = renew_before.get(a.certificate_authority.as_str()).copied().flatten();
+                    matches!(policy::decide(&Facts::of_scan(a, rb), now), Decision::Due(_))
+                })
+                .collect();
+            report.due += due.len() as u64;
+            if !due.is_empty() && due_tx.send(due).await.is_err() {
+                break; // a later stage failed; its error is reported
+            }
+        }
+        Ok(report)
+    }
+
+    /// Stage 2: routes, claims and builds the jobs.
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        mut due_rx: mpsc::Receiver<Vec<ScanRow>>,
+        batch_tx: mpsc::Sender<Batch>,
+    ) -> Result<ScanReport, SchedulerError> {
+        let mut report = ScanReport::default();
+        let lease_until = now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::hours(1));
+        while let Some(due) = due_rx.recv().await {
+            let t = Instant::now();
+            let mut claims = Vec::with_capacity(due.len());
+            for row in &due {
+                match self.routes.route(row) {
+                    Ok(driver) => claims.push(Claim { asset_id: row.id, job_id: JobId::new(), driver }),
+                    Err(reason) => {
+                        report.unroutable += 1;
+                        warn!(asset = %row.system_name, %reason, "asset is unroutable");
+                        if row.state != AssetState::Unroutable || row.last_error.as_deref() != Some(reason.as_str()) {
+                            history::mark_unroutable(self.db, row.id, &reason).await?;
+                        }
                     }
                 }
             }
-        }
-        let lease_until = now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::hours(1));
-        let claimed = history::claim(self.db, &claims, ClaimScope::Scan, now, lease_until).await?;
-        report.skipped += (claims.len() - claimed.len()) as u64;
-        let mut jobs = Vec::with_capacity(claimed.len());
-        let mut bad = Vec::new();
-        for c in &claimed {
-            let Some(asset) = by_id.get(&c.asset_id) else { continue };
-            match job_from_asset(asset, c.driver, c.job_id, 1, now) {
-                Ok(job) => jobs.push(job),
-                Err(e) => bad.push((*c, e.to_string())),
+            let claimed = history::claim(self.db, &claims, ClaimScope::Scan, now, lease_until).await?;
+            report.skipped += (claims.len() - claimed.len()) as u64;
+            let mut batch = Batch { claims: Vec::with_capacity(claimed.len()), jobs: Vec::with_capacity(claimed.len()) };
+            for (claim, asset) in claimed {
+                match job_from_asset(&asset, claim.driver, claim.job_id, 1, now) {
+                    Ok(job) => {
+                        batch.claims.push(claim);
+                        batch.jobs.push(job);
+                    }
+                    Err(e) => {
+                        report.unroutable += 1;
+                        let reason = e.to_string();
+                        warn!(asset = %asset.system_name, %reason, "asset row cannot become a job");
+                        history::release(self.db, &[claim], &reason).await?;
+                        history::mark_unroutable(self.db, claim.asset_id, &reason).await?;
+                    }
+                }
+            }
+            report.claim_secs += t.elapsed().as_secs_f64();
+            if batch_tx.send(batch).await.is_err() {
+                break;
             }
         }
-        for (claim, reason) in bad {
-            report.unroutable += 1;
-            warn!(asset_id = claim.asset_id, %reason, "asset row cannot become a job");
-            history::release(self.db, &[claim], &reason).await?;
-            history::mark_unroutable(self.db, claim.asset_id, &reason).await?;
+        Ok(report)
+    }
+
+    /// Stage 3: publishes, keeping up to [`CONFIRM_WINDOW`] batches of confirms outstanding.
+    async fn publish(&self, mut batch_rx: mpsc::Receiver<Batch>) -> Result<ScanReport, SchedulerError> {
+        let mut report = ScanReport::default();
+        let mut window: VecDeque<(Batch, InFlight)> = VecDeque::new();
+        let started = Instant::now();
+        loop {
+            if window.len() < CONFIRM_WINDOW
+                && let Some(batch) = batch_rx.recv().await
+            {
+                let sent = send_jobs(self.publisher, &batch.jobs).await;
+                window.push_back((batch, sent));
+                continue;
+            }
+            // The window is full, or no more batches will come: settle the oldest.
+            match window.pop_front() {
+                Some((batch, sent)) => self.settle(batch, sent, &mut report).await?,
+                None => break,
+            }
         }
-        let failed = publish_jobs(self.publisher, &jobs).await;
-        report.published += (jobs.len() - failed.len()) as u64;
-        if !failed.is_empty() {
-            report.publish_failed += failed.len() as u64;
-            let reason = format!("publish failed: {}", failed[0].1);
-            warn!(count = failed.len(), %reason, "releasing assets whose jobs the broker refused");
-            let failed_claims: Vec<Claim> =
-                claimed.iter().filter(|c| failed.iter().any(|(id, _)| *id == c.job_id)).copied().collect();
-            history::release(self.db, &failed_claims, &reason).await?;
+        report.publish_secs = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    /// Awaits one batch's confirms, retries refused jobs, and releases the ones still refused.
+    async fn settle(&self, batch: Batch, sent: InFlight, report: &mut ScanReport) -> Result<(), SchedulerError> {
+        let failed = retry_failed(self.publisher, &batch.jobs, sent.confirmed().await).await;
+        report.published += (batch.jobs.len() - failed.len()) as u64;
+        if failed.is_empty() {
+            return Ok(());
         }
+        report.publish_failed += failed.len() as u64;
+        let reason = format!("publish failed: {}", failed[0].1);
+        warn!(count = failed.len(), %reason, "releasing assets whose jobs the broker refused");
+        let failed_ids: HashSet<JobId> = failed.iter().map(|(id, _)| *id).collect();
+        let claims: Vec<Claim> = batch.claims.into_iter().filter(|c| failed_ids.contains(&c.job_id)).collect();
+        history::release(self.db, &claims, &reason).await?;
         Ok(())
     }
 }

@@ -277,6 +277,64 @@ pub async fn by_name(db: &impl ConnectionTrait, name: &str) -> Result<asset::Mod
         .ok_or_else(|| DbError::NotFound(format!("asset {name:?}")))
 }
 
+/// The columns a scan decides and routes on: everything but settings, SANs and
+/// certificate facts, so a scan of a large inventory decodes as little as it can.
+#[derive(Debug, Clone, PartialEq, sea_orm::FromQueryResult)]
+pub struct ScanRow {
+    /// Primary key.
+    pub id: i64,
+    /// Unique name.
+    pub system_name: String,
+    /// Lifecycle state.
+    pub state: AssetState,
+    /// Lease or next-try time.
+    pub lease_until: Option<DateTime<Utc>>,
+    /// Start of validity of the current certificate.
+    pub not_before: Option<DateTime<Utc>>,
+    /// End of validity of the current certificate.
+    pub not_after: Option<DateTime<Utc>>,
+    /// Imported expiry.
+    pub certificate_expiration: Option<DateTime<Utc>>,
+    /// Issuer name.
+    pub certificate_authority: String,
+    /// Routing: platform.
+    pub host_platform: String,
+    /// Routing: OS version.
+    pub os_version: Option<String>,
+    /// Routing: device model.
+    pub device_model: Option<String>,
+    /// Last error (to avoid rewriting an unchanged unroutable reason).
+    pub last_error: Option<String>,
+}
+
+/// A page of scan rows with `id > after`, in id order (keyset pagination).
+pub async fn scan_page(db: &impl ConnectionTrait, after: i64, limit: u64) -> Result<Vec<ScanRow>, DbError> {
+    use asset::Column as C;
+    use sea_orm::QuerySelect;
+    Ok(asset::Entity::find()
+        .select_only()
+        .columns([
+            C::Id,
+            C::SystemName,
+            C::State,
+            C::LeaseUntil,
+            C::NotBefore,
+            C::NotAfter,
+            C::CertificateExpiration,
+            C::CertificateAuthority,
+            C::HostPlatform,
+            C::OsVersion,
+            C::DeviceModel,
+            C::LastError,
+        ])
+        .filter(C::Id.gt(after))
+        .order_by_asc(C::Id)
+        .limit(limit)
+        .into_model::<ScanRow>()
+        .all(db)
+        .await?)
+}
+
 /// A page of assets with `id > after`, in id order (keyset pagination).
 pub async fn page(db: &impl ConnectionTrait, after: i64, limit: u64) -> Result<Vec<asset::Model>, DbError> {
     use sea_orm::QuerySelect;

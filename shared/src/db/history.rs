@@ -44,20 +44,21 @@ fn claimable(scope: ClaimScope, now: DateTime<Utc>) -> Condition {
 }
 
 /// Marks the assets in flight until `lease_until` and records a `queued` history row for
-/// each job, in one transaction. Returns the claims that took effect: an asset whose lease
-/// is still running (another scheduler, or an earlier job) is skipped.
+/// each job, in one transaction. Returns the claims that took effect, each with the asset's
+/// row as claimed: an asset whose lease is still running (another scheduler, or an earlier
+/// job) is skipped.
 pub async fn claim(
     db: &DatabaseConnection,
     claims: &[Claim],
     scope: ClaimScope,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
-) -> Result<Vec<Claim>, DbError> {
+) -> Result<Vec<(Claim, asset::Model)>, DbError> {
     if claims.is_empty() {
         return Ok(Vec::new());
     }
     let txn = db.begin().await?;
-    let claimed_ids: std::collections::HashSet<i64> = asset::Entity::update_many()
+    let mut claimed: std::collections::HashMap<i64, asset::Model> = asset::Entity::update_many()
         .col_expr(asset::Column::State, Expr::value(AssetState::InFlight.as_str()))
         .col_expr(asset::Column::LeaseUntil, Expr::value(lease_until))
         .col_expr(asset::Column::UpdatedAt, Expr::value(now))
@@ -66,11 +67,12 @@ pub async fn claim(
         .exec_with_returning(&txn)
         .await?
         .into_iter()
-        .map(|m| m.id)
+        .map(|m| (m.id, m))
         .collect();
-    let taken: Vec<Claim> = claims.iter().copied().filter(|c| claimed_ids.contains(&c.asset_id)).collect();
+    let taken: Vec<(Claim, asset::Model)> =
+        claims.iter().filter_map(|c| claimed.remove(&c.asset_id).map(|m| (*c, m))).collect();
     if !taken.is_empty() {
-        rotation::Entity::insert_many(taken.iter().map(|c| queued_row(c, now)))
+        rotation::Entity::insert_many(taken.iter().map(|(c, _)| queued_row(c, now)))
             .on_conflict(
                 OnConflict::column(rotation::Column::JobId)
                     .update_columns([
