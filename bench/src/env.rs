@@ -156,7 +156,7 @@ impl BenchEnv {
     /// Runs `certfleet-scheduler --once` under GNU time: (wall seconds, peak RSS KiB, stdout).
     pub fn timed_once(&self) -> anyhow::Result<(f64, u64, String)> {
         let out = Command::new("/usr/bin/time")
-            .args(["-f", "TIME %e %M"])
+            .args(["-f", "TIME %e %M %U %S"])
             .arg(sibling("certfleet-scheduler")?)
             .arg("--config")
             .arg(&self.config)
@@ -169,6 +169,9 @@ impl BenchEnv {
         let mut parts = line.split_whitespace().skip(1);
         let wall: f64 = parts.next().context("wall")?.parse()?;
         let rss: u64 = parts.next().context("rss")?.parse()?;
+        let user: f64 = parts.next().context("user")?.parse()?;
+        let sys: f64 = parts.next().context("sys")?.parse()?;
+        eprintln!("scheduler CPU: user {user:.2}s sys {sys:.2}s");
         Ok((wall, rss, String::from_utf8_lossy(&out.stdout).into_owned()))
     }
 

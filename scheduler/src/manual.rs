@@ -73,12 +73,13 @@ async fn publish_for(
         .map_err(|e| ManualError::Unroutable { name: asset.system_name.clone(), reason: e.to_string() })?;
     let claim = Claim { asset_id: asset.id, job_id, driver };
     let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::hours(1));
-    if history::claim(db, &[claim], ClaimScope::Operator, now, lease_until).await?.is_empty() {
+    if history::claim(db, &[asset.id], ClaimScope::Operator, now, lease_until).await?.is_empty() {
         return Err(ManualError::InFlight {
             name: asset.system_name.clone(),
             until: asset.lease_until.map_or("unknown".into(), |t| t.to_rfc3339()),
         });
     }
+    history::record_queued(db, &[claim], now).await?;
     if let Some((_, e)) = publish_jobs(publisher, &[job]).await.into_iter().next() {
         history::release(db, &[claim], &format!("publish failed: {e}")).await?;
         return Err(ManualError::Publish(e.to_string()));

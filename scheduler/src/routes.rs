@@ -11,7 +11,6 @@
 //! ```
 
 use certfleet_proto::Driver;
-use certfleet_shared::db::assets::ScanRow;
 use certfleet_shared::db::entity::asset;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -83,17 +82,6 @@ pub struct RouteKey<'a> {
 
 impl<'a> From<&'a asset::Model> for RouteKey<'a> {
     fn from(a: &'a asset::Model) -> Self {
-        Self {
-            host_platform: &a.host_platform,
-            os_version: a.os_version.as_deref().unwrap_or(""),
-            certificate_authority: &a.certificate_authority,
-            device_model: a.device_model.as_deref(),
-        }
-    }
-}
-
-impl<'a> From<&'a ScanRow> for RouteKey<'a> {
-    fn from(a: &'a ScanRow) -> Self {
         Self {
             host_platform: &a.host_platform,
             os_version: a.os_version.as_deref().unwrap_or(""),

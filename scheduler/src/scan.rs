@@ -11,7 +11,6 @@ use certfleet_proto::{JobId, RotationJob};
 use certfleet_shared::Config;
 use certfleet_shared::amqp::Publisher;
 use certfleet_shared::db::assets::{self, ScanRow};
-use certfleet_shared::db::entity::asset::AssetState;
 use certfleet_shared::db::history::{self, Claim, ClaimScope};
 use certfleet_shared::db::job_from_asset;
 use chrono::{DateTime, Utc};
@@ -132,7 +131,9 @@ impl Scanner<'_> {
         Ok(report)
     }
 
-    /// Stage 2: routes, claims and builds the jobs.
+    /// Stage 2: claims the due assets, then routes the claimed rows and builds their jobs.
+    /// A claimed asset that no route leads to is released and marked unroutable (scans
+    /// skip unroutable assets, so this costs one wasted claim per routing change).
     async fn claim(
         &self,
         now: DateTime<Utc>,
@@ -143,37 +144,29 @@ impl Scanner<'_> {
         let lease_until = now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::hours(1));
         while let Some(due) = due_rx.recv().await {
             let t = Instant::now();
-            let mut claims = Vec::with_capacity(due.len());
-            for row in &due {
-                match self.routes.route(row) {
-                    Ok(driver) => claims.push(Claim { asset_id: row.id, job_id: JobId::new(), driver }),
-                    Err(reason) => {
-                        report.unroutable += 1;
-                        warn!(asset = %row.system_name, %reason, "asset is unroutable");
-                        if row.state != AssetState::Unroutable || row.last_error.as_deref() != Some(reason.as_str()) {
-                            history::mark_unroutable(self.db, row.id, &reason).await?;
-                        }
-                    }
-                }
-            }
-            let claimed = history::claim(self.db, &claims, ClaimScope::Scan, now, lease_until).await?;
-            report.skipped += (claims.len() - claimed.len()) as u64;
+            let ids: Vec<i64> = due.iter().map(|row| row.id).collect();
+            let claimed = history::claim(self.db, &ids, ClaimScope::Scan, now, lease_until).await?;
+            report.skipped += (ids.len() - claimed.len()) as u64;
             let mut batch = Batch { claims: Vec::with_capacity(claimed.len()), jobs: Vec::with_capacity(claimed.len()) };
-            for (claim, asset) in claimed {
-                match job_from_asset(&asset, claim.driver, claim.job_id, 1, now) {
+            for asset in claimed {
+                let job_id = JobId::new();
+                let built = self
+                    .routes
+                    .route(&asset)
+                    .and_then(|driver| job_from_asset(&asset, driver, job_id, 1, now).map_err(|e| e.to_string()));
+                match built {
                     Ok(job) => {
-                        batch.claims.push(claim);
+                        batch.claims.push(Claim { asset_id: asset.id, job_id, driver: job.driver });
                         batch.jobs.push(job);
                     }
-                    Err(e) => {
+                    Err(reason) => {
                         report.unroutable += 1;
-                        let reason = e.to_string();
-                        warn!(asset = %asset.system_name, %reason, "asset row cannot become a job");
-                        history::release(self.db, &[claim], &reason).await?;
-                        history::mark_unroutable(self.db, claim.asset_id, &reason).await?;
+                        warn!(asset = %asset.system_name, %reason, "asset is unroutable");
+                        history::mark_unroutable(self.db, asset.id, &reason).await?;
                     }
                 }
             }
+            history::record_queued(self.db, &batch.claims, now).await?;
             report.claim_secs += t.elapsed().as_secs_f64();
             if batch_tx.send(batch).await.is_err() {
                 break;

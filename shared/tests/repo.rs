@@ -52,6 +52,15 @@ fn rotated(job_id: JobId, asset_id: i64, fingerprint: &str) -> RotationResult {
     }
 }
 
+/// Claims like a scan or an operator does: mark in flight, then record the queued jobs.
+async fn claim(db: &DatabaseConnection, claims: &[Claim], scope: ClaimScope, now: chrono::DateTime<Utc>, lease: chrono::DateTime<Utc>) -> usize {
+    let ids: Vec<i64> = claims.iter().map(|c| c.asset_id).collect();
+    let taken = history::claim(db, &ids, scope, now, lease).await.unwrap();
+    let queued: Vec<Claim> = claims.iter().filter(|c| taken.iter().any(|a| a.id == c.asset_id)).copied().collect();
+    history::record_queued(db, &queued, now).await.unwrap();
+    queued.len()
+}
+
 async fn rotations_of(db: &DatabaseConnection, asset_id: i64) -> Vec<rotation::Model> {
     history::for_asset(db, asset_id).await.unwrap()
 }
@@ -96,16 +105,12 @@ async fn claims_respect_leases_and_scope(db: DatabaseConnection) {
         Claim { asset_id: a.id, job_id: JobId::new(), driver: Driver::Local },
         Claim { asset_id: b.id, job_id: JobId::new(), driver: Driver::Local },
     ];
-    let taken = history::claim(&db, &claims, ClaimScope::Scan, now, now + Duration::minutes(10)).await.unwrap();
-    assert_eq!(taken.len(), 2);
+    assert_eq!(claim(&db, &claims, ClaimScope::Scan, now, now + Duration::minutes(10)).await, 2);
     let again = [Claim { job_id: JobId::new(), ..claims[0] }];
-    assert!(history::claim(&db, &again, ClaimScope::Scan, now, now + Duration::minutes(10)).await.unwrap().is_empty());
-    assert!(
-        history::claim(&db, &again, ClaimScope::Operator, now, now).await.unwrap().is_empty(),
-        "operators wait for leases too"
-    );
+    assert_eq!(claim(&db, &again, ClaimScope::Scan, now, now + Duration::minutes(10)).await, 0);
+    assert_eq!(claim(&db, &again, ClaimScope::Operator, now, now).await, 0, "operators wait for leases too");
     let later = now + Duration::minutes(11);
-    assert_eq!(history::claim(&db, &again, ClaimScope::Scan, later, later + Duration::minutes(10)).await.unwrap().len(), 1);
+    assert_eq!(claim(&db, &again, ClaimScope::Scan, later, later + Duration::minutes(10)).await, 1);
     assert_eq!(rotations_of(&db, a.id).await.len(), 2);
 
     // Release: the asset is due again and the never-published job leaves no history.
@@ -126,8 +131,8 @@ async fn claims_respect_leases_and_scope(db: DatabaseConnection) {
     };
     dead_letters::record(&db, &dl).await.unwrap();
     let retry = [Claim { asset_id: b.id, job_id: dl.job_id, driver: Driver::Local }];
-    assert!(history::claim(&db, &retry, ClaimScope::Scan, later, later).await.unwrap().is_empty());
-    assert_eq!(history::claim(&db, &retry, ClaimScope::Operator, later, later).await.unwrap().len(), 1);
+    assert_eq!(claim(&db, &retry, ClaimScope::Scan, later, later).await, 0);
+    assert_eq!(claim(&db, &retry, ClaimScope::Operator, later, later).await, 1);
     let rows = rotations_of(&db, b.id).await;
     assert_eq!((rows.len(), rows[0].status, rows[0].attempt), (1, RotationStatus::Queued, 1), "same job id, fresh attempt");
 }
@@ -137,8 +142,7 @@ async fn results_apply_once_and_last_wins(db: DatabaseConnection) {
     let a = assets::by_name(&db, "a").await.unwrap();
     let job = JobId::new();
     let now = Utc::now();
-    let claim = [Claim { asset_id: a.id, job_id: job, driver: Driver::Local }];
-    history::claim(&db, &claim, ClaimScope::Scan, now, now).await.unwrap();
+    claim(&db, &[Claim { asset_id: a.id, job_id: job, driver: Driver::Local }], ClaimScope::Scan, now, now).await;
     let first = rotated(job, a.id, "aa");
     let redone = rotated(job, a.id, "bb");
     history::apply_results(&db, &[first.clone(), first, redone], StdDuration::from_secs(60)).await.unwrap();

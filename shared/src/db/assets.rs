@@ -277,14 +277,12 @@ pub async fn by_name(db: &impl ConnectionTrait, name: &str) -> Result<asset::Mod
         .ok_or_else(|| DbError::NotFound(format!("asset {name:?}")))
 }
 
-/// The columns a scan decides and routes on: everything but settings, SANs and
-/// certificate facts, so a scan of a large inventory decodes as little as it can.
-#[derive(Debug, Clone, PartialEq, sea_orm::FromQueryResult)]
+/// The columns a scan decides on: a handful, so a scan of a large inventory decodes as
+/// little as it can. Routing and job building use the full rows of the claimed assets.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ScanRow {
     /// Primary key.
     pub id: i64,
-    /// Unique name.
-    pub system_name: String,
     /// Lifecycle state.
     pub state: AssetState,
     /// Lease or next-try time.
@@ -297,42 +295,36 @@ pub struct ScanRow {
     pub certificate_expiration: Option<DateTime<Utc>>,
     /// Issuer name.
     pub certificate_authority: String,
-    /// Routing: platform.
-    pub host_platform: String,
-    /// Routing: OS version.
-    pub os_version: Option<String>,
-    /// Routing: device model.
-    pub device_model: Option<String>,
-    /// Last error (to avoid rewriting an unchanged unroutable reason).
-    pub last_error: Option<String>,
 }
 
-/// A page of scan rows with `id > after`, in id order (keyset pagination).
+type ScanTuple = (i64, AssetState, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<DateTime<Utc>>, String);
+
+/// A page of scan rows with `id > after`, in id order (keyset pagination). Columns are
+/// read by position, not by name.
 pub async fn scan_page(db: &impl ConnectionTrait, after: i64, limit: u64) -> Result<Vec<ScanRow>, DbError> {
     use asset::Column as C;
     use sea_orm::QuerySelect;
-    Ok(asset::Entity::find()
+    let rows: Vec<ScanTuple> = asset::Entity::find()
         .select_only()
-        .columns([
-            C::Id,
-            C::SystemName,
-            C::State,
-            C::LeaseUntil,
-            C::NotBefore,
-            C::NotAfter,
-            C::CertificateExpiration,
-            C::CertificateAuthority,
-            C::HostPlatform,
-            C::OsVersion,
-            C::DeviceModel,
-            C::LastError,
-        ])
+        .columns([C::Id, C::State, C::LeaseUntil, C::NotBefore, C::NotAfter, C::CertificateExpiration, C::CertificateAuthority])
         .filter(C::Id.gt(after))
         .order_by_asc(C::Id)
         .limit(limit)
-        .into_model::<ScanRow>()
+        .into_tuple()
         .all(db)
-        .await?)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, state, lease_until, not_before, not_after, certificate_expiration, certificate_authority)| ScanRow {
+            id,
+            state,
+            lease_until,
+            not_before,
+            not_after,
+            certificate_expiration,
+            certificate_authority,
+        })
+        .collect())
 }
 
 /// A page of assets with `id > after`, in id order (keyset pagination).

@@ -43,53 +43,51 @@ fn claimable(scope: ClaimScope, now: DateTime<Utc>) -> Condition {
     }
 }
 
-/// Marks the assets in flight until `lease_until` and records a `queued` history row for
-/// each job, in one transaction. Returns the claims that took effect, each with the asset's
-/// row as claimed: an asset whose lease is still running (another scheduler, or an earlier
-/// job) is skipped.
+/// Marks the assets in flight until `lease_until`, in one statement, and returns the rows
+/// it took, as claimed. An asset whose lease is still running (another scheduler, or an
+/// earlier job) is skipped; a scan also skips dead and unroutable assets.
 pub async fn claim(
     db: &DatabaseConnection,
-    claims: &[Claim],
+    asset_ids: &[i64],
     scope: ClaimScope,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
-) -> Result<Vec<(Claim, asset::Model)>, DbError> {
-    if claims.is_empty() {
+) -> Result<Vec<asset::Model>, DbError> {
+    if asset_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let txn = db.begin().await?;
-    let mut claimed: std::collections::HashMap<i64, asset::Model> = asset::Entity::update_many()
+    Ok(asset::Entity::update_many()
         .col_expr(asset::Column::State, Expr::value(AssetState::InFlight.as_str()))
         .col_expr(asset::Column::LeaseUntil, Expr::value(lease_until))
         .col_expr(asset::Column::UpdatedAt, Expr::value(now))
-        .filter(asset::Column::Id.is_in(claims.iter().map(|c| c.asset_id)))
+        .filter(asset::Column::Id.is_in(asset_ids.iter().copied()))
         .filter(claimable(scope, now))
-        .exec_with_returning(&txn)
-        .await?
-        .into_iter()
-        .map(|m| (m.id, m))
-        .collect();
-    let taken: Vec<(Claim, asset::Model)> =
-        claims.iter().filter_map(|c| claimed.remove(&c.asset_id).map(|m| (*c, m))).collect();
-    if !taken.is_empty() {
-        rotation::Entity::insert_many(taken.iter().map(|(c, _)| queued_row(c, now)))
-            .on_conflict(
-                OnConflict::column(rotation::Column::JobId)
-                    .update_columns([
-                        rotation::Column::Attempt,
-                        rotation::Column::Status,
-                        rotation::Column::ErrorClass,
-                        rotation::Column::ErrorMessage,
-                        rotation::Column::QueuedAt,
-                        rotation::Column::FinishedAt,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
+        .exec_with_returning(db)
+        .await?)
+}
+
+/// Records a `queued` history row for each job about to be published (a dead-letter retry
+/// reuses its job id: the row is reset to attempt 1).
+pub async fn record_queued(db: &DatabaseConnection, claims: &[Claim], now: DateTime<Utc>) -> Result<(), DbError> {
+    if claims.is_empty() {
+        return Ok(());
     }
-    txn.commit().await?;
-    Ok(taken)
+    rotation::Entity::insert_many(claims.iter().map(|c| queued_row(c, now)))
+        .on_conflict(
+            OnConflict::column(rotation::Column::JobId)
+                .update_columns([
+                    rotation::Column::Attempt,
+                    rotation::Column::Status,
+                    rotation::Column::ErrorClass,
+                    rotation::Column::ErrorMessage,
+                    rotation::Column::QueuedAt,
+                    rotation::Column::FinishedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
 }
 
 fn queued_row(c: &Claim, now: DateTime<Utc>) -> rotation::ActiveModel {
@@ -109,7 +107,7 @@ fn queued_row(c: &Claim, now: DateTime<Utc>) -> rotation::ActiveModel {
 }
 
 /// Undoes claims whose jobs could not be published: the assets become due again (the next
-/// scan picks them up) and the never-published history rows are removed.
+/// scan picks them up) and the never-published history rows, if any, are removed.
 pub async fn release(db: &DatabaseConnection, claims: &[Claim], reason: &str) -> Result<(), DbError> {
     if claims.is_empty() {
         return Ok(());
