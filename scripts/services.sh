@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure RabbitMQ (127.0.0.1:5672, guest/guest) and PostgreSQL (127.0.0.1:5432) run,
 # installing them from Debian's packages if they are missing. Idempotent; needs root.
-# Prints the PostgreSQL URL the tests should use as CERTFLEET_TEST_POSTGRES=... on stdout.
+# Prints the PostgreSQL URL the tests should use as TEST_POSTGRES_URL=... on stdout.
 set -euo pipefail
 
 log() { echo "services: $*" >&2; }
@@ -41,9 +41,9 @@ pg_isready -q -h 127.0.0.1 -p 5432 || { log "PostgreSQL did not start"; exit 1; 
 
 # Trust auth on this machine kind; a fresh Debian install wants a password instead.
 if psql -h 127.0.0.1 -U postgres -d postgres -tAc 'select 1' >/dev/null 2>&1; then
-  echo "CERTFLEET_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432"
+  echo "TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432"
 else
   log "setting a password for the postgres role (fresh install uses password auth on TCP)"
   su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'certfleet-test'\"" >&2
-  echo "CERTFLEET_TEST_POSTGRES=postgres://postgres:certfleet-test@127.0.0.1:5432"
+  echo "TEST_POSTGRES_URL=postgres://postgres:certfleet-test@127.0.0.1:5432"
 fi

@@ -89,7 +89,7 @@ async fn fifty_assets_two_workers_one_killed_sqlite() {
 /// The same run with the inventory on a real PostgreSQL database (fewer assets).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_assets_two_workers_one_killed_postgres() {
-    let base = std::env::var("CERTFLEET_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let base = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let name = format!("certfleet_e2e_{}", uuid::Uuid::new_v4().simple());
     let admin = sea_orm::Database::connect(format!("{base}/postgres")).await.expect("PostgreSQL");
     use sea_orm::ConnectionTrait as _;

@@ -61,7 +61,7 @@ impl BenchEnv {
         rabbitmqctl(&["add_vhost", &vhost])?;
         rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"])?;
         let vhost_url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
-        let pg_base = std::env::var("CERTFLEET_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let pg_base = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
         let (db_url, pg_name) = match backend {
             "sqlite" => (format!("sqlite://{}/inventory.db?mode=rwc", dir.path().display()), None),
             "postgres" => {
@@ -206,7 +206,7 @@ impl BenchEnv {
         let _ = rabbitmqctl(&["delete_vhost", &self.vhost]);
         let _ = self.db.close().await;
         if let Some(name) = self.pg_name {
-            let base = std::env::var("CERTFLEET_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+            let base = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
             if let Ok(admin) = sea_orm::Database::connect(format!("{base}/postgres")).await {
                 let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
             }

@@ -1,5 +1,5 @@
 //! Repository tests, run against SQLite (in memory) and the same suite against a real
-//! PostgreSQL (a fresh database per test on `CERTFLEET_TEST_POSTGRES`, default
+//! PostgreSQL (a fresh database per test on `TEST_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432`).
 
 use certfleet_proto::{AssetId, CertificateInfo, Driver, ErrorClass, JobId, RotationOutcome, RotationResult};
@@ -212,12 +212,24 @@ async fn pages_stream_every_row_once_and_jobs_convert(db: DatabaseConnection) {
     assert_eq!(job.settings["cert_path"], "/tmp/x.crt");
 }
 
+/// Batches larger than the databases' bind-parameter limits are split, not refused.
+async fn large_batches_fit_bind_limits(db: DatabaseConnection) {
+    let rows: Vec<AssetInput> = (0..5000).map(|i| input(&format!("big{i:04}"))).collect();
+    assets::import(&db, &rows, ISSUERS).await.unwrap();
+    let all = assets::list(&db).await.unwrap();
+    let claims: Vec<Claim> = all.iter().map(|a| Claim { asset_id: a.id, job_id: JobId::new(), driver: Driver::Local }).collect();
+    let now = Utc::now();
+    assert_eq!(claim(&db, &claims, ClaimScope::Scan, now, now + Duration::minutes(5)).await, 5000);
+    history::release(&db, &claims, "publish failed").await.unwrap();
+    assert!(assets::list(&db).await.unwrap().iter().all(|a| a.state == AssetState::Due));
+}
+
 async fn sqlite() -> DatabaseConnection {
     db::connect("sqlite::memory:", StdDuration::from_secs(10)).await.unwrap()
 }
 
 fn pg_base() -> String {
-    std::env::var("CERTFLEET_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 /// A fresh PostgreSQL database; dropped again by [`drop_pg`].
@@ -255,6 +267,7 @@ both_backends!(
     results_apply_once_and_last_wins,
     dead_letters_are_idempotent_and_operator_states_stick,
     pages_stream_every_row_once_and_jobs_convert,
+    large_batches_fit_bind_limits,
 );
 
 #[tokio::test]

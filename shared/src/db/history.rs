@@ -53,25 +53,35 @@ pub async fn claim(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
 ) -> Result<Vec<asset::Model>, DbError> {
-    if asset_ids.is_empty() {
-        return Ok(Vec::new());
+    let mut claimed = Vec::with_capacity(asset_ids.len());
+    for chunk in asset_ids.chunks(CHUNK) {
+        claimed.extend(
+            asset::Entity::update_many()
+                .col_expr(asset::Column::State, Expr::value(AssetState::InFlight.as_str()))
+                .col_expr(asset::Column::LeaseUntil, Expr::value(lease_until))
+                .col_expr(asset::Column::UpdatedAt, Expr::value(now))
+                .filter(asset::Column::Id.is_in(chunk.iter().copied()))
+                .filter(claimable(scope, now))
+                .exec_with_returning(db)
+                .await?,
+        );
     }
-    Ok(asset::Entity::update_many()
-        .col_expr(asset::Column::State, Expr::value(AssetState::InFlight.as_str()))
-        .col_expr(asset::Column::LeaseUntil, Expr::value(lease_until))
-        .col_expr(asset::Column::UpdatedAt, Expr::value(now))
-        .filter(asset::Column::Id.is_in(asset_ids.iter().copied()))
-        .filter(claimable(scope, now))
-        .exec_with_returning(db)
-        .await?)
+    Ok(claimed)
 }
+
+/// Rows per statement: keeps bind parameters under SQLite's 32766 and PostgreSQL's 65535.
+const CHUNK: usize = 1000;
 
 /// Records a `queued` history row for each job about to be published (a dead-letter retry
 /// reuses its job id: the row is reset to attempt 1).
 pub async fn record_queued(db: &DatabaseConnection, claims: &[Claim], now: DateTime<Utc>) -> Result<(), DbError> {
-    if claims.is_empty() {
-        return Ok(());
+    for chunk in claims.chunks(CHUNK) {
+        insert_queued(db, chunk, now).await?;
     }
+    Ok(())
+}
+
+async fn insert_queued(db: &DatabaseConnection, claims: &[Claim], now: DateTime<Utc>) -> Result<(), DbError> {
     rotation::Entity::insert_many(claims.iter().map(|c| queued_row(c, now)))
         .on_conflict(
             OnConflict::column(rotation::Column::JobId)
@@ -109,22 +119,21 @@ fn queued_row(c: &Claim, now: DateTime<Utc>) -> rotation::ActiveModel {
 /// Undoes claims whose jobs could not be published: the assets become due again (the next
 /// scan picks them up) and the never-published history rows, if any, are removed.
 pub async fn release(db: &DatabaseConnection, claims: &[Claim], reason: &str) -> Result<(), DbError> {
-    if claims.is_empty() {
-        return Ok(());
-    }
     let txn = db.begin().await?;
-    asset::Entity::update_many()
-        .col_expr(asset::Column::State, Expr::value(AssetState::Due.as_str()))
-        .col_expr(asset::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
-        .col_expr(asset::Column::LastError, Expr::value(reason))
-        .filter(asset::Column::Id.is_in(claims.iter().map(|c| c.asset_id)))
-        .exec(&txn)
-        .await?;
-    rotation::Entity::delete_many()
-        .filter(rotation::Column::JobId.is_in(claims.iter().map(|c| c.job_id.0)))
-        .filter(rotation::Column::Status.eq(RotationStatus::Queued))
-        .exec(&txn)
-        .await?;
+    for chunk in claims.chunks(CHUNK) {
+        asset::Entity::update_many()
+            .col_expr(asset::Column::State, Expr::value(AssetState::Due.as_str()))
+            .col_expr(asset::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(asset::Column::LastError, Expr::value(reason))
+            .filter(asset::Column::Id.is_in(chunk.iter().map(|c| c.asset_id)))
+            .exec(&txn)
+            .await?;
+        rotation::Entity::delete_many()
+            .filter(rotation::Column::JobId.is_in(chunk.iter().map(|c| c.job_id.0)))
+            .filter(rotation::Column::Status.eq(RotationStatus::Queued))
+            .exec(&txn)
+            .await?;
+    }
     txn.commit().await?;
     Ok(())
 }
