@@ -9,6 +9,7 @@ use certfleet_shared::Config;
 use certfleet_shared::amqp::{self, Publisher, timed, topology};
 use certfleet_shared::db;
 use chrono::Utc;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info};
@@ -16,14 +17,16 @@ use tracing::{error, info};
 /// Runs the scheduler. With `once`, performs a single scan and returns its report.
 pub async fn run(config: &Config, once: bool, cancel: CancellationToken) -> Result<Option<ScanReport>, SchedulerError> {
     let timeout = config.connect_timeout;
-    let mut routes = Routes::load(&config.routes_file)?;
+    let mut routes = Arc::new(Routes::load(&config.routes_file)?);
+    let shared_config = Arc::new(config.clone());
     let database = db::connect(&config.database_url, timeout).await?;
     let conn = amqp::connect(&config.amqp_url, "certfleet-scheduler", timeout).await?;
     let publisher = Publisher::open(&conn, timeout).await?;
     topology::declare(publisher.channel(), Driver::ALL, timeout).await?;
 
     if once {
-        let report = Scanner { db: &database, publisher: &publisher, routes: &routes, config }.scan(Utc::now()).await?;
+        let scanner = Scanner { db: database.clone(), publisher: publisher.clone(), routes, config: shared_config };
+        let report = scanner.scan(Utc::now()).await?;
         let _ = timed("connection.close", timeout, conn.close(200, "scan done".into())).await;
         return Ok(Some(report));
     }
@@ -57,10 +60,15 @@ pub async fn run(config: &Config, once: bool, cancel: CancellationToken) -> Resu
         }
         // Route changes apply at the next scan; a broken file keeps the previous table.
         match Routes::load(&config.routes_file) {
-            Ok(r) => routes = r,
+            Ok(r) => routes = Arc::new(r),
             Err(e) => error!(error = %e, "keeping the previous routing table"),
         }
-        let scanner = Scanner { db: &database, publisher: &publisher, routes: &routes, config };
+        let scanner = Scanner {
+            db: database.clone(),
+            publisher: publisher.clone(),
+            routes: routes.clone(),
+            config: shared_config.clone(),
+        };
         if let Err(e) = scanner.scan(Utc::now()).await {
             error!(error = %e, "scan failed; retrying at the next interval");
         }

@@ -12,16 +12,19 @@ use certfleet_shared::Config;
 use certfleet_shared::amqp::Publisher;
 use certfleet_shared::db::assets::{self, ScanRow};
 use certfleet_shared::db::history::{self, Claim, ClaimScope};
-use certfleet_shared::db::job_from_asset;
+use certfleet_shared::db::{DbError, job_from_asset};
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, TransactionTrait};
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 /// Batches of published jobs whose confirms may be outstanding at once.
 const CONFIRM_WINDOW: usize = 8;
+/// Due rows claimed in one transaction at most.
+const CLAIM_BATCH: usize = 5000;
 
 /// Counts from one scan.
 #[derive(Debug, Default, Clone, Copy, PartialEq, serde::Serialize)]
@@ -60,16 +63,17 @@ impl ScanReport {
     }
 }
 
-/// Everything a scan needs.
-pub struct Scanner<'a> {
+/// Everything a scan needs. Cheap to clone: the stages run as tasks of their own.
+#[derive(Clone)]
+pub struct Scanner {
     /// The inventory.
-    pub db: &'a DatabaseConnection,
+    pub db: DatabaseConnection,
     /// Confirmed publisher.
-    pub publisher: &'a Publisher,
+    pub publisher: Publisher,
     /// Routing table.
-    pub routes: &'a Routes,
+    pub routes: Arc<Routes>,
     /// Config (page size, lease, issuers' renewal overrides).
-    pub config: &'a Config,
+    pub config: Arc<Config>,
 }
 
 /// Claimed jobs on their way to the broker.
@@ -78,16 +82,19 @@ struct Batch {
     jobs: Vec<RotationJob>,
 }
 
-impl Scanner<'_> {
-    /// Scans the whole inventory once at `now`.
+impl Scanner {
+    /// Scans the whole inventory once at `now`. The three stages run as tasks of their own,
+    /// so reading, claiming and publishing proceed in parallel.
     pub async fn scan(&self, now: DateTime<Utc>) -> Result<ScanReport, SchedulerError> {
         let (due_tx, due_rx) = mpsc::channel(4);
         let (batch_tx, batch_rx) = mpsc::channel(4);
-        let (read, claim, publish) =
-            tokio::join!(self.read(now, due_tx), self.claim(now, due_rx, batch_tx), self.publish(batch_rx));
+        let (s1, s2, s3) = (self.clone(), self.clone(), self.clone());
+        let read = tokio::spawn(async move { s1.read(now, due_tx).await });
+        let claim = tokio::spawn(async move { s2.claim(now, due_rx, batch_tx).await });
+        let publish = tokio::spawn(async move { s3.publish(batch_rx).await });
         let mut report = ScanReport::default();
-        for stage in [read?, claim?, publish?] {
-            report.add(&stage);
+        for stage in [read.await, claim.await, publish.await] {
+            report.add(&stage.map_err(|e| SchedulerError::Stage(e.to_string()))??);
         }
         info!(
             scanned = report.scanned,
@@ -111,7 +118,7 @@ impl Scanner<'_> {
         let mut after = 0;
         loop {
             let t = Instant::now();
-            let page = assets::scan_page(self.db, after, self.config.scan_page_size).await?;
+            let page = assets::scan_page(&self.db, after, self.config.scan_page_size).await?;
             report.read_secs += t.elapsed().as_secs_f64();
             let Some(last) = page.last() else { break };
             after = last.id;
@@ -142,10 +149,19 @@ impl Scanner<'_> {
     ) -> Result<ScanReport, SchedulerError> {
         let mut report = ScanReport::default();
         let lease_until = now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::hours(1));
-        while let Some(due) = due_rx.recv().await {
+        while let Some(first) = due_rx.recv().await {
+            // Take what else the reader has ready: one transaction for several pages.
+            let mut due = first;
+            while due.len() < CLAIM_BATCH
+                && let Ok(more) = due_rx.try_recv()
+            {
+                due.extend(more);
+            }
             let t = Instant::now();
+            let txn = self.db.begin().await.map_err(DbError::from)?;
+            history::relax_durability(&txn).await?;
             let ids: Vec<i64> = due.iter().map(|row| row.id).collect();
-            let claimed = history::claim(self.db, &ids, ClaimScope::Scan, now, lease_until).await?;
+            let claimed = history::claim(&txn, &ids, ClaimScope::Scan, now, lease_until).await?;
             report.skipped += (ids.len() - claimed.len()) as u64;
             let mut batch = Batch { claims: Vec::with_capacity(claimed.len()), jobs: Vec::with_capacity(claimed.len()) };
             for asset in claimed {
@@ -162,11 +178,12 @@ impl Scanner<'_> {
                     Err(reason) => {
                         report.unroutable += 1;
                         warn!(asset = %asset.system_name, %reason, "asset is unroutable");
-                        history::mark_unroutable(self.db, asset.id, &reason).await?;
+                        history::mark_unroutable(&txn, asset.id, &reason).await?;
                     }
                 }
             }
-            history::record_queued(self.db, &batch.claims, now).await?;
+            history::record_queued(&txn, &batch.claims, now).await?;
+            txn.commit().await.map_err(DbError::from)?;
             report.claim_secs += t.elapsed().as_secs_f64();
             if batch_tx.send(batch).await.is_err() {
                 break;
@@ -184,7 +201,7 @@ impl Scanner<'_> {
             if window.len() < CONFIRM_WINDOW
                 && let Some(batch) = batch_rx.recv().await
             {
-                let sent = send_jobs(self.publisher, &batch.jobs).await;
+                let sent = send_jobs(&self.publisher, &batch.jobs).await;
                 window.push_back((batch, sent));
                 continue;
             }
@@ -200,7 +217,7 @@ impl Scanner<'_> {
 
     /// Awaits one batch's confirms, retries refused jobs, and releases the ones still refused.
     async fn settle(&self, batch: Batch, sent: InFlight, report: &mut ScanReport) -> Result<(), SchedulerError> {
-        let failed = retry_failed(self.publisher, &batch.jobs, sent.confirmed().await).await;
+        let failed = retry_failed(&self.publisher, &batch.jobs, sent.confirmed().await).await;
         report.published += (batch.jobs.len() - failed.len()) as u64;
         if failed.is_empty() {
             return Ok(());
@@ -210,7 +227,7 @@ impl Scanner<'_> {
         warn!(count = failed.len(), %reason, "releasing assets whose jobs the broker refused");
         let failed_ids: HashSet<JobId> = failed.iter().map(|(id, _)| *id).collect();
         let claims: Vec<Claim> = batch.claims.into_iter().filter(|c| failed_ids.contains(&c.job_id)).collect();
-        history::release(self.db, &claims, &reason).await?;
+        history::release(&self.db, &claims, &reason).await?;
         Ok(())
     }
 }
