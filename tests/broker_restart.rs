@@ -3,6 +3,7 @@
 //!
 //! This restarts the machine's RabbitMQ application (`rabbitmqctl stop_app/start_app`), so
 //! it lives in its own test binary: `cargo test` runs test binaries one after another.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use certfleet_shared::db::assets;
 use certfleet_shared::db::entity::asset::AssetState;

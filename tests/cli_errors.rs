@@ -1,5 +1,6 @@
 //! Bad input gets one clear line naming what is wrong and a non-zero exit; nothing is
 //! half-written. Runs the real binaries.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use certfleet_tests::*;
 use std::process::Command;

@@ -1,6 +1,7 @@
 //! Dead letters end to end: a poison message, a permanently failing asset and a job that
 //! crash-loops its worker all land in `certfleet.dead` with a reason; the scheduler records
 //! them; `certfleet dlq retry` makes them succeed once the fault is fixed.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use certfleet_shared::db::entity::asset::AssetState;
 use certfleet_shared::db::entity::rotation::RotationStatus;

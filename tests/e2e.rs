@@ -1,6 +1,7 @@
 //! End to end: the real `certfleet-scheduler` and two `certfleet-worker` processes rotate
 //! `local` assets through the internal CA, against the real RabbitMQ (a private vhost) and
 //! the real inventory database (SQLite, and PostgreSQL). One worker is SIGKILLed mid-run.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use certfleet_shared::db::entity::asset::AssetState;
 use certfleet_shared::db::entity::rotation::RotationStatus;

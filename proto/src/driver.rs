@@ -81,6 +81,7 @@ closed_enum!(
     }
 );
 
+#[allow(clippy::derivable_impls)] // the enum is macro-generated
 impl Default for KeyAlgorithm {
     fn default() -> Self {
         Self::EcdsaP256

@@ -1,5 +1,6 @@
 //! Golden-JSON tests: they pin the wire format byte for byte. A failure here means a wire
 //! break; bump `WIRE_VERSION` and add a new golden file rather than editing the old one.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use certfleet_proto::*;
 use chrono::{TimeZone, Utc};

@@ -21,9 +21,9 @@ pub const RETRY_TIERS: &[Duration] = &[
 /// Name suffix of a tier, for example `5s` or `2m`.
 pub fn tier_label(tier: Duration) -> String {
     let secs = tier.as_secs();
-    if secs >= 3600 && secs % 3600 == 0 {
+    if secs >= 3600 && secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
-    } else if secs >= 60 && secs % 60 == 0 {
+    } else if secs >= 60 && secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")

@@ -1,6 +1,7 @@
 //! Repository tests, run against SQLite (in memory) and the same suite against a real
 //! PostgreSQL (a fresh database per test on `TEST_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use certfleet_proto::{AssetId, CertificateInfo, Driver, ErrorClass, JobId, RotationOutcome, RotationResult};
 use certfleet_shared::db::assets::{self, AssetInput, ImportError};

@@ -1,6 +1,8 @@
 //! Helpers for cross-process tests: the real binaries, a private RabbitMQ vhost and a
 //! private directory (config, SQLite inventory, CA, device files) per test. Every process a
 //! test starts is killed when its guard drops, and the vhost is deleted.
+// Test harness: failing loudly is the point, and process polling runs outside any runtime.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 use anyhow::{Context as _, bail};
 use sea_orm::DatabaseConnection;

@@ -73,7 +73,7 @@ pub trait PlatformDriver: Send + Sync {
 /// Builds the driver implementation for `kind`.
 pub fn build(kind: Driver) -> Arc<dyn PlatformDriver> {
     match kind {
-        Driver::Local => Arc::new(local::LocalDriver::default()),
+        Driver::Local => Arc::new(local::LocalDriver),
     }
 }
 
