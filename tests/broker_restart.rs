@@ -46,7 +46,8 @@ async fn scheduler_and_worker_resume_after_a_broker_restart() {
     env.import(&assets_json(&env, 0, 5));
     let mut scheduler = env.spawn("certfleet-scheduler", "scheduler", &[]);
     let mut worker = env.spawn("certfleet-worker", "worker", &["--drivers", "local"]);
-    wait_for(Duration::from_secs(30), "the first five rotated", || async { (ok_count(&env).await == 5).then_some(()) }).await;
+    wait_for(Duration::from_secs(30), "the first five rotated", || async { (ok_count(&env).await == 5).then_some(()) })
+        .await;
 
     rabbit(&["stop_app"]);
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -52,10 +52,20 @@ fn unreachable_broker_and_database_name_the_url_without_the_password() {
     let out = env_cmd(&env, "certfleet-worker", &[], &[("CERTFLEET_AMQP_URL", "amqp://guest:s3cr3t@127.0.0.1:1/%2f")]);
     assert_clean_failure(&out, &["127.0.0.1:1"]);
     assert!(!stderr(&out).contains("s3cr3t"));
-    let out = env_cmd(&env, "certfleet", &["assets", "list"], &[("CERTFLEET_DATABASE_URL", "postgres://u:hunter2@127.0.0.1:1/db")]);
+    let out = env_cmd(
+        &env,
+        "certfleet",
+        &["assets", "list"],
+        &[("CERTFLEET_DATABASE_URL", "postgres://u:hunter2@127.0.0.1:1/db")],
+    );
     assert_clean_failure(&out, &["127.0.0.1:1", "database"]);
     assert!(!stderr(&out).contains("hunter2"));
-    let out = env_cmd(&env, "certfleet-scheduler", &["--once"], &[("CERTFLEET_DATABASE_URL", "postgres://u:hunter2@127.0.0.1:1/db")]);
+    let out = env_cmd(
+        &env,
+        "certfleet-scheduler",
+        &["--once"],
+        &[("CERTFLEET_DATABASE_URL", "postgres://u:hunter2@127.0.0.1:1/db")],
+    );
     assert_clean_failure(&out, &["127.0.0.1:1"]);
     assert!(!stderr(&out).contains("hunter2"));
 }
@@ -96,7 +106,8 @@ fn bad_import_files_name_row_and_field_and_import_nothing() {
     assert_eq!(env.cli_ok(&["assets", "list", "--json"]).trim(), "[]");
     let err_ca = env.cli(&["assets", "import", json.to_str().unwrap()]);
     assert!(stderr(&err_ca).contains("row 3 (bad-ca): field `certificate_authority`"), "{}", stderr(&err_ca));
-    std::fs::write(&csv, "system_name,common_name,certificate_authority,host_platform\nb,b.test,internal,local\n").unwrap();
+    std::fs::write(&csv, "system_name,common_name,certificate_authority,host_platform\nb,b.test,internal,local\n")
+        .unwrap();
     assert!(env.cli_ok(&["assets", "import", csv.to_str().unwrap()]).contains("imported 1"));
 
     let txt = env.path("assets.txt");
@@ -114,7 +125,12 @@ fn bad_commands_and_arguments_fail_clearly() {
     assert_clean_failure(&env.cli(&["dlq", "discard", &unknown]), &[&unknown, "not found"]);
     let out = Command::new(bin("certfleet-worker")).args(["--drivers", "telnet"]).output().unwrap();
     assert_clean_failure(&out, &["telnet", "local"]);
-    let out = Command::new(bin("certfleet-worker")).arg("--config").arg(&env.config).args(["--concurrency", "0"]).output().unwrap();
+    let out = Command::new(bin("certfleet-worker"))
+        .arg("--config")
+        .arg(&env.config)
+        .args(["--concurrency", "0"])
+        .output()
+        .unwrap();
     assert_clean_failure(&out, &["concurrency"]);
     std::fs::write(env.path("routes.toml"), "[[route]]\nhost_platform = \"local\"\ndriver = \"telnet\"\n").unwrap();
     assert_clean_failure(&env.cli(&["rotate", "x"]), &["routes.toml", "telnet"]);

@@ -52,10 +52,17 @@ fn header_text(h: &FieldTable, key: &str) -> Option<String> {
 async fn peek_dead(url: &str, expected: usize) -> Vec<(String, String, bool)> {
     let conn = Connection::connect(url, ConnectionProperties::default()).await.unwrap();
     let ch = conn.create_channel().await.unwrap();
-    let mut consumer = ch.basic_consume("certfleet.dead".into(), "peek".into(), BasicConsumeOptions::default(), FieldTable::default()).await.unwrap();
+    let mut consumer = ch
+        .basic_consume("certfleet.dead".into(), "peek".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .unwrap();
     let mut out = Vec::new();
     while out.len() < expected {
-        let d = tokio::time::timeout(Duration::from_secs(10), consumer.next()).await.expect("dead letter").unwrap().unwrap();
+        let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+            .await
+            .expect("dead letter")
+            .unwrap()
+            .unwrap();
         let h = d.properties.headers().clone().unwrap_or_default();
         out.push((
             header_text(&h, "x-certfleet-error-class").unwrap_or_default(),
@@ -122,7 +129,11 @@ async fn poison_and_failing_assets_are_dead_lettered_then_retried() {
 
     let out = env.cli(&["dlq", "retry", orphan_id]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("named no asset"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("named no asset"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     env.cli_ok(&["dlq", "discard", orphan_id]);
     assert_eq!(dlq(&env).len(), 2);
 
@@ -140,7 +151,8 @@ async fn poison_and_failing_assets_are_dead_lettered_then_retried() {
     check_installed(&env.path("missing/broken.crt"), &env.path("missing/broken.key"), &root, "broken.fleet.test", &[]);
     check_installed(&env.path("certs/victim.crt"), &env.path("certs/victim.key"), &root, "victim.fleet.test", &[]);
     assert!(dlq(&env).is_empty(), "no pending dead letters remain");
-    let retried: Vec<serde_json::Value> = serde_json::from_str(&env.cli_ok(&["dlq", "list", "--all", "--json"])).unwrap();
+    let retried: Vec<serde_json::Value> =
+        serde_json::from_str(&env.cli_ok(&["dlq", "list", "--all", "--json"])).unwrap();
     assert_eq!(retried.iter().filter(|l| l["status"] == "retried").count(), 2);
     let runs = history::for_asset(&db, victim.id).await.unwrap();
     assert_eq!(runs.len(), 1, "the retry reused the dead job's id: {runs:?}");

@@ -40,8 +40,10 @@ async fn count_rotated(env: &TestEnv) -> usize {
 /// Runs `n` assets through two workers, killing the first after `kill_after` rotations.
 async fn rotate_fleet(env: TestEnv, n: usize, kill_after: usize) {
     env.import(&fleet(&env, n));
-    let mut worker_a = env.spawn("certfleet-worker", "worker-a", &["--drivers", "local", "--concurrency", "4", "--name", "a"]);
-    let _worker_b = env.spawn("certfleet-worker", "worker-b", &["--drivers", "local", "--concurrency", "4", "--name", "b"]);
+    let mut worker_a =
+        env.spawn("certfleet-worker", "worker-a", &["--drivers", "local", "--concurrency", "4", "--name", "a"]);
+    let _worker_b =
+        env.spawn("certfleet-worker", "worker-b", &["--drivers", "local", "--concurrency", "4", "--name", "b"]);
     let _scheduler = env.spawn("certfleet-scheduler", "scheduler", &[]);
 
     let done_at_kill = wait_for(Duration::from_secs(60), "some rotations before the kill", || async {
@@ -52,7 +54,10 @@ async fn rotate_fleet(env: TestEnv, n: usize, kill_after: usize) {
     worker_a.kill9();
     assert!(done_at_kill < n, "the kill must happen mid-run ({done_at_kill} of {n} were done)");
 
-    wait_for(Duration::from_secs(120), "every asset rotated", || async { (count_rotated(&env).await == n).then_some(()) }).await;
+    wait_for(Duration::from_secs(120), "every asset rotated", || async {
+        (count_rotated(&env).await == n).then_some(())
+    })
+    .await;
     assert!(worker_a.log_text().contains("rotating"), "worker a took jobs before it died");
 
     let db = env.db().await;
@@ -67,11 +72,18 @@ async fn rotate_fleet(env: TestEnv, n: usize, kill_after: usize) {
             &format!("{name}.fleet.test"),
             &[&format!("{name}.fleet.test"), &format!("alt-{i}.fleet.test"), "127.0.0.1"],
         );
-        assert_eq!(a.fingerprint_sha256.as_deref(), Some(checked.fingerprint.as_str()), "{name}: inventory fingerprint is the file's");
+        assert_eq!(
+            a.fingerprint_sha256.as_deref(),
+            Some(checked.fingerprint.as_str()),
+            "{name}: inventory fingerprint is the file's"
+        );
         assert_eq!(a.not_after, Some(checked.not_after), "{name}: inventory expiry is the file's");
         assert_eq!(a.certificate_expiration, Some(checked.not_after));
         let lifetime = checked.not_after - a.not_before.unwrap();
-        assert!(lifetime > chrono::Duration::days(4) && lifetime < chrono::Duration::days(4) + chrono::Duration::minutes(10));
+        assert!(
+            lifetime > chrono::Duration::days(4)
+                && lifetime < chrono::Duration::days(4) + chrono::Duration::minutes(10)
+        );
         let runs = history::for_asset(&db, a.id).await.unwrap();
         let rotated: Vec<_> = runs.iter().filter(|r| r.status == RotationStatus::Rotated).collect();
         assert_eq!(rotated.len(), 1, "{name}: completed exactly once, history {runs:?}");
@@ -121,7 +133,8 @@ async fn delayed_job_waits_in_a_retry_tier_then_runs() {
     let _scheduler = env.spawn("certfleet-scheduler", "scheduler", &[]);
 
     let not_before = chrono::Utc::now() + chrono::Duration::seconds(3);
-    let mut job = certfleet_shared::db::job_from_asset(&asset, Driver::Local, JobId::new(), 1, chrono::Utc::now()).unwrap();
+    let mut job =
+        certfleet_shared::db::job_from_asset(&asset, Driver::Local, JobId::new(), 1, chrono::Utc::now()).unwrap();
     job.not_before = Some(not_before);
     let conn = certfleet_shared::amqp::connect(&env.vhost.url, "test", Duration::from_secs(10)).await.unwrap();
     let publisher = Publisher::open(&conn, Duration::from_secs(10)).await.unwrap();
@@ -148,6 +161,9 @@ async fn delayed_job_waits_in_a_retry_tier_then_runs() {
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].job_id, job.job_id.0);
     assert!(runs[0].finished_at.unwrap() >= not_before, "ran at {:?}, not before {not_before}", runs[0].finished_at);
-    assert!(runs[0].finished_at.unwrap() < not_before + chrono::Duration::milliseconds(1500), "the per-message expiration, not the 5s tier TTL, set the delay");
+    assert!(
+        runs[0].finished_at.unwrap() < not_before + chrono::Duration::milliseconds(1500),
+        "the per-message expiration, not the 5s tier TTL, set the delay"
+    );
     assert_eq!(queue_depth(&env.vhost.url, "certfleet.retry.local.5s").await.0, 0);
 }

@@ -2,7 +2,10 @@
 //! same message shape (persistent, ~1 KiB, publisher confirms, manual acks, quorum queue).
 
 use futures_util::StreamExt as _;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use std::time::Instant;
@@ -19,7 +22,8 @@ pub async fn publish_consume_rate(url: &str, n: u64) -> anyhow::Result<f64> {
     pubch.queue_declare(q.into(), QueueDeclareOptions { durable: true, ..Default::default() }, args).await?;
     pubch.confirm_select(ConfirmSelectOptions::default()).await?;
     subch.basic_qos(256, BasicQosOptions::default()).await?;
-    let mut consumer = subch.basic_consume(q.into(), "bench".into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
+    let mut consumer =
+        subch.basic_consume(q.into(), "bench".into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
     let body = vec![b'x'; 1024];
     let start = Instant::now();
     let consume = tokio::spawn(async move {

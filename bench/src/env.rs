@@ -4,7 +4,9 @@
 use anyhow::{Context as _, bail};
 use certfleet_shared::db::entity::asset::{self, AssetState};
 use chrono::{Duration as ChronoDuration, Utc};
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, ColumnTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -61,7 +63,8 @@ impl BenchEnv {
         rabbitmqctl(&["add_vhost", &vhost])?;
         rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"])?;
         let vhost_url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
-        let pg_base = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let pg_base =
+            std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
         let (db_url, pg_name) = match backend {
             "sqlite" => (format!("sqlite://{}/inventory.db?mode=rwc", dir.path().display()), None),
             "postgres" => {
@@ -146,7 +149,9 @@ impl BenchEnv {
     /// Puts every asset back to its seeded state and empties the job queue.
     pub async fn reset(&self) -> anyhow::Result<()> {
         self.db
-            .execute_unprepared("UPDATE assets SET state = CASE WHEN not_after IS NULL THEN 'due' ELSE 'ok' END, lease_until = NULL")
+            .execute_unprepared(
+                "UPDATE assets SET state = CASE WHEN not_after IS NULL THEN 'due' ELSE 'ok' END, lease_until = NULL",
+            )
             .await?;
         self.db.execute_unprepared("DELETE FROM rotations").await?;
         // The reset rewrote every row; let PostgreSQL clean up as autovacuum would have by
@@ -182,7 +187,8 @@ impl BenchEnv {
     }
 
     pub fn spawn(&self, binary: &str, args: &[&str]) -> anyhow::Result<Proc> {
-        let log = std::fs::File::create(self.dir.path().join(format!("{binary}-{}.log", uuid::Uuid::new_v4().simple())))?;
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("{binary}-{}.log", uuid::Uuid::new_v4().simple())))?;
         let child = Command::new(sibling(binary)?)
             .arg("--config")
             .arg(&self.config)
@@ -212,7 +218,8 @@ impl BenchEnv {
         let _ = rabbitmqctl(&["delete_vhost", &self.vhost]);
         let _ = self.db.close().await;
         if let Some(name) = self.pg_name {
-            let base = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+            let base =
+                std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
             if let Ok(admin) = sea_orm::Database::connect(format!("{base}/postgres")).await {
                 let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
             }

@@ -117,7 +117,12 @@ async fn e2e(assets: u64, workers: usize, concurrency: u16, runs: usize) -> anyh
         let mut procs = Vec::new();
         for w in 0..workers {
             let c = concurrency.to_string();
-            procs.push(env.spawn("certfleet-worker", &["--drivers", "local", "--concurrency", &c, "--name", &format!("w{w}")])?);
+            procs.push(
+                env.spawn(
+                    "certfleet-worker",
+                    &["--drivers", "local", "--concurrency", &c, "--name", &format!("w{w}")],
+                )?,
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let start = Instant::now();
@@ -125,7 +130,10 @@ async fn e2e(assets: u64, workers: usize, concurrency: u16, runs: usize) -> anyh
         env.wait_rotated(assets, Duration::from_secs(600)).await?;
         let secs = start.elapsed().as_secs_f64();
         let rate = assets as f64 / secs;
-        eprintln!("run {run}: {assets} rotations in {secs:.2}s = {rate:.0}/s; RabbitMQ publish+consume baseline {base:.0} msg/s; ratio {:.2}", rate / base);
+        eprintln!(
+            "run {run}: {assets} rotations in {secs:.2}s = {rate:.0}/s; RabbitMQ publish+consume baseline {base:.0} msg/s; ratio {:.2}",
+            rate / base
+        );
         rates.push(rate);
         baselines.push(base);
         for p in &mut procs {

@@ -4,9 +4,9 @@ use crate::import;
 use crate::{AssetsCommand, Cli, Command, DlqCommand};
 use anyhow::{Context as _, bail};
 use certfleet_proto::{Driver, JobId};
+use certfleet_scheduler::manual;
 use certfleet_scheduler::policy::{self, Decision, Facts};
 use certfleet_scheduler::routes::Routes;
-use certfleet_scheduler::manual;
 use certfleet_shared::amqp::{self, Publisher, timed, topology};
 use certfleet_shared::db::entity::{asset, dead_letter};
 use certfleet_shared::db::{self, assets, dead_letters};
@@ -27,7 +27,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Up { drivers, concurrency } => up(&config, drivers, concurrency).await,
-        Command::Assets { command: AssetsCommand::Import { file, format } } => import_assets(&config, &file, format).await,
+        Command::Assets { command: AssetsCommand::Import { file, format } } => {
+            import_assets(&config, &file, format).await
+        }
         Command::Assets { command: AssetsCommand::List { due, json } } => list_assets(&config, due, json).await,
         Command::Rotate { system_name } => rotate(&config, &system_name).await,
         Command::Dlq { command: DlqCommand::List { all, json } } => dlq_list(&config, all, json).await,
@@ -39,11 +41,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn up(config: &Config, drivers: Vec<Driver>, concurrency: Option<u16>) -> anyhow::Result<()> {
     let cancel = shutdown::on_signals();
-    let opts = certfleet_worker::WorkerOptions {
-        drivers,
-        concurrency,
-        name: format!("certfleet-up-{}", std::process::id()),
-    };
+    let opts =
+        certfleet_worker::WorkerOptions { drivers, concurrency, name: format!("certfleet-up-{}", std::process::id()) };
     // Start the scheduler first so the database and topology exist before the worker.
     let scheduler = {
         let (config, cancel) = (config.clone(), cancel.clone());
@@ -106,7 +105,10 @@ async fn list_assets(config: &Config, due: bool, json: bool) -> anyhow::Result<(
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    println!("{:<28} {:<11} {:<12} {:<25} {:<18} LAST ERROR", "SYSTEM_NAME", "STATE", "ISSUER", "NOT_AFTER", "FINGERPRINT");
+    println!(
+        "{:<28} {:<11} {:<12} {:<25} {:<18} LAST ERROR",
+        "SYSTEM_NAME", "STATE", "ISSUER", "NOT_AFTER", "FINGERPRINT"
+    );
     for a in rows {
         println!(
             "{:<28} {:<11} {:<12} {:<25} {:<18} {}",
@@ -218,7 +220,8 @@ async fn queues(config: &Config, json: bool) -> anyhow::Result<()> {
     let mut stats = Vec::new();
     for name in topology::queue_names(Driver::ALL) {
         let opts = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
-        let q = timed("queue.declare", t, channel.queue_declare(name.as_str().into(), opts, FieldTable::default())).await?;
+        let q =
+            timed("queue.declare", t, channel.queue_declare(name.as_str().into(), opts, FieldTable::default())).await?;
         stats.push(QueueStats { queue: name, messages: q.message_count(), consumers: q.consumer_count() });
     }
     let _ = conn.close(200, "done".into()).await;

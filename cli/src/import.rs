@@ -42,9 +42,21 @@ fn row(index: usize, value: Value) -> Result<AssetInput, RowError> {
 /// Field names are a closed set; map the path back to its static name.
 fn leak_field(path: &str) -> &'static str {
     const FIELDS: &[&str] = &[
-        "system_name", "common_name", "subject_alternative_name", "certificate_authority", "certificate_expiration",
-        "data_center", "device_model", "host_platform", "ip_address", "port", "origin", "os_version",
-        "certificate_validation", "key_algorithm", "settings",
+        "system_name",
+        "common_name",
+        "subject_alternative_name",
+        "certificate_authority",
+        "certificate_expiration",
+        "data_center",
+        "device_model",
+        "host_platform",
+        "ip_address",
+        "port",
+        "origin",
+        "os_version",
+        "certificate_validation",
+        "key_algorithm",
+        "settings",
     ];
     let head = path.split(['.', '[']).next().unwrap_or("");
     FIELDS.iter().copied().find(|f| *f == head).unwrap_or("(row)")
@@ -131,10 +143,9 @@ pub fn read(path: &Path, format: Format, issuers: &[&str]) -> anyhow::Result<Res
             Ok(a) => {
                 let problem = match a.validate(issuers) {
                     Err(error) => Some(error),
-                    Ok(()) if !seen.insert(a.system_name.trim().to_owned()) => Some(FieldError {
-                        field: "system_name",
-                        reason: "appears more than once in the file".into(),
-                    }),
+                    Ok(()) if !seen.insert(a.system_name.trim().to_owned()) => {
+                        Some(FieldError { field: "system_name", reason: "appears more than once in the file".into() })
+                    }
                     Ok(()) => None,
                 };
                 match problem {

@@ -62,7 +62,12 @@ pub fn parse(delivery: &Delivery) -> DeadLetter {
 }
 
 /// Consumes dead letters until `cancel` fires.
-pub async fn consume(db: DatabaseConnection, channel: Channel, timeout: Duration, cancel: CancellationToken) -> Result<(), SchedulerError> {
+pub async fn consume(
+    db: DatabaseConnection,
+    channel: Channel,
+    timeout: Duration,
+    cancel: CancellationToken,
+) -> Result<(), SchedulerError> {
     let mut consumer = open_consumer(&channel, DEAD_QUEUE, "certfleet-scheduler-dead", 32, timeout).await?;
     loop {
         let next = tokio::select! {
@@ -94,4 +99,3 @@ pub async fn consume(db: DatabaseConnection, channel: Channel, timeout: Duration
     let _ = timed("channel.close", timeout, channel.close(200, "scheduler stopping".into())).await;
     Ok(())
 }
-

@@ -2,9 +2,9 @@
 //! the job from the inventory's current row (the source of truth), so a fixed asset is
 //! what gets retried.
 
+use crate::SchedulerError;
 use crate::publish::publish_jobs;
 use crate::routes::Routes;
-use crate::SchedulerError;
 use certfleet_proto::JobId;
 use certfleet_shared::amqp::Publisher;
 use certfleet_shared::db::entity::asset;
@@ -65,9 +65,8 @@ async fn publish_for(
     job_id: JobId,
     lease: Duration,
 ) -> Result<JobId, ManualError> {
-    let driver = routes
-        .route(asset)
-        .map_err(|reason| ManualError::Unroutable { name: asset.system_name.clone(), reason })?;
+    let driver =
+        routes.route(asset).map_err(|reason| ManualError::Unroutable { name: asset.system_name.clone(), reason })?;
     let now = Utc::now();
     let job = job_from_asset(asset, driver, job_id, 1, now)
         .map_err(|e| ManualError::Unroutable { name: asset.system_name.clone(), reason: e.to_string() })?;
@@ -118,11 +117,10 @@ pub async fn retry_dead(
             reason: "the message named no asset; discard it with `certfleet dlq discard`".into(),
         });
     };
-    let asset = asset::Entity::find_by_id(asset_id)
-        .one(db)
-        .await
-        .map_err(DbError::from)?
-        .ok_or_else(|| ManualError::NotRetriable { job_id, reason: format!("asset {asset_id} no longer exists") })?;
+    let asset =
+        asset::Entity::find_by_id(asset_id).one(db).await.map_err(DbError::from)?.ok_or_else(|| {
+            ManualError::NotRetriable { job_id, reason: format!("asset {asset_id} no longer exists") }
+        })?;
     publish_for(db, publisher, routes, &asset, job_id, lease).await?;
     dead_letters::set_status(db, job_id, DeadLetterStatus::Retried).await?;
     Ok(job_id)

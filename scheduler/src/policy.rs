@@ -154,7 +154,10 @@ mod tests {
         f.not_after = Some(now() + Duration::days(2)); // 3-day life: renew 1 day before the end
         assert_eq!(decide(&f, now()), Decision::NotDue(Some(now() + Duration::days(1))));
         assert_eq!(decide(&f, now() + Duration::days(1)), Decision::Due(DueReason::RenewalWindow));
-        assert_eq!(decide(&f, now() + Duration::days(1) - Duration::seconds(1)), Decision::NotDue(Some(now() + Duration::days(1))));
+        assert_eq!(
+            decide(&f, now() + Duration::days(1) - Duration::seconds(1)),
+            Decision::NotDue(Some(now() + Duration::days(1)))
+        );
     }
 
     #[test]
@@ -193,5 +196,4 @@ mod tests {
         assert_eq!(decide(&facts(AssetState::Dead), now()), Decision::NotDue(None));
         assert_eq!(decide(&facts(AssetState::Unroutable), now()), Decision::NotDue(None));
     }
-
 }

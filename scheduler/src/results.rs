@@ -20,7 +20,13 @@ use tracing::{error, info, warn};
 pub const BATCH: usize = 256;
 
 /// Opens a consumer on `queue` with `prefetch`.
-pub async fn open_consumer(channel: &Channel, queue: &str, tag: &str, prefetch: u16, timeout: Duration) -> Result<Consumer, AmqpError> {
+pub async fn open_consumer(
+    channel: &Channel,
+    queue: &str,
+    tag: &str,
+    prefetch: u16,
+    timeout: Duration,
+) -> Result<Consumer, AmqpError> {
     timed("basic.qos", timeout, channel.basic_qos(prefetch, BasicQosOptions::default())).await?;
     timed(
         "basic.consume",

@@ -96,9 +96,10 @@ impl Route {
         self.host_platform.eq_ignore_ascii_case(a.host_platform)
             && self.os_version.as_ref().is_none_or(|p| p.matches(a.os_version))
             && self.certificate_authority.as_ref().is_none_or(|ca| ca == a.certificate_authority)
-            && self.device_model.as_ref().is_none_or(|models| {
-                a.device_model.is_some_and(|m| models.iter().any(|x| x.eq_ignore_ascii_case(m)))
-            })
+            && self
+                .device_model
+                .as_ref()
+                .is_none_or(|models| a.device_model.is_some_and(|m| models.iter().any(|x| x.eq_ignore_ascii_case(m))))
     }
 }
 
@@ -109,7 +110,8 @@ pub struct Routes(Vec<Route>);
 impl Routes {
     /// Loads and checks a routes file.
     pub fn load(path: &Path) -> Result<Self, RoutesError> {
-        let text = std::fs::read_to_string(path).map_err(|source| RoutesError::Read { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| RoutesError::Read { path: path.to_owned(), source })?;
         Self::parse(&text).map_err(|reason| RoutesError::Invalid { path: path.to_owned(), reason })
     }
 
@@ -221,7 +223,8 @@ mod tests {
     fn bad_tables_name_the_problem() {
         let err = Routes::parse("[[route]]\nhost_platform = \"x\"\ndriver = \"telnet\"").unwrap_err();
         assert!(err.contains("telnet"), "{err}");
-        let err = Routes::parse("[[route]]\nhost_platform = \"x\"\nos_version = \"[\"\ndriver = \"local\"").unwrap_err();
+        let err =
+            Routes::parse("[[route]]\nhost_platform = \"x\"\nos_version = \"[\"\ndriver = \"local\"").unwrap_err();
         assert!(err.contains("route 1: os_version"), "{err}");
         let err = Routes::parse("[[route]]\nhost_platfrom = \"x\"\ndriver = \"local\"").unwrap_err();
         assert!(err.contains("host_platfrom"), "{err}");

@@ -163,7 +163,8 @@ impl Scanner {
             let ids: Vec<i64> = due.iter().map(|row| row.id).collect();
             let claimed = history::claim(&txn, &ids, ClaimScope::Scan, now, lease_until).await?;
             report.skipped += (ids.len() - claimed.len()) as u64;
-            let mut batch = Batch { claims: Vec::with_capacity(claimed.len()), jobs: Vec::with_capacity(claimed.len()) };
+            let mut batch =
+                Batch { claims: Vec::with_capacity(claimed.len()), jobs: Vec::with_capacity(claimed.len()) };
             for asset in claimed {
                 let job_id = JobId::new();
                 let built = self

@@ -32,11 +32,7 @@ pub fn tier_label(tier: Duration) -> String {
 
 /// The tier that serves `delay`: the smallest one at least as long, or the longest.
 pub fn tier_for(delay: Duration) -> Duration {
-    RETRY_TIERS
-        .iter()
-        .copied()
-        .find(|t| *t >= delay)
-        .unwrap_or(RETRY_TIERS[RETRY_TIERS.len() - 1])
+    RETRY_TIERS.iter().copied().find(|t| *t >= delay).unwrap_or(RETRY_TIERS[RETRY_TIERS.len() - 1])
 }
 
 /// Exponential backoff: `base * 2^(attempt-1)`, capped at `max`, with "equal jitter"

@@ -354,7 +354,9 @@ mod tests {
         assert_eq!(c.worker.drivers, vec![Driver::Local]);
         assert_eq!(c.database_url, "sqlite://certfleet.db?mode=rwc");
         assert_eq!(loaded.unknown_env, vec!["CERTFLEET_NOPE".to_owned()]);
-        assert!(matches!(c.issuers.get("internal"), Some(IssuerConfig::Internal(i)) if i.validity == Duration::from_secs(4 * 86_400)));
+        assert!(
+            matches!(c.issuers.get("internal"), Some(IssuerConfig::Internal(i)) if i.validity == Duration::from_secs(4 * 86_400))
+        );
     }
 
     #[test]
@@ -379,7 +381,11 @@ mod tests {
     #[test]
     fn issuers_are_tagged_by_kind() {
         let mut file = tempfile::NamedTempFile::new().unwrap();
-        writeln!(file, "[issuers.short]\nkind = \"internal\"\nvalidity = \"1d\"\nrenew_before = \"6h\"\nca_dir = \"/tmp/ca\"").unwrap();
+        writeln!(
+            file,
+            "[issuers.short]\nkind = \"internal\"\nvalidity = \"1d\"\nrenew_before = \"6h\"\nca_dir = \"/tmp/ca\""
+        )
+        .unwrap();
         let c = Config::load_from(Some(file.path()), Vec::new()).unwrap().config;
         assert_eq!(c.issuers["short"].renew_before(), Some(Duration::from_secs(6 * 3600)));
         let mut file = tempfile::NamedTempFile::new().unwrap();

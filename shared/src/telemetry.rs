@@ -2,9 +2,9 @@
 //! values carried in every message so one rotation can be followed across processes.
 
 use crate::config::LogFormat;
+use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
-use opentelemetry::Context;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use rand::Rng;
 use std::collections::HashMap;

@@ -54,7 +54,13 @@ fn rotated(job_id: JobId, asset_id: i64, fingerprint: &str) -> RotationResult {
 }
 
 /// Claims like a scan or an operator does: mark in flight, then record the queued jobs.
-async fn claim(db: &DatabaseConnection, claims: &[Claim], scope: ClaimScope, now: chrono::DateTime<Utc>, lease: chrono::DateTime<Utc>) -> usize {
+async fn claim(
+    db: &DatabaseConnection,
+    claims: &[Claim],
+    scope: ClaimScope,
+    now: chrono::DateTime<Utc>,
+    lease: chrono::DateTime<Utc>,
+) -> usize {
     let ids: Vec<i64> = claims.iter().map(|c| c.asset_id).collect();
     let taken = history::claim(db, &ids, scope, now, lease).await.unwrap();
     let queued: Vec<Claim> = claims.iter().filter(|c| taken.iter().any(|a| a.id == c.asset_id)).copied().collect();
@@ -135,7 +141,11 @@ async fn claims_respect_leases_and_scope(db: DatabaseConnection) {
     assert_eq!(claim(&db, &retry, ClaimScope::Scan, later, later).await, 0);
     assert_eq!(claim(&db, &retry, ClaimScope::Operator, later, later).await, 1);
     let rows = rotations_of(&db, b.id).await;
-    assert_eq!((rows.len(), rows[0].status, rows[0].attempt), (1, RotationStatus::Queued, 1), "same job id, fresh attempt");
+    assert_eq!(
+        (rows.len(), rows[0].status, rows[0].attempt),
+        (1, RotationStatus::Queued, 1),
+        "same job id, fresh attempt"
+    );
 }
 
 async fn results_apply_once_and_last_wins(db: DatabaseConnection) {
@@ -218,7 +228,8 @@ async fn large_batches_fit_bind_limits(db: DatabaseConnection) {
     let rows: Vec<AssetInput> = (0..5000).map(|i| input(&format!("big{i:04}"))).collect();
     assets::import(&db, &rows, ISSUERS).await.unwrap();
     let all = assets::list(&db).await.unwrap();
-    let claims: Vec<Claim> = all.iter().map(|a| Claim { asset_id: a.id, job_id: JobId::new(), driver: Driver::Local }).collect();
+    let claims: Vec<Claim> =
+        all.iter().map(|a| Claim { asset_id: a.id, job_id: JobId::new(), driver: Driver::Local }).collect();
     let now = Utc::now();
     assert_eq!(claim(&db, &claims, ClaimScope::Scan, now, now + Duration::minutes(5)).await, 5000);
     history::release(&db, &claims, "publish failed").await.unwrap();
@@ -290,6 +301,7 @@ async fn concurrent_first_starts_migrate_once() {
 
 #[tokio::test]
 async fn unreachable_database_names_the_url_without_password() {
-    let err = db::connect("postgres://u:hunter2@127.0.0.1:1/x", StdDuration::from_secs(5)).await.unwrap_err().to_string();
+    let err =
+        db::connect("postgres://u:hunter2@127.0.0.1:1/x", StdDuration::from_secs(5)).await.unwrap_err().to_string();
     assert!(err.contains("127.0.0.1:1") && !err.contains("hunter2"), "{err}");
 }

@@ -175,7 +175,12 @@ impl TestEnv {
     /// Runs the CLI and fails the test (with its output) unless it succeeds.
     pub fn cli_ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);
-        assert!(out.status.success(), "certfleet {args:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "certfleet {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -266,11 +271,13 @@ pub fn check_installed(cert_path: &Path, key_path: &Path, root_pem: &str, cn: &s
     use std::os::unix::fs::PermissionsExt as _;
     use x509_parser::prelude::*;
     let chain = std::fs::read_to_string(cert_path).unwrap_or_else(|e| panic!("{}: {e}", cert_path.display()));
-    let ders: Vec<Vec<u8>> = x509_parser::pem::Pem::iter_from_buffer(chain.as_bytes()).map(|p| p.expect("pem").contents).collect();
+    let ders: Vec<Vec<u8>> =
+        x509_parser::pem::Pem::iter_from_buffer(chain.as_bytes()).map(|p| p.expect("pem").contents).collect();
     let (_, leaf) = X509Certificate::from_der(&ders[0]).expect("leaf");
     let root_der = x509_parser::pem::parse_x509_pem(root_pem.as_bytes()).expect("root pem").1.contents;
     let (_, root) = X509Certificate::from_der(&root_der).expect("root");
-    leaf.verify_signature(Some(root.public_key())).unwrap_or_else(|e| panic!("{} does not chain to the root: {e}", cert_path.display()));
+    leaf.verify_signature(Some(root.public_key()))
+        .unwrap_or_else(|e| panic!("{} does not chain to the root: {e}", cert_path.display()));
     assert_eq!(ders.last().expect("chain"), &root_der, "the full chain ends with the root");
     let got_cn = leaf.subject().iter_common_name().next().and_then(|c| c.as_str().ok()).unwrap_or_default();
     assert_eq!(got_cn, cn);

@@ -28,7 +28,10 @@ pub fn pem_chain_to_der(pem: &str) -> Result<Vec<Vec<u8>>, CertError> {
 
 /// DER to PEM.
 pub fn der_to_pem(der: &[u8]) -> String {
-    pem::encode_config(&pem::Pem::new("CERTIFICATE", der), pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF))
+    pem::encode_config(
+        &pem::Pem::new("CERTIFICATE", der),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }
 
 fn to_utc(t: x509_parser::time::ASN1Time) -> DateTime<Utc> {

@@ -93,7 +93,8 @@ impl Handler {
         match outcome {
             Outcome::Done(result) => {
                 let body = Envelope::encode(result.as_ref());
-                let reply_to = delivery.properties.reply_to().as_ref().map_or(RESULTS_QUEUE.to_owned(), |q| q.to_string());
+                let reply_to =
+                    delivery.properties.reply_to().as_ref().map_or(RESULTS_QUEUE.to_owned(), |q| q.to_string());
                 let msg = Outgoing {
                     exchange: "",
                     routing_key: &reply_to,
@@ -111,7 +112,8 @@ impl Handler {
                     let reason = format!("gave up after {} attempts; last error: {cause}", job.attempt);
                     return self.dead(delivery, Some(job), ErrorClass::RetriesExhausted, &reason, tp).await;
                 }
-                let backoff = delay_for_attempt(job.attempt, self.retry.base_delay, self.retry.max_delay, &mut rand::rng());
+                let backoff =
+                    delay_for_attempt(job.attempt, self.retry.base_delay, self.retry.max_delay, &mut rand::rng());
                 // A delay the cause asked for (Retry-After) wins over our own backoff.
                 let wait = after.unwrap_or(backoff);
                 warn!(job_id = %job.job_id, attempt = job.attempt, retry_in = ?wait, %cause, "job will be retried");
@@ -143,7 +145,14 @@ impl Handler {
         self.publish_then_ack(delivery, msg, how).await
     }
 
-    async fn dead(&self, delivery: &Delivery, job: Option<&RotationJob>, class: ErrorClass, reason: &str, tp: &str) -> Settled {
+    async fn dead(
+        &self,
+        delivery: &Delivery,
+        job: Option<&RotationJob>,
+        class: ErrorClass,
+        reason: &str,
+        tp: &str,
+    ) -> Settled {
         let attempts = job.map_or(1, |j| j.attempt);
         warn!(job_id = ?job.map(|j| j.job_id), %class, %reason, "job dead-lettered");
         let key = job.map_or_else(|| delivery.routing_key.to_string(), |j| j.driver.to_string());

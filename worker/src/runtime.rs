@@ -63,7 +63,12 @@ pub async fn run(config: &Config, opts: WorkerOptions, cancel: CancellationToken
         let consumer = timed(
             "basic.consume",
             timeout,
-            channel.basic_consume(queue.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default()),
+            channel.basic_consume(
+                queue.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            ),
         )
         .await?;
         consumers.push(consumer);

@@ -93,7 +93,13 @@ pub async fn declare(channel: &Channel, drivers: &[Driver], timeout: Duration) -
     timed(
         "queue.bind",
         timeout,
-        channel.queue_bind(DEAD_QUEUE.into(), DEAD_EXCHANGE.into(), "".into(), QueueBindOptions::default(), FieldTable::default()),
+        channel.queue_bind(
+            DEAD_QUEUE.into(),
+            DEAD_EXCHANGE.into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        ),
     )
     .await?;
 

@@ -227,7 +227,11 @@ pub async fn import(
     let txn = db.begin().await.map_err(DbError::from)?;
     for chunk in rows.chunks(500) {
         asset::Entity::insert_many(chunk.iter().map(|r| active_model(r, now)))
-            .on_conflict(OnConflict::column(asset::Column::SystemName).update_columns(IMPORTED_COLUMNS.iter().copied()).to_owned())
+            .on_conflict(
+                OnConflict::column(asset::Column::SystemName)
+                    .update_columns(IMPORTED_COLUMNS.iter().copied())
+                    .to_owned(),
+            )
             .exec_without_returning(&txn)
             .await
             .map_err(DbError::from)?;
@@ -297,7 +301,15 @@ pub struct ScanRow {
     pub certificate_authority: String,
 }
 
-type ScanTuple = (i64, AssetState, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<DateTime<Utc>>, String);
+type ScanTuple = (
+    i64,
+    AssetState,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    String,
+);
 
 /// A page of scan rows with `id > after`, in id order (keyset pagination). Columns are
 /// read by position, not by name.
@@ -306,7 +318,15 @@ pub async fn scan_page(db: &impl ConnectionTrait, after: i64, limit: u64) -> Res
     use sea_orm::QuerySelect;
     let rows: Vec<ScanTuple> = asset::Entity::find()
         .select_only()
-        .columns([C::Id, C::State, C::LeaseUntil, C::NotBefore, C::NotAfter, C::CertificateExpiration, C::CertificateAuthority])
+        .columns([
+            C::Id,
+            C::State,
+            C::LeaseUntil,
+            C::NotBefore,
+            C::NotAfter,
+            C::CertificateExpiration,
+            C::CertificateAuthority,
+        ])
         .filter(C::Id.gt(after))
         .order_by_asc(C::Id)
         .limit(limit)

@@ -7,7 +7,9 @@ use super::entity::rotation::{self, RotationStatus};
 use certfleet_proto::{ErrorClass, JobId};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+};
 
 /// A dead letter as read off the queue.
 #[derive(Debug, Clone)]

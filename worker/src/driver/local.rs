@@ -86,7 +86,10 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 fn io_error(op: &str, path: &Path, e: std::io::Error) -> DriverError {
     let what = format!("{op} {}: {e}", path.display());
     match e.kind() {
-        ErrorKind::NotFound | ErrorKind::PermissionDenied | ErrorKind::NotADirectory | ErrorKind::IsADirectory
+        ErrorKind::NotFound
+        | ErrorKind::PermissionDenied
+        | ErrorKind::NotADirectory
+        | ErrorKind::IsADirectory
         | ErrorKind::ReadOnlyFilesystem => DriverError::InvalidSettings(what),
         _ => DriverError::Device(what),
     }
@@ -215,7 +218,10 @@ impl DeviceSession for LocalSession {
                 copy_atomic(&t.path, &t.prev(), t.mode, &self.tag).await?;
             }
         }
-        let moves = [(self.key.staged(&self.tag), self.key.path.clone()), (self.cert.staged(&self.tag), self.cert.path.clone())];
+        let moves = [
+            (self.key.staged(&self.tag), self.key.path.clone()),
+            (self.cert.staged(&self.tag), self.cert.path.clone()),
+        ];
         for (staged, path) in moves {
             if let Err(e) = tokio::fs::rename(&staged, &path).await {
                 let err = io_error("rename", &path, e);
@@ -231,14 +237,20 @@ impl DeviceSession for LocalSession {
     }
 
     async fn validate(&mut self, issued: &Issued) -> Result<(), DriverError> {
-        let chain = tokio::fs::read_to_string(&self.cert.path).await.map_err(|e| io_error("read", &self.cert.path, e))?;
+        let chain =
+            tokio::fs::read_to_string(&self.cert.path).await.map_err(|e| io_error("read", &self.cert.path, e))?;
         let ders = crate::certinfo::pem_chain_to_der(&chain).map_err(|e| DriverError::Activation(e.to_string()))?;
         if ders[0] != issued.leaf_der {
-            return Err(DriverError::Activation(format!("{} does not hold the new certificate", self.cert.path.display())));
+            return Err(DriverError::Activation(format!(
+                "{} does not hold the new certificate",
+                self.cert.path.display()
+            )));
         }
-        let key_pem = tokio::fs::read_to_string(&self.key.path).await.map_err(|e| io_error("read", &self.key.path, e))?;
-        let key = KeyPair::from_pem(&key_pem)
-            .map_err(|_| DriverError::Activation(format!("{} does not hold a readable key", self.key.path.display())))?;
+        let key_pem =
+            tokio::fs::read_to_string(&self.key.path).await.map_err(|e| io_error("read", &self.key.path, e))?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|_| {
+            DriverError::Activation(format!("{} does not hold a readable key", self.key.path.display()))
+        })?;
         let cert_key =
             crate::certinfo::public_key_bits(&ders[0]).map_err(|e| DriverError::Activation(e.to_string()))?;
         if key.der_bytes() != cert_key.as_slice() {
