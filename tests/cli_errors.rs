@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use certfleet_tests::*;
-use std::process::Command;
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -23,7 +22,7 @@ fn missing_and_invalid_config_files_are_named() {
     let env = TestEnv::new("");
     let missing = env.path("nope.toml");
     for binary in ["certfleet", "certfleet-scheduler", "certfleet-worker"] {
-        let mut cmd = Command::new(bin(binary));
+        let mut cmd = command(binary);
         cmd.arg("--config").arg(&missing);
         if binary == "certfleet" {
             cmd.args(["assets", "list"]);
@@ -32,13 +31,13 @@ fn missing_and_invalid_config_files_are_named() {
     }
     let bad = env.path("bad.toml");
     std::fs::write(&bad, "scan_interval = \"soonish\"\n").unwrap();
-    let out = Command::new(bin("certfleet")).arg("--config").arg(&bad).args(["assets", "list"]).output().unwrap();
+    let out = command("certfleet").arg("--config").arg(&bad).args(["assets", "list"]).output().unwrap();
     assert_clean_failure(&out, &["scan_interval"]);
     std::fs::write(&bad, "[worker]\nconcurency = 3\n").unwrap();
-    let out = Command::new(bin("certfleet-worker")).arg("--config").arg(&bad).output().unwrap();
+    let out = command("certfleet-worker").arg("--config").arg(&bad).output().unwrap();
     assert_clean_failure(&out, &["concurency"]);
     std::fs::write(&bad, "[issuers.x]\nkind = \"internal\"\nvalidity = \"10s\"\n").unwrap();
-    let out = Command::new(bin("certfleet-scheduler")).arg("--config").arg(&bad).output().unwrap();
+    let out = command("certfleet-scheduler").arg("--config").arg(&bad).output().unwrap();
     assert_clean_failure(&out, &["validity", "at least 1m"]);
 }
 
@@ -71,7 +70,7 @@ fn unreachable_broker_and_database_name_the_url_without_the_password() {
 }
 
 fn env_cmd(env: &TestEnv, binary: &str, args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
-    Command::new(bin(binary)).arg("--config").arg(&env.config).args(args).envs(vars.iter().copied()).output().unwrap()
+    command(binary).arg("--config").arg(&env.config).args(args).envs(vars.iter().copied()).output().unwrap()
 }
 
 #[test]
@@ -123,9 +122,9 @@ fn bad_commands_and_arguments_fail_clearly() {
     let unknown = uuid::Uuid::new_v4().to_string();
     assert_clean_failure(&env.cli(&["dlq", "retry", &unknown]), &[&unknown, "not found"]);
     assert_clean_failure(&env.cli(&["dlq", "discard", &unknown]), &[&unknown, "not found"]);
-    let out = Command::new(bin("certfleet-worker")).args(["--drivers", "telnet"]).output().unwrap();
+    let out = command("certfleet-worker").args(["--drivers", "telnet"]).output().unwrap();
     assert_clean_failure(&out, &["telnet", "local"]);
-    let out = Command::new(bin("certfleet-worker"))
+    let out = command("certfleet-worker")
         .arg("--config")
         .arg(&env.config)
         .args(["--concurrency", "0"])

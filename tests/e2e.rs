@@ -167,3 +167,76 @@ async fn delayed_job_waits_in_a_retry_tier_then_runs() {
     );
     assert_eq!(queue_depth(&env.vhost.url, "certfleet.retry.local.5s").await.0, 0);
 }
+
+/// A failing `reload_command` after install restores the previous pair: the old files are
+/// back byte for byte, the asset is `failed` with the cause, and the history says rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_reload_restores_the_previous_pair() {
+    let env = TestEnv::new("");
+    let mut settings = env.local_settings("web");
+    let marker = env.path("reloads");
+    // Fails for the new pair, succeeds again once the previous pair is back in place.
+    settings["reload_command"] = serde_json::json!(format!(
+        "echo reload >> {m}; if [ -f {prev} ]; then cmp -s {cert} {prev} || {{ echo 'nginx: [emerg] bad cert' >&2; exit 1; }}; fi",
+        m = marker.display(),
+        cert = env.path("certs/web.crt").display(),
+        prev = env.path("certs/web.crt.prev").display(),
+    ));
+    let old_cert = "-----BEGIN CERTIFICATE-----\nold\n-----END CERTIFICATE-----\n";
+    std::fs::write(env.path("certs/web.crt"), old_cert).unwrap();
+    std::fs::write(env.path("certs/web.key"), "old key").unwrap();
+    env.import(&serde_json::json!([{
+        "system_name": "web",
+        "common_name": "web.fleet.test",
+        "certificate_authority": "internal",
+        "host_platform": "local",
+        "settings": settings,
+    }]));
+    let _worker = env.spawn("certfleet-worker", "worker", &["--drivers", "local"]);
+    let _scheduler = env.spawn("certfleet-scheduler", "scheduler", &[]);
+    let db = env.db().await;
+    let web = wait_for(Duration::from_secs(30), "the rotation to be rolled back", || async {
+        let a = assets::by_name(&db, "web").await.unwrap();
+        (a.state == AssetState::Failed).then_some(a)
+    })
+    .await;
+    assert!(web.last_error.as_deref().unwrap_or("").contains("nginx: [emerg] bad cert"), "{:?}", web.last_error);
+    assert_eq!(std::fs::read_to_string(env.path("certs/web.crt")).unwrap(), old_cert, "old certificate restored");
+    assert_eq!(std::fs::read_to_string(env.path("certs/web.key")).unwrap(), "old key", "old key restored");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 2, "reloaded for the new pair, then for the restored one");
+    let runs = history::for_asset(&db, web.id).await.unwrap();
+    assert_eq!((runs.len(), runs[0].status), (1, RotationStatus::RolledBack));
+    assert!(dead_letters::list(&db, true).await.unwrap().is_empty(), "a rollback is a result, not a dead letter");
+}
+
+/// SIGTERM stops consuming but lets the job in flight finish and report before exiting 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_job_in_flight() {
+    let env = TestEnv::new("[worker]\nshutdown_grace = \"20s\"");
+    let mut settings = env.local_settings("slow");
+    settings["reload_command"] = serde_json::json!(["sleep", "3"]);
+    env.import(&serde_json::json!([{
+        "system_name": "slow",
+        "common_name": "slow.fleet.test",
+        "certificate_authority": "internal",
+        "host_platform": "local",
+        "settings": settings,
+    }]));
+    let mut worker = env.spawn("certfleet-worker", "worker", &["--drivers", "local"]);
+    let _scheduler = env.spawn("certfleet-scheduler", "scheduler", &[]);
+    wait_for(Duration::from_secs(20), "the job to start", || async {
+        worker.log_text().contains("rotating").then_some(())
+    })
+    .await;
+    assert!(worker.terminate(Duration::from_secs(20)), "worker exits 0 after draining:\n{}", worker.log_text());
+    let db = env.db().await;
+    let slow = wait_for(Duration::from_secs(10), "the drained job's result recorded", || async {
+        let a = assets::by_name(&db, "slow").await.unwrap();
+        (a.state == AssetState::Ok).then_some(a)
+    })
+    .await;
+    let root = std::fs::read_to_string(env.path("ca/root/ca.crt")).unwrap();
+    let checked = check_installed(&env.path("certs/slow.crt"), &env.path("certs/slow.key"), &root, "slow.fleet.test", &[]);
+    assert_eq!(slow.fingerprint_sha256.as_deref(), Some(checked.fingerprint.as_str()));
+    assert_eq!(queue_depth(&env.vhost.url, "certfleet.jobs.local").await.0, 0, "the job was acked, not returned");
+}

@@ -10,6 +10,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// A command for a workspace binary with no `CERTFLEET_*` variables inherited from the
+/// caller's environment (the test decides the configuration).
+pub fn command(name: &str) -> Command {
+    let mut cmd = Command::new(bin(name));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CERTFLEET_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
 /// Path of a workspace binary, built by `cargo build --workspace --bins` beside the test.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -161,13 +173,11 @@ impl TestEnv {
 
     /// Runs the `certfleet` CLI with this config.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(bin("certfleet"))
+        command("certfleet")
             .arg("--config")
             .arg(&self.config)
             .args(args)
             .current_dir(self.dir.path())
-            .env_remove("CERTFLEET_DATABASE_URL")
-            .env_remove("CERTFLEET_AMQP_URL")
             .output()
             .expect("run certfleet")
     }
@@ -188,7 +198,7 @@ impl TestEnv {
     pub fn spawn(&self, binary: &str, label: &str, args: &[&str]) -> Proc {
         let log = self.path(&format!("{label}.log"));
         let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(bin(binary))
+        let child = command(binary)
             .arg("--config")
             .arg(&self.config)
             .args(args)
