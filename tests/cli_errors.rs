@@ -124,12 +124,8 @@ fn bad_commands_and_arguments_fail_clearly() {
     assert_clean_failure(&env.cli(&["dlq", "discard", &unknown]), &[&unknown, "not found"]);
     let out = command("certfleet-worker").args(["--drivers", "telnet"]).output().unwrap();
     assert_clean_failure(&out, &["telnet", "local"]);
-    let out = command("certfleet-worker")
-        .arg("--config")
-        .arg(&env.config)
-        .args(["--concurrency", "0"])
-        .output()
-        .unwrap();
+    let out =
+        command("certfleet-worker").arg("--config").arg(&env.config).args(["--concurrency", "0"]).output().unwrap();
     assert_clean_failure(&out, &["concurrency"]);
     std::fs::write(env.path("routes.toml"), "[[route]]\nhost_platform = \"local\"\ndriver = \"telnet\"\n").unwrap();
     assert_clean_failure(&env.cli(&["rotate", "x"]), &["routes.toml", "telnet"]);

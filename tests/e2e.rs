@@ -203,7 +203,11 @@ async fn failed_reload_restores_the_previous_pair() {
     assert!(web.last_error.as_deref().unwrap_or("").contains("nginx: [emerg] bad cert"), "{:?}", web.last_error);
     assert_eq!(std::fs::read_to_string(env.path("certs/web.crt")).unwrap(), old_cert, "old certificate restored");
     assert_eq!(std::fs::read_to_string(env.path("certs/web.key")).unwrap(), "old key", "old key restored");
-    assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 2, "reloaded for the new pair, then for the restored one");
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap().lines().count(),
+        2,
+        "reloaded for the new pair, then for the restored one"
+    );
     let runs = history::for_asset(&db, web.id).await.unwrap();
     assert_eq!((runs.len(), runs[0].status), (1, RotationStatus::RolledBack));
     assert!(dead_letters::list(&db, true).await.unwrap().is_empty(), "a rollback is a result, not a dead letter");
@@ -236,7 +240,8 @@ async fn sigterm_finishes_the_job_in_flight() {
     })
     .await;
     let root = std::fs::read_to_string(env.path("ca/root/ca.crt")).unwrap();
-    let checked = check_installed(&env.path("certs/slow.crt"), &env.path("certs/slow.key"), &root, "slow.fleet.test", &[]);
+    let checked =
+        check_installed(&env.path("certs/slow.crt"), &env.path("certs/slow.key"), &root, "slow.fleet.test", &[]);
     assert_eq!(slow.fingerprint_sha256.as_deref(), Some(checked.fingerprint.as_str()));
     assert_eq!(queue_depth(&env.vhost.url, "certfleet.jobs.local").await.0, 0, "the job was acked, not returned");
 }

@@ -10,5 +10,6 @@ pub mod keygen;
 pub mod outcome;
 pub mod rotation;
 pub mod runtime;
+pub mod validate;
 
 pub use runtime::{WorkerOptions, run};
