@@ -325,3 +325,40 @@ pub fn check_installed(cert_path: &Path, key_path: &Path, root_pem: &str, cn: &s
         not_after: chrono::DateTime::from_timestamp(leaf.validity().not_after.timestamp(), 0).expect("time"),
     }
 }
+
+/// The peer stack of `scripts/stack/` (BIND9, Pebble, sshd, nginx, HAProxy on 127.0.0.1),
+/// started in a directory of its own and stopped when this guard drops.
+pub struct Stack {
+    dir: tempfile::TempDir,
+    /// The `stack.env` keys.
+    pub env: std::collections::HashMap<String, String>,
+}
+
+impl Stack {
+    /// Installs the peers if needed and starts a fresh stack.
+    pub fn start() -> Self {
+        let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/stack");
+        assert!(
+            Command::new(scripts.join("install.sh")).status().unwrap().success(),
+            "scripts/stack/install.sh failed"
+        );
+        let dir = tempfile::Builder::new().prefix("cf-stack-").tempdir().unwrap();
+        let out = Command::new(scripts.join("up.sh")).arg(dir.path()).output().unwrap();
+        assert!(out.status.success(), "scripts/stack/up.sh failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let text = std::fs::read_to_string(dir.path().join("stack.env")).unwrap();
+        let env = text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        Self { dir, env }
+    }
+
+    /// One `stack.env` value.
+    pub fn get(&self, key: &str) -> &str {
+        self.env.get(key).unwrap_or_else(|| panic!("{key} missing from stack.env"))
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/stack");
+        let _ = Command::new(scripts.join("down.sh")).arg(self.dir.path()).output();
+    }
+}

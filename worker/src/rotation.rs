@@ -1,10 +1,35 @@
 //! The rotation pipeline: pre-flight, key and CSR on the device, sign, install, activate,
 //! validate, and roll back on any failure after install.
 
+use crate::driver::DriverError;
 use crate::driver::{DeviceSession, DriverSet};
+use crate::issuer::Issued;
 use crate::issuer::IssuerSet;
 use crate::outcome::JobError;
+use crate::validate::{ValidateError, validate_served};
 use certfleet_proto::{RotationJob, RotationOutcome};
+use std::time::Duration;
+
+/// How long a service may take to start serving the new certificate after activation
+/// (an nginx reload replaces its workers gracefully, so the old ones answer for a moment).
+const SERVED_WINDOW: Duration = Duration::from_secs(15);
+/// One handshake's budget.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// When the asset names a TLS service (`ip_address` and `port`), checks over TLS that it
+/// serves the new certificate, retrying within [`SERVED_WINDOW`]. A failure rolls back.
+async fn served(job: &RotationJob, issued: &Issued) -> Result<(), DriverError> {
+    let deadline = tokio::time::Instant::now() + SERVED_WINDOW;
+    loop {
+        match validate_served(job, issued, HANDSHAKE_TIMEOUT).await {
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(DriverError::Activation(e.to_string())),
+            Err(ValidateError::Unreachable { .. } | ValidateError::Mismatch { .. }) => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+}
 
 /// What a worker needs to run jobs.
 #[derive(Clone)]
@@ -35,7 +60,10 @@ async fn run_steps(
     let issued = issuer.sign(&csr, job).await?;
     session.install(&issued).await?;
     let activated = match session.activate().await {
-        Ok(()) => session.validate(&issued).await,
+        Ok(()) => match session.validate(&issued).await {
+            Ok(()) => served(job, &issued).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     match activated {
