@@ -94,21 +94,25 @@ pub async fn record_queued(db: &impl ConnectionTrait, claims: &[Claim], now: Dat
 
 async fn insert_queued(db: &impl ConnectionTrait, claims: &[Claim], now: DateTime<Utc>) -> Result<(), DbError> {
     rotation::Entity::insert_many(claims.iter().map(|c| queued_row(c, now)))
-        .on_conflict(
-            OnConflict::column(rotation::Column::JobId)
-                .update_columns([
-                    rotation::Column::Attempt,
-                    rotation::Column::Status,
-                    rotation::Column::ErrorClass,
-                    rotation::Column::ErrorMessage,
-                    rotation::Column::QueuedAt,
-                    rotation::Column::FinishedAt,
-                ])
-                .to_owned(),
-        )
+        .on_conflict(history_upsert(rotation::Column::QueuedAt))
         .exec_without_returning(db)
         .await?;
     Ok(())
+}
+
+/// A history row is keyed by its job id: writing it again updates the job's progress
+/// columns plus `extra` (the publish time for a re-queued job, the worker for a result).
+fn history_upsert(extra: rotation::Column) -> OnConflict {
+    OnConflict::column(rotation::Column::JobId)
+        .update_columns([
+            rotation::Column::Attempt,
+            rotation::Column::Status,
+            rotation::Column::ErrorClass,
+            rotation::Column::ErrorMessage,
+            rotation::Column::FinishedAt,
+            extra,
+        ])
+        .to_owned()
 }
 
 fn queued_row(c: &Claim, now: DateTime<Utc>) -> rotation::ActiveModel {
@@ -240,18 +244,7 @@ async fn upsert_history(
         ..Default::default()
     };
     rotation::Entity::insert(row)
-        .on_conflict(
-            OnConflict::column(rotation::Column::JobId)
-                .update_columns([
-                    rotation::Column::Attempt,
-                    rotation::Column::Status,
-                    rotation::Column::ErrorClass,
-                    rotation::Column::ErrorMessage,
-                    rotation::Column::Worker,
-                    rotation::Column::FinishedAt,
-                ])
-                .to_owned(),
-        )
+        .on_conflict(history_upsert(rotation::Column::Worker))
         .exec_without_returning(db)
         .await?;
     Ok(())
