@@ -286,7 +286,7 @@ both_backends!(
 async fn concurrent_first_starts_migrate_once() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/x.db?mode=rwc", dir.path().display());
-    let handles: Vec<_> = (0..4)
+    let handles: Vec<_> = (0..8)
         .map(|_| {
             let u = url.clone();
             tokio::spawn(async move { db::connect(&u, StdDuration::from_secs(10)).await.map(|_| ()) })

@@ -79,13 +79,38 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<DatabaseConnection,
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(30))
         });
-    let db = match tokio::time::timeout(timeout, Database::connect(opts)).await {
+    let connecting = async {
+        let mut tries = 0u64;
+        loop {
+            match Database::connect(opts.clone()).await {
+                // A new SQLite file switching to WAL while another process does the same
+                // answers SQLITE_BUSY before the busy timeout applies: wait and try again.
+                Err(e) if is_sqlite_busy(&e) && tries < 20 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * tries)).await;
+                }
+                other => return other,
+            }
+        }
+    };
+    let db = match tokio::time::timeout(timeout, connecting).await {
         Ok(Ok(db)) => db,
         Ok(Err(source)) => return Err(DbError::Connect { url: redacted, source }),
         Err(_) => return Err(DbError::ConnectTimeout { url: redacted, timeout }),
     };
     migrate(&db).await.map_err(|source| DbError::Migrate { url: redacted, source })?;
     Ok(db)
+}
+
+/// SQLite's "database is locked" (SQLITE_BUSY, code 5).
+fn is_sqlite_busy(e: &DbErr) -> bool {
+    use sea_orm::{RuntimeErr, sqlx};
+    match e {
+        DbErr::Conn(RuntimeErr::SqlxError(err)) | DbErr::Exec(RuntimeErr::SqlxError(err)) => {
+            matches!(err.as_ref(), sqlx::Error::Database(d) if d.code().as_deref() == Some("5"))
+        }
+        _ => false,
+    }
 }
 
 /// sqlx retries a refused PostgreSQL connection until its timeout; a server that is not
