@@ -1,0 +1,101 @@
+//! The confirmed publisher against the real RabbitMQ (a private vhost per test): a mandatory
+//! message that matches no queue comes back as `Returned`, a message a full
+//! `reject-publish` queue refuses comes back as `Nack`, and the topology declares twice.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+use certfleet_proto::Driver;
+use certfleet_shared::amqp::{self, AmqpError, Outgoing, Publisher, topology};
+use lapin::BasicProperties;
+use lapin::options::QueueDeclareOptions;
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use std::process::Command;
+use std::time::Duration;
+
+struct Vhost(String);
+
+impl Vhost {
+    fn new() -> Self {
+        let name = format!("certfleet-amqp-{}", uuid::Uuid::new_v4().simple());
+        for args in [vec!["add_vhost", &name], vec!["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]] {
+            assert!(Command::new("rabbitmqctl").args(&args).output().unwrap().status.success(), "rabbitmqctl {args:?}");
+        }
+        Self(name)
+    }
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.0)
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").args(["delete_vhost", &self.0]).output();
+    }
+}
+
+const T: Duration = Duration::from_secs(10);
+
+fn msg<'a>(exchange: &'a str, key: &'a str) -> Outgoing<'a> {
+    Outgoing { exchange, routing_key: key, body: b"{}", properties: BasicProperties::default() }
+}
+
+#[tokio::test]
+async fn unroutable_and_refused_messages_are_errors_not_losses() {
+    let vhost = Vhost::new();
+    let conn = amqp::connect(&vhost.url(), "test", T).await.unwrap();
+    let publisher = Publisher::open(&conn, T).await.unwrap();
+    topology::declare(publisher.channel(), Driver::ALL, T).await.unwrap();
+    topology::declare(publisher.channel(), Driver::ALL, T).await.unwrap(); // idempotent
+
+    publisher.publish(msg(topology::JOBS_EXCHANGE, "local")).await.unwrap();
+    let err = publisher.publish(msg(topology::JOBS_EXCHANGE, "no-such-driver")).await.unwrap_err();
+    assert!(matches!(err, AmqpError::Returned { .. }), "{err}");
+    assert!(err.to_string().contains("no-such-driver"), "{err}");
+
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
+    args.insert("x-max-length".into(), AMQPValue::LongLongInt(1));
+    args.insert("x-overflow".into(), AMQPValue::LongString(LongString::from("reject-publish")));
+    let opts = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+    publisher.channel().queue_declare("tiny".into(), opts, args).await.unwrap();
+    publisher.publish(msg("", "tiny")).await.unwrap();
+    // A quorum queue applies its length limit a moment late; within a few more the broker refuses.
+    let mut refused = None;
+    for _ in 0..50 {
+        if let Err(e) = publisher.publish(msg("", "tiny")).await {
+            refused = Some(e);
+            break;
+        }
+    }
+    let err = refused.expect("the full queue never refused a message");
+    assert!(matches!(err, AmqpError::Nack { .. }), "{err}");
+    conn.close(200, "".into()).await.unwrap();
+}
+
+#[tokio::test]
+async fn job_queues_carry_the_documented_arguments() {
+    let vhost = Vhost::new();
+    let conn = amqp::connect(&vhost.url(), "test", T).await.unwrap();
+    let publisher = Publisher::open(&conn, T).await.unwrap();
+    topology::declare(publisher.channel(), Driver::ALL, T).await.unwrap();
+    // Declaring with different arguments is refused by the broker: proof of what is there.
+    // Every documented argument as declared, except the delivery limit: the broker's refusal
+    // then names that one argument, so all the others match exactly.
+    let text = |s: &str| AMQPValue::LongString(LongString::from(s));
+    let mut wrong = FieldTable::default();
+    wrong.insert("x-queue-type".into(), text("quorum"));
+    wrong.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(99));
+    wrong.insert("x-dead-letter-exchange".into(), text("certfleet.dead"));
+    wrong.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+    wrong.insert("x-overflow".into(), text("reject-publish"));
+    wrong.insert("x-max-length".into(), AMQPValue::LongLongInt(topology::JOB_QUEUE_MAX_LENGTH));
+    let ch = conn.create_channel().await.unwrap();
+    let opts = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+    let err = ch.queue_declare("certfleet.jobs.local".into(), opts, wrong).await.unwrap_err().to_string();
+    assert!(err.contains("PRECONDITION_FAILED") && err.contains("'x-delivery-limit'"), "{err}");
+    assert!(err.contains(&format!("current is '{}'", topology::JOB_DELIVERY_LIMIT)), "{err}");
+    for name in topology::queue_names(Driver::ALL) {
+        let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+        publisher.channel().queue_declare(name.as_str().into(), passive, FieldTable::default()).await.unwrap();
+    }
+    let _ = conn.close(200, "".into()).await;
+}
