@@ -22,8 +22,8 @@ pub enum SchedulerError {
     /// Broker failure.
     #[error(transparent)]
     Amqp(#[from] certfleet_shared::amqp::AmqpError),
-    /// A scan stage panicked or was cancelled.
-    #[error("scan stage failed: {0}")]
+    /// A scan stage or a consumer stopped unexpectedly.
+    #[error("{0}")]
     Stage(String),
     /// The routing table is unusable.
     #[error(transparent)]

@@ -33,19 +33,23 @@ pub async fn run(config: &Config, once: bool, cancel: CancellationToken) -> Resu
 
     let tracker = TaskTracker::new();
     let consumers = cancel.child_token();
+    // A consumer that stops on its own (recovery failed) stops the scheduler, so that a
+    // supervisor restarts it rather than it scanning on without recording results.
+    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::channel::<String>(2);
     {
         let channel = timed("channel.open", timeout, conn.create_channel()).await?;
-        let (db, c, retry_after) = (database.clone(), consumers.clone(), config.failed_retry_after);
+        let (db, c, retry_after, failed) =
+            (database.clone(), consumers.clone(), config.failed_retry_after, failed_tx.clone());
         tracker.spawn(async move {
             if let Err(e) = results::consume(db, channel, retry_after, timeout, c).await {
-                error!(error = %e, "results consumer stopped");
+                let _ = failed.send(format!("results consumer stopped: {e}")).await;
             }
         });
         let channel = timed("channel.open", timeout, conn.create_channel()).await?;
-        let (db, c) = (database.clone(), consumers.clone());
+        let (db, c, failed) = (database.clone(), consumers.clone(), failed_tx);
         tracker.spawn(async move {
             if let Err(e) = dead::consume(db, channel, timeout, c).await {
-                error!(error = %e, "dead-letter consumer stopped");
+                let _ = failed.send(format!("dead-letter consumer stopped: {e}")).await;
             }
         });
     }
@@ -53,9 +57,15 @@ pub async fn run(config: &Config, once: bool, cancel: CancellationToken) -> Resu
 
     let mut ticker = tokio::time::interval(config.scan_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failure = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
+            Some(reason) = failed_rx.recv() => {
+                error!(%reason, "stopping the scheduler");
+                failure = Some(reason);
+                break;
+            }
             _ = ticker.tick() => {}
         }
         // Route changes apply at the next scan; a broken file keeps the previous table.
@@ -78,5 +88,8 @@ pub async fn run(config: &Config, once: bool, cancel: CancellationToken) -> Resu
     tracker.close();
     tracker.wait().await;
     let _ = timed("connection.close", timeout, conn.close(200, "scheduler stopping".into())).await;
-    Ok(None)
+    match failure {
+        Some(reason) => Err(SchedulerError::Stage(reason)),
+        None => Ok(None),
+    }
 }

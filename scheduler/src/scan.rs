@@ -94,7 +94,7 @@ impl Scanner {
         let publish = tokio::spawn(async move { s3.publish(batch_rx).await });
         let mut report = ScanReport::default();
         for stage in [read.await, claim.await, publish.await] {
-            report.add(&stage.map_err(|e| SchedulerError::Stage(e.to_string()))??);
+            report.add(&stage.map_err(|e| SchedulerError::Stage(format!("scan stage failed: {e}")))??);
         }
         info!(
             scanned = report.scanned,
