@@ -5,6 +5,7 @@
 pub mod certinfo;
 pub mod consumer;
 pub mod driver;
+pub mod fsutil;
 pub mod issuer;
 pub mod keygen;
 pub mod outcome;

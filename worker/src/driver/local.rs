@@ -17,7 +17,6 @@ use serde::Deserialize;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 
 /// The `local` driver.
 #[derive(Debug, Default)]
@@ -97,17 +96,7 @@ fn io_error(op: &str, path: &Path, e: std::io::Error) -> DriverError {
 
 /// Writes `bytes` to a new file with `mode`, flushed to disk.
 async fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DriverError> {
-    let mut f = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)
-        .await
-        .map_err(|e| io_error("create", path, e))?;
-    f.write_all(bytes).await.map_err(|e| io_error("write", path, e))?;
-    f.sync_all().await.map_err(|e| io_error("sync", path, e))?;
-    Ok(())
+    crate::fsutil::write_durably(path, bytes, mode, false).await.map_err(|e| io_error(e.op, path, e.source))
 }
 
 /// Copies `from` over `to` atomically (copy to a temp file, then rename).

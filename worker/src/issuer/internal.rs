@@ -20,7 +20,6 @@ use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use time::OffsetDateTime;
-use tokio::io::AsyncWriteExt;
 
 /// The built-in CA.
 pub struct InternalCa {
@@ -34,15 +33,7 @@ fn internal(what: &str, path: &Path, e: impl std::fmt::Display) -> IssuerError {
 }
 
 async fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), IssuerError> {
-    let mut f = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .await
-        .map_err(|e| internal("create", path, e))?;
-    f.write_all(bytes).await.map_err(|e| internal("write", path, e))?;
-    f.sync_all().await.map_err(|e| internal("sync", path, e))
+    crate::fsutil::write_durably(path, bytes, mode, true).await.map_err(|e| internal(e.op, path, e.source))
 }
 
 fn root_params(config: &InternalIssuerConfig) -> CertificateParams {
