@@ -9,7 +9,6 @@ use hickory_proto::op::{Message, ResponseCode, update_message};
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm as HickoryAlgorithm;
 use hickory_proto::rr::{Name, RData, Record, RecordSet, TSigner};
-use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,59 +17,12 @@ use tokio::time::Instant;
 /// Allowed clock difference between us and the server, in seconds (RFC 8945 recommends 300).
 const FUDGE: u16 = 300;
 
-/// The TSIG MAC algorithm. Spelled exactly as BIND spells it (`hmac-sha256`): the names are
-/// mapped explicitly, so a misspelling fails to parse instead of falling back to HMAC-MD5.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TsigAlgorithm {
-    /// `hmac-sha256`.
-    HmacSha256,
-    /// `hmac-sha512`.
-    HmacSha512,
-}
+pub use certfleet_shared::config::dns::{Rfc2136Config, TsigAlgorithm};
 
-impl TsigAlgorithm {
-    fn to_hickory(self) -> HickoryAlgorithm {
-        match self {
-            Self::HmacSha256 => HickoryAlgorithm::HmacSha256,
-            Self::HmacSha512 => HickoryAlgorithm::HmacSha512,
-        }
-    }
-}
-
-/// Settings of one RFC 2136 server.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rfc2136Config {
-    /// The primary nameserver that accepts updates, e.g. `127.0.0.1:53`.
-    pub server: SocketAddr,
-    /// The zone to update (the SOA owner), e.g. `example.com`.
-    pub zone: String,
-    /// The TSIG key name, exactly as configured on the server.
-    pub key_name: String,
-    /// The TSIG algorithm: `hmac-sha256` or `hmac-sha512`.
-    pub algorithm: TsigAlgorithm,
-    /// The TSIG secret, base64 (as in BIND's `key` statement). Never logged.
-    pub secret: String,
-    /// Budget for one update, UDP and TCP fallback together (default 5s).
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-}
-
-fn default_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-
-impl fmt::Debug for Rfc2136Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Rfc2136Config")
-            .field("server", &self.server)
-            .field("zone", &self.zone)
-            .field("key_name", &self.key_name)
-            .field("algorithm", &self.algorithm)
-            .field("secret", &"****")
-            .field("timeout", &self.timeout)
-            .finish()
+fn to_hickory(algorithm: TsigAlgorithm) -> HickoryAlgorithm {
+    match algorithm {
+        TsigAlgorithm::HmacSha256 => HickoryAlgorithm::HmacSha256,
+        TsigAlgorithm::HmacSha512 => HickoryAlgorithm::HmacSha512,
     }
 }
 
@@ -104,7 +56,7 @@ impl Rfc2136Provider {
             return Err(DnsError::InvalidConfig("TSIG secret is empty".into()));
         }
         let key_name = parse_fqdn(&config.key_name)?;
-        let signer = TSigner::new(secret, config.algorithm.to_hickory(), key_name, FUDGE)
+        let signer = TSigner::new(secret, to_hickory(config.algorithm), key_name, FUDGE)
             .map_err(|e| DnsError::InvalidConfig(format!("TSIG key {}: {e}", config.key_name)))?;
         Ok(Self { server: config.server, zone: parse_fqdn(&config.zone)?, signer, timeout: config.timeout })
     }
@@ -174,8 +126,8 @@ mod tests {
         assert_eq!(config("hmac-sha512").unwrap().algorithm, TsigAlgorithm::HmacSha512);
         assert!(config("HMAC-SHA256").is_err());
         assert!(config("hmac-md5").is_err());
-        assert_eq!(TsigAlgorithm::HmacSha256.to_hickory().to_name().to_ascii(), "hmac-sha256");
-        assert_eq!(TsigAlgorithm::HmacSha512.to_hickory().to_name().to_ascii(), "hmac-sha512");
+        assert_eq!(to_hickory(TsigAlgorithm::HmacSha256).to_name().to_ascii(), "hmac-sha256");
+        assert_eq!(to_hickory(TsigAlgorithm::HmacSha512).to_name().to_ascii(), "hmac-sha512");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! certfleet configuration: defaults, then the TOML file, then `CERTFLEET_*` environment
 //! variables (nested keys with `__`, for example `CERTFLEET_WORKER__CONCURRENCY=8`).
 
+pub mod dns;
+
 use certfleet_proto::{Driver, KeyAlgorithm};
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
