@@ -146,6 +146,44 @@ impl BenchEnv {
         self.insert(rows).await
     }
 
+    /// `n` due assets for `issuer` on `host_platform`; `cn_and_settings(i)` gives each one's
+    /// common name (also its only SAN) and driver settings.
+    pub async fn seed_fleet(
+        &self,
+        n: u64,
+        issuer: &str,
+        host_platform: &str,
+        cn_and_settings: impl Fn(u64) -> (String, serde_json::Value),
+    ) -> anyhow::Result<()> {
+        let rows = (0..n)
+            .map(|i| {
+                let (cn, settings) = cn_and_settings(i);
+                let mut row = self.row(i, true, settings);
+                row.common_name = Set(cn.clone());
+                row.subject_alternative_name = Set(serde_json::json!([cn]));
+                row.certificate_authority = Set(issuer.to_owned());
+                row.host_platform = Set(host_platform.to_owned());
+                row
+            })
+            .collect();
+        self.insert(rows).await
+    }
+
+    /// Replaces the routing table.
+    pub fn write_routes(&self, text: &str) -> anyhow::Result<()> {
+        Ok(std::fs::write(self.dir.path().join("routes.toml"), text)?)
+    }
+
+    /// How many of `devices/dev-<i>/` (i < n) hold a certificate and saw a reload.
+    pub fn count_rotated_with_cert(&self, devices: &std::path::Path, n: u64) -> anyhow::Result<u64> {
+        Ok((0..n)
+            .filter(|i| {
+                let d = devices.join(format!("dev-{i}"));
+                d.join("cert.pem").exists() && d.join("reloaded").exists()
+            })
+            .count() as u64)
+    }
+
     /// Puts every asset back to its seeded state and empties the job queue.
     pub async fn reset(&self) -> anyhow::Result<()> {
         self.db

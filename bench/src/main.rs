@@ -6,6 +6,7 @@
 
 mod baseline;
 mod env;
+mod fleet;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
@@ -48,6 +49,25 @@ enum Cmd {
         #[arg(long, default_value_t = 100_000)]
         messages: u64,
     },
+    /// ACME issuance through Pebble + BIND9: certfleet (one worker) versus certbot and lego.
+    Acme {
+        #[arg(long, default_value_t = 200)]
+        certs: u64,
+        #[arg(long, default_value_t = 50)]
+        concurrency: u16,
+        /// Certificates each peer issues per mode (sequential, `xargs -P 8`).
+        #[arg(long, default_value_t = 200)]
+        peer_certs: u64,
+    },
+    /// One worker rotating simulated Linux devices over SSH versus a per-device baseline.
+    Ssh {
+        #[arg(long, default_value_t = 500)]
+        devices: u64,
+        #[arg(long, value_delimiter = ',', default_value = "50,200,500")]
+        concurrency: Vec<u16>,
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+    },
     /// RSS of a worker that has connected and sits idle.
     IdleRss {
         #[arg(long, default_value_t = 5)]
@@ -66,6 +86,8 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Scan { backend, rows, due_percent, runs } => scan(&backend, rows, due_percent, runs).await,
         Cmd::E2e { assets, workers, concurrency, runs } => e2e(assets, workers, concurrency, runs).await,
         Cmd::IdleRss { settle_secs } => idle_rss(settle_secs).await,
+        Cmd::Acme { certs, concurrency, peer_certs } => fleet::acme(certs, concurrency, peer_certs).await,
+        Cmd::Ssh { devices, concurrency, runs } => fleet::ssh(devices, &concurrency, runs).await,
         Cmd::Baseline { messages } => {
             let env = env::BenchEnv::new("sqlite", "").await?;
             let rate = baseline::publish_consume_rate(&env.vhost_url, messages).await?;
