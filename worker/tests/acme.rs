@@ -112,9 +112,9 @@ impl Stack {
     /// `named`'s log lines about updates of `fqdn` (proof that a record was written/removed).
     fn update_log(&self, fqdn: &str) -> (usize, usize) {
         let log = std::fs::read_to_string(self.dir.path().join("named/named.log")).unwrap();
-        let at = format!("RR at '{fqdn}' TXT");
-        let count = |verb: &str| log.lines().filter(|l| l.contains(verb) && l.contains(&at)).count();
-        (count("adding an"), count("deleting an"))
+        // named quotes the name when adding and not when deleting.
+        let count = |needle: String| log.lines().filter(|l| l.contains(&needle)).count();
+        (count(format!("adding an RR at '{fqdn}' TXT")), count(format!("deleting an RR at {fqdn} TXT")))
     }
 
     /// Pebble's issuing root, fetched from its management port.
@@ -171,7 +171,7 @@ fn job(cn: &str, sans: &[String]) -> RotationJob {
     serde_json::from_value(serde_json::json!({
         "job_id": uuid::Uuid::new_v4(), "attempt": 1, "asset_id": 1, "system_name": cn, "driver": "local",
         "issuer": "acme", "common_name": cn, "subject_alternative_names": sans, "ip_address": null, "port": null,
-        "key_algorithm": "ecdsa_p256", "certificate_validation": false, "settings": {}, "not_before": null,
+        "key_algorithm": "ecdsa-p256", "certificate_validation": false, "settings": {}, "not_before": null,
         "published_at": chrono::Utc::now(),
     }))
     .unwrap()

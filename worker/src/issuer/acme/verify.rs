@@ -108,7 +108,7 @@ mod tests {
         serde_json::from_value(serde_json::json!({
             "job_id": uuid::Uuid::new_v4(), "attempt": 1, "asset_id": 1, "system_name": "x", "driver": "local",
             "issuer": "acme", "common_name": cn, "subject_alternative_names": sans, "ip_address": null,
-            "port": null, "key_algorithm": "ecdsa_p256", "certificate_validation": false, "settings": {},
+            "port": null, "key_algorithm": "ecdsa-p256", "certificate_validation": false, "settings": {},
             "not_before": null, "published_at": chrono::Utc::now(),
         }))
         .unwrap()
