@@ -364,7 +364,7 @@ secret = "c2VjcmV0"
     #[test]
     fn acme_issuer_parses_with_env_override() {
         let mut file = tempfile::NamedTempFile::new().unwrap();
-        writeln!(file, "{ACME}renew_before = \"30d\"").unwrap();
+        writeln!(file, "{}", ACME.replace("propagation_timeout", "renew_before = \"30d\"\npropagation_timeout")).unwrap();
         let c = Config::load_from(
             Some(file.path()),
             env(&[("CERTFLEET_ISSUERS__LE__ACCOUNT_KEY_ENCRYPTION_KEY_FILE", "/run/secrets/123")]),

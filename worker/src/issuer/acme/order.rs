@@ -113,7 +113,7 @@ async fn invalid_reason(order: &mut Order, limit: Duration) -> IssuerError {
 
 /// The next pause: 1.5 times the last one, at most [`MAX_POLL`].
 fn next_pause(pause: Duration) -> Duration {
-    pause.mul_f32(1.5).min(MAX_POLL)
+    (pause * 3 / 2).min(MAX_POLL)
 }
 
 /// Polls until the CA has validated every authorization.
