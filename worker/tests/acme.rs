@@ -363,3 +363,18 @@ async fn account_is_reused_and_stored_encrypted() {
     assert!(matches!(err, IssuerError::Internal(_)) && text.contains("account_key_encryption_key_file"), "{text}");
     assert!(!text.contains(&other_key));
 }
+
+#[tokio::test]
+async fn unreachable_ca_is_retried() {
+    let stack = Stack::shared();
+    let dir = issuer_dir();
+    let mut c = config(&stack, dir.path(), false);
+    // A port nothing listens on: connection refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    c.directory_url = format!("https://127.0.0.1:{port}/dir");
+    let issuer = AcmeIssuer::new(&c).await.unwrap();
+    let (result, _) = sign(&issuer, &stack.name("down"), &[]).await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, IssuerError::Unavailable(_)), "{err}");
+    assert!(matches!(JobError::Issuer(err).classify(), Outcome::Retry { after: None, .. }));
+}
