@@ -56,11 +56,17 @@ fn pebble_root(stack: &Stack) -> Vec<u8> {
 }
 
 /// Checks one installed chain up to `root_der` and against its key; returns (fingerprint, notAfter).
-fn check_acme_install(cert: &Path, key: &Path, root_der: &[u8], names: &[String]) -> (String, chrono::DateTime<chrono::Utc>) {
+fn check_acme_install(
+    cert: &Path,
+    key: &Path,
+    root_der: &[u8],
+    names: &[String],
+) -> (String, chrono::DateTime<chrono::Utc>) {
     use rcgen::PublicKeyData as _;
     use sha2::Digest as _;
     let pem = std::fs::read_to_string(cert).unwrap();
-    let ders: Vec<Vec<u8>> = x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes()).map(|p| p.unwrap().contents).collect();
+    let ders: Vec<Vec<u8>> =
+        x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes()).map(|p| p.unwrap().contents).collect();
     assert!(ders.len() >= 2, "{}: leaf and intermediate", cert.display());
     let certs: Vec<X509Certificate<'_>> = ders.iter().map(|d| X509Certificate::from_der(d).unwrap().1).collect();
     let (_, root) = X509Certificate::from_der(root_der).unwrap();

@@ -209,8 +209,14 @@ fn check_chain(stack: &Stack, mgmt: &str, issued: &Issued, key_bits: &[u8], name
         .arg(&leaf)
         .output()
         .unwrap();
-    assert!(out.status.success(), "openssl verify: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let text = Command::new("openssl").args(["x509", "-noout", "-ext", "subjectAltName", "-in"]).arg(&leaf).output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text =
+        Command::new("openssl").args(["x509", "-noout", "-ext", "subjectAltName", "-in"]).arg(&leaf).output().unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     for name in names {
         assert!(text.contains(&format!("DNS:{name}")), "{name} missing from {text}");

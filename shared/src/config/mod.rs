@@ -364,7 +364,8 @@ secret = "c2VjcmV0"
     #[test]
     fn acme_issuer_parses_with_env_override() {
         let mut file = tempfile::NamedTempFile::new().unwrap();
-        writeln!(file, "{}", ACME.replace("propagation_timeout", "renew_before = \"30d\"\npropagation_timeout")).unwrap();
+        writeln!(file, "{}", ACME.replace("propagation_timeout", "renew_before = \"30d\"\npropagation_timeout"))
+            .unwrap();
         let c = Config::load_from(
             Some(file.path()),
             env(&[("CERTFLEET_ISSUERS__LE__ACCOUNT_KEY_ENCRYPTION_KEY_FILE", "/run/secrets/123")]),
@@ -395,7 +396,8 @@ secret = "c2VjcmV0"
             assert!(err.contains(key) && err.contains("\"le\""), "{key}: {err}");
         }
         let mut file = tempfile::NamedTempFile::new().unwrap();
-        let no_dns = &ACME[..ACME.find("[[issuers.le.dns]]").unwrap()].replace("delegate_zone = \"acme-delegate.test\"", "");
+        let no_dns =
+            &ACME[..ACME.find("[[issuers.le.dns]]").unwrap()].replace("delegate_zone = \"acme-delegate.test\"", "");
         write!(file, "{no_dns}").unwrap();
         let err = Config::load_from(Some(file.path()), Vec::new()).unwrap_err().to_string();
         assert!(err.contains("issuers.*.dns"), "{err}");

@@ -69,9 +69,10 @@ impl Sealer {
         let (nonce, sealed) = rest.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| bad("truncated"))?;
         let mut buf = sealed.to_vec();
-        let plain = self.key.open_in_place(nonce, Aad::from(aad), &mut buf).map_err(|_| {
-            bad("cannot decrypt: wrong account_key_encryption_key_file, or the file was altered")
-        })?;
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(aad), &mut buf)
+            .map_err(|_| bad("cannot decrypt: wrong account_key_encryption_key_file, or the file was altered"))?;
         Ok(plain.to_vec())
     }
 }
@@ -137,7 +138,9 @@ async fn store(dir: &Path, path: &Path, sealed: &[u8]) -> Result<bool, IssuerErr
     let fail = |op: &str, p: &Path, e: std::io::Error| IssuerError::Internal(format!("{op} {}: {e}", p.display()));
     tokio::fs::create_dir_all(dir).await.map_err(|e| fail("create", dir, e))?;
     let candidate: PathBuf = dir.join(format!(".account-{}-{:08x}.tmp", std::process::id(), rand::random::<u32>()));
-    crate::fsutil::write_durably(&candidate, sealed, 0o600, true).await.map_err(|e| fail(e.op, &candidate, e.source))?;
+    crate::fsutil::write_durably(&candidate, sealed, 0o600, true)
+        .await
+        .map_err(|e| fail(e.op, &candidate, e.source))?;
     let linked = tokio::fs::hard_link(&candidate, path).await;
     let _ = tokio::fs::remove_file(&candidate).await;
     match linked {
@@ -179,7 +182,9 @@ mod tests {
         let err = sealer(dir.path(), &[7u8; 32], 0o644).await.err().unwrap().to_string();
         assert!(err.contains("0600") && err.contains("644"), "{err}");
         let err = sealer(dir.path(), &[7u8; 16], 0o600).await.err().unwrap().to_string();
-        assert!(err.contains("32 bytes") && !err.contains(&base64::engine::general_purpose::STANDARD.encode([7u8; 16])));
+        assert!(
+            err.contains("32 bytes") && !err.contains(&base64::engine::general_purpose::STANDARD.encode([7u8; 16]))
+        );
         let err = Sealer::load(&dir.path().join("missing")).await.err().unwrap().to_string();
         assert!(err.contains("account_key_encryption_key_file"), "{err}");
     }

@@ -108,7 +108,10 @@ mod tests {
         assert!(matches!(&e, IssuerError::RateLimited { retry_after: None, detail } if detail.contains("rateLimited")));
         assert_eq!(retried(e), Some(None));
         assert!(matches!(map(Error::Api(problem(Some("badNonce"), Some(400))), "x"), IssuerError::Unavailable(_)));
-        assert!(matches!(map(Error::Api(problem(Some("serverInternal"), Some(500))), "x"), IssuerError::Unavailable(_)));
+        assert!(matches!(
+            map(Error::Api(problem(Some("serverInternal"), Some(500))), "x"),
+            IssuerError::Unavailable(_)
+        ));
         assert!(matches!(map(Error::Api(problem(None, Some(502))), "x"), IssuerError::Unavailable(_)));
         assert!(matches!(map(Error::Timeout(None), "x"), IssuerError::Unavailable(_)));
         assert!(matches!(map(Error::Str("connection refused"), "x"), IssuerError::Unavailable(_)));
@@ -121,7 +124,10 @@ mod tests {
             super::super::http::tests_support::record(429, Some(Duration::from_secs(90)));
             let e = map(Error::Api(problem(Some("rateLimited"), Some(429))), "finalize");
             assert!(matches!(e, IssuerError::RateLimited { retry_after: Some(d), .. } if d == Duration::from_secs(90)));
-            assert_eq!(retried(map(Error::Api(problem(Some("rateLimited"), None)), "x")), Some(Some(Duration::from_secs(90))));
+            assert_eq!(
+                retried(map(Error::Api(problem(Some("rateLimited"), None)), "x")),
+                Some(Some(Duration::from_secs(90)))
+            );
             // A 503 with Retry-After whose body is not a problem document.
             super::super::http::tests_support::record(503, Some(Duration::from_secs(30)));
             let json = serde_json::from_str::<Problem>("<html>").unwrap_err();

@@ -85,7 +85,10 @@ impl AcmeIssuer {
     }
 
     /// `_acme-challenge` name -> where its TXT value is written.
-    async fn record_names(&self, names: &std::collections::BTreeSet<String>) -> Result<BTreeMap<String, String>, IssuerError> {
+    async fn record_names(
+        &self,
+        names: &std::collections::BTreeSet<String>,
+    ) -> Result<BTreeMap<String, String>, IssuerError> {
         let Some(delegate) = &self.config.delegate_zone else {
             return Ok(names.iter().map(|n| (challenge_name(n), challenge_name(n))).collect());
         };
@@ -116,7 +119,9 @@ impl AcmeIssuer {
             let record = records.get(&name).unwrap_or(&name);
             published.publish(record, &p.value).await?;
         }
-        published.wait_visible(self.config.resolver, self.config.propagation_timeout, self.config.poll_interval).await?;
+        published
+            .wait_visible(self.config.resolver, self.config.propagation_timeout, self.config.poll_interval)
+            .await?;
         order::set_ready(&mut order, limits.request).await?;
         order::wait_ready(&mut order, limits).await?;
         order::finalize(&mut order, csr_der, limits).await

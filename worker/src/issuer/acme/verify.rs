@@ -148,7 +148,9 @@ mod tests {
         let good = leaf(vec!["a.test".into(), "b.test".into()], &key);
         let issued = check_issued(good.clone(), &checked, Some("Pebble Intermediate")).unwrap();
         assert!(issued.info.issuer.contains("Pebble"));
-        assert!(check_issued(good, &checked, Some("Let's Encrypt")).unwrap_err().to_string().contains("expected_issuer"));
+        assert!(
+            check_issued(good, &checked, Some("Let's Encrypt")).unwrap_err().to_string().contains("expected_issuer")
+        );
         let narrow = leaf(vec!["a.test".into()], &key);
         assert!(check_issued(narrow, &checked, None).unwrap_err().to_string().contains("b.test"));
         let other = leaf(vec!["a.test".into(), "b.test".into()], &KeyPair::generate().unwrap());
