@@ -269,7 +269,7 @@ async fn delegated_by_cname() {
     let delegated = stack.get("DELEGATED_NAME").to_owned();
     let extra = stack.name("deleg");
     let extra_target = stack.add_delegation(&extra);
-    let (issued, key) = sign(&issuer, &delegated, &[extra.clone()]).await;
+    let (issued, key) = sign(&issuer, &delegated, std::slice::from_ref(&extra)).await;
     check_chain(&stack, "PEBBLE_MGMT_URL", &issued.unwrap(), &key, &[&delegated, &extra]);
     // The values went to the CNAME targets in the delegate zone, never to the names.
     assert_cleaned(&stack, stack.get("DELEGATED_CHALLENGE_TARGET"));
@@ -283,7 +283,7 @@ async fn missing_cname_is_permanent_and_names_the_name() {
     let dir = issuer_dir();
     let issuer = AcmeIssuer::new(&config(&stack, dir.path(), true)).await.unwrap();
     let missing = stack.name("nocname");
-    let (result, _) = sign(&issuer, "delegated2.certfleet.test", &[missing.clone()]).await;
+    let (result, _) = sign(&issuer, "delegated2.certfleet.test", std::slice::from_ref(&missing)).await;
     let err = result.unwrap_err();
     assert!(matches!(&err, IssuerError::Rejected(m) if m.contains(&missing)), "{err}");
     assert!(matches!(JobError::Issuer(err).classify(), Outcome::Dead { .. }));

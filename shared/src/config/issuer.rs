@@ -16,7 +16,7 @@ pub enum IssuerConfig {
     /// certfleet's built-in CA, for short-lived internal certificates.
     Internal(InternalIssuerConfig),
     /// An ACME CA (RFC 8555) validated with DNS-01.
-    Acme(AcmeIssuerConfig),
+    Acme(Box<AcmeIssuerConfig>),
 }
 
 impl IssuerConfig {

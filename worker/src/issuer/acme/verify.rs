@@ -143,7 +143,7 @@ mod tests {
         let checked = check_csr(&der, &job("a.test", &["b.test"])).unwrap();
         let leaf = |names: Vec<String>, key: &KeyPair| {
             let p = CertificateParams::new(names).unwrap();
-            format!("{}", p.signed_by(key, &issuer).unwrap().pem())
+            p.signed_by(key, &issuer).unwrap().pem()
         };
         let good = leaf(vec!["a.test".into(), "b.test".into()], &key);
         let issued = check_issued(good.clone(), &checked, Some("Pebble Intermediate")).unwrap();
