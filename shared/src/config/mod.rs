@@ -2,8 +2,11 @@
 //! variables (nested keys with `__`, for example `CERTFLEET_WORKER__CONCURRENCY=8`).
 
 pub mod dns;
+pub mod issuer;
 
-use certfleet_proto::{Driver, KeyAlgorithm};
+pub use issuer::{AcmeIssuerConfig, InternalIssuerConfig, IssuerConfig};
+
+use certfleet_proto::Driver;
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Value};
@@ -90,55 +93,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
-}
-
-/// One named issuer. The `kind` key selects the implementation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum IssuerConfig {
-    /// certfleet's built-in CA, for short-lived internal certificates.
-    Internal(InternalIssuerConfig),
-}
-
-impl IssuerConfig {
-    /// Per-issuer override of how long before expiry a certificate is renewed. `None` means
-    /// one third of the certificate's lifetime.
-    pub fn renew_before(&self) -> Option<Duration> {
-        match self {
-            Self::Internal(c) => c.renew_before,
-        }
-    }
-}
-
-/// The built-in CA.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct InternalIssuerConfig {
-    /// Directory holding the root certificate and key (`root/ca.crt`, `root/ca.key`, mode 0600).
-    /// Created on first start. Every worker using this issuer must see the same directory.
-    pub ca_dir: PathBuf,
-    /// Common name of the root, used only when the root is created.
-    pub root_common_name: String,
-    /// Lifetime of issued certificates, for example `4d`.
-    #[serde(with = "humantime_serde")]
-    pub validity: Duration,
-    /// Algorithm of the root's own key, used only when the root is created.
-    pub root_key_algorithm: KeyAlgorithm,
-    /// Renew this long before expiry instead of at one third of the lifetime.
-    #[serde(default, with = "humantime_serde")]
-    pub renew_before: Option<Duration>,
-}
-
-impl Default for InternalIssuerConfig {
-    fn default() -> Self {
-        Self {
-            ca_dir: PathBuf::from("certfleet-ca"),
-            root_common_name: "certfleet internal root".into(),
-            validity: Duration::from_secs(4 * 86_400),
-            root_key_algorithm: KeyAlgorithm::EcdsaP256,
-            renew_before: None,
-        }
-    }
 }
 
 impl Default for RetryConfig {
@@ -255,15 +209,7 @@ impl Config {
             return bad("issuers", "at least one issuer must be configured");
         }
         for (name, issuer) in &self.issuers {
-            match issuer {
-                IssuerConfig::Internal(c) if c.validity < Duration::from_secs(60) => {
-                    return Err(ConfigError::Value {
-                        key: "issuers.*.validity",
-                        reason: format!("issuer {name:?}: validity must be at least 1m"),
-                    });
-                }
-                IssuerConfig::Internal(_) => {}
-            }
+            issuer.validate(name)?;
         }
         Ok(())
     }
@@ -298,9 +244,10 @@ fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> (Dict, Vec<
             }
             continue;
         }
-        // URLs and paths stay strings; other values get figment's lenient parsing
+        // URLs, files and directories stay strings; other values get figment's lenient parsing
         // (numbers, booleans, arrays like `[local]`).
-        let parsed = if path[0].ends_with("_url") || path[0].ends_with("_file") {
+        let last = path.last().map(String::as_str).unwrap_or_default();
+        let parsed = if last.ends_with("_url") || last.ends_with("_file") || last.ends_with("_dir") {
             Value::from(value)
         } else {
             value.parse::<Value>().unwrap_or_else(|_| Value::from(value))
@@ -394,5 +341,65 @@ mod tests {
         writeln!(file, "[issuers.x]\nkind = \"magic\"").unwrap();
         let err = Config::load_from(Some(file.path()), Vec::new()).unwrap_err().to_string();
         assert!(err.contains("magic"), "{err}");
+    }
+
+    const ACME: &str = r#"
+[issuers.le]
+kind = "acme"
+directory_url = "https://127.0.0.1:14000/dir"
+contact = "pki@example.com"
+account_dir = "/var/lib/certfleet/acme"
+account_key_encryption_key_file = "/etc/certfleet/acme.key"
+delegate_zone = "acme-delegate.test"
+propagation_timeout = "20s"
+[[issuers.le.dns]]
+provider = "rfc2136"
+zone = "acme-delegate.test"
+server = "127.0.0.1:53"
+key_name = "k"
+algorithm = "hmac-sha256"
+secret = "c2VjcmV0"
+"#;
+
+    #[test]
+    fn acme_issuer_parses_with_env_override() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "{}", ACME.replace("propagation_timeout", "renew_before = \"30d\"\npropagation_timeout"))
+            .unwrap();
+        let c = Config::load_from(
+            Some(file.path()),
+            env(&[("CERTFLEET_ISSUERS__LE__ACCOUNT_KEY_ENCRYPTION_KEY_FILE", "/run/secrets/123")]),
+        )
+        .unwrap()
+        .config;
+        let Some(IssuerConfig::Acme(a)) = c.issuers.get("le") else { panic!("not acme: {:?}", c.issuers) };
+        assert_eq!(a.account_key_encryption_key_file, PathBuf::from("/run/secrets/123"));
+        assert_eq!(a.propagation_timeout, Duration::from_secs(20));
+        assert_eq!(a.poll_interval, Duration::from_millis(50));
+        assert_eq!(a.dns.len(), 1);
+        assert_eq!(c.issuers["le"].renew_before(), Some(Duration::from_secs(30 * 86_400)));
+    }
+
+    #[test]
+    fn acme_issuer_bad_values_name_the_key() {
+        let cases = [
+            ("https://127.0.0.1:14000/dir", "http://ca/dir", "issuers.*.directory_url"),
+            ("pki@example.com", "nobody", "issuers.*.contact"),
+            ("delegate_zone = \"acme-delegate.test\"", "delegate_zone = \"elsewhere.test\"", "issuers.*.delegate_zone"),
+            ("propagation_timeout = \"20s\"", "propagation_timeout = \"0s\"", "issuers.*.propagation_timeout"),
+            ("delegate_zone", "eab_kid = \"kid\"\ndelegate_zone", "issuers.*.eab_kid"),
+        ];
+        for (from, to, key) in cases {
+            let mut file = tempfile::NamedTempFile::new().unwrap();
+            write!(file, "{}", ACME.replace(from, to)).unwrap();
+            let err = Config::load_from(Some(file.path()), Vec::new()).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains("\"le\""), "{key}: {err}");
+        }
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let no_dns =
+            &ACME[..ACME.find("[[issuers.le.dns]]").unwrap()].replace("delegate_zone = \"acme-delegate.test\"", "");
+        write!(file, "{no_dns}").unwrap();
+        let err = Config::load_from(Some(file.path()), Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("issuers.*.dns"), "{err}");
     }
 }

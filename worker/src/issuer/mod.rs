@@ -1,6 +1,7 @@
 //! Certificate issuers: something that turns a device's CSR into a signed chain. Issuers
 //! never see or make private keys of the devices.
 
+pub mod acme;
 pub mod dns;
 pub mod internal;
 
@@ -65,6 +66,7 @@ impl IssuerSet {
         for (name, config) in issuers {
             let issuer: Arc<dyn Issuer> = match config {
                 IssuerConfig::Internal(c) => Arc::new(internal::InternalCa::load_or_create(c).await?),
+                IssuerConfig::Acme(c) => Arc::new(acme::AcmeIssuer::new(c).await.map_err(|e| acme_context(name, e))?),
             };
             set.insert(name.clone(), issuer);
         }
@@ -74,5 +76,13 @@ impl IssuerSet {
     /// The issuer called `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Issuer>> {
         self.0.get(name)
+    }
+}
+
+/// Names the issuer in a start-up error.
+fn acme_context(name: &str, e: IssuerError) -> IssuerError {
+    match e {
+        IssuerError::Internal(m) => IssuerError::Internal(format!("issuer {name:?}: {m}")),
+        other => other,
     }
 }

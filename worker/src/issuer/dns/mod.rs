@@ -5,8 +5,12 @@
 //! the single value they were given, so concurrent challenges for one name never clobber
 //! each other.
 
+pub mod lookup;
 pub mod rfc2136;
 mod transport;
+pub mod zones;
+
+pub use zones::{Zone, Zones, build_provider};
 
 use async_trait::async_trait;
 use hickory_proto::op::{Message, Query, ResponseCode};
