@@ -1,6 +1,7 @@
 //! Certificate issuers: something that turns a device's CSR into a signed chain. Issuers
 //! never see or make private keys of the devices.
 
+pub mod ari;
 pub mod dns;
 pub mod internal;
 
