@@ -258,7 +258,7 @@ async fn renewal_info_round_trips_to_scan_rows_and_jobs(db: DatabaseConnection) 
     // The next certificate came from a CA without ARI: nothing stale stays behind.
     history::apply_results(&db, &[rotated(JobId::new(), a.id, "bb")], StdDuration::from_secs(60)).await.unwrap();
     let a3 = assets::by_name(&db, "a").await.unwrap();
-    assert_eq!((a3.ari_cert_id, a3.renewal_window_start, a3.renewal_window_end), (None, None, None));
+    assert_eq!((a3.ari_cert_id.as_deref(), a3.renewal_window_start, a3.renewal_window_end), (None, None, None));
     assert_eq!(job_from_asset(&a3, Driver::Local, JobId::new(), 1, Utc::now()).unwrap().replaces, None);
 }
 
