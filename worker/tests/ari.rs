@@ -30,6 +30,8 @@ struct Pki {
 }
 
 fn pki() -> Pki {
+    // instant-acme's clients use the process-wide rustls provider, as the worker binary sets it.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);

@@ -102,7 +102,8 @@ async fn serve(mut conn: TcpStream, state: Arc<Mutex<State>>) {
     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
     let mut lines = head.lines();
     let mut request_line = lines.next().unwrap_or_default().split(' ');
-    let (method, target) = (request_line.next().unwrap_or_default().to_owned(), request_line.next().unwrap_or_default().to_owned());
+    let (method, target) =
+        (request_line.next().unwrap_or_default().to_owned(), request_line.next().unwrap_or_default().to_owned());
     let header = |name: &str| {
         head.lines().skip(1).find_map(|l| {
             let (k, v) = l.split_once(':')?;
@@ -121,11 +122,7 @@ async fn serve(mut conn: TcpStream, state: Arc<Mutex<State>>) {
     let answer = {
         let mut s = state.lock().unwrap();
         s.seen.push(seen.clone());
-        if s.silent {
-            None
-        } else {
-            Some(route(&mut s, &seen))
-        }
+        if s.silent { None } else { Some(route(&mut s, &seen)) }
     };
     let Some((status, retry_after, body)) = answer else {
         tokio::time::sleep(Duration::from_secs(60)).await;

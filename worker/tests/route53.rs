@@ -82,7 +82,8 @@ impl Moto {
 
     /// Creates the hosted zone through the API; returns its bare id.
     async fn create_zone(&self, client: &aws_sdk_route53::Client) -> String {
-        let out = client.create_hosted_zone().name(ZONE).caller_reference(uuid::Uuid::new_v4().to_string()).send().await;
+        let out =
+            client.create_hosted_zone().name(ZONE).caller_reference(uuid::Uuid::new_v4().to_string()).send().await;
         out.unwrap().hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_owned()
     }
 }

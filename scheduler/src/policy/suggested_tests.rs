@@ -45,7 +45,10 @@ fn the_window_overrides_the_lifetime_fraction_both_ways() {
     let mut f = facts(start, end, RFC_CERT_ID);
     f.not_before = Some(start - Duration::days(89));
     f.not_after = Some(start + Duration::days(1));
-    assert_eq!(decide(&f, start - Duration::hours(1)), Decision::NotDue(Some(f.suggested.unwrap().renew_at().unwrap())));
+    assert_eq!(
+        decide(&f, start - Duration::hours(1)),
+        Decision::NotDue(Some(f.suggested.unwrap().renew_at().unwrap()))
+    );
     // And a window long before the fraction's time makes the asset due early.
     let g = facts(start, end, RFC_CERT_ID);
     assert_eq!(decide(&g, end), Decision::Due(DueReason::SuggestedWindow));

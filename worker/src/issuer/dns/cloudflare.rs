@@ -150,10 +150,11 @@ impl CloudflareProvider {
 
     /// The TXT records at `name` whose value is `value`.
     async fn matching(&self, zone_id: &str, name: &str, value: &str) -> Result<Vec<Record>, DnsError> {
-        let req = self
-            .http
-            .get(self.url(&format!("/zones/{zone_id}/dns_records")))
-            .query(&[("type", "TXT"), ("name", name), ("per_page", "100")]);
+        let req = self.http.get(self.url(&format!("/zones/{zone_id}/dns_records"))).query(&[
+            ("type", "TXT"),
+            ("name", name),
+            ("per_page", "100"),
+        ]);
         let records: Vec<Record> = self.api("list records", name, req).await?;
         Ok(records.into_iter().filter(|r| unquote_txt(&r.content) == value).collect())
     }

@@ -8,7 +8,9 @@ use aws_config::BehaviorVersion;
 use aws_sdk_route53::Client;
 use aws_sdk_route53::config::Region;
 use aws_sdk_route53::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, RrType};
+use aws_sdk_route53::types::{
+    Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, RrType,
+};
 use certfleet_shared::config::dns::Route53Config;
 use std::future::Future;
 use std::time::Duration;
@@ -139,13 +141,24 @@ impl Route53Provider {
     }
 
     /// Applies one change and waits (bounded) until Route 53 reports it in sync.
-    async fn change(&self, zone_id: &str, fqdn: &str, action: ChangeAction, values: &[String], ttl: i64) -> Result<(), DnsError> {
+    async fn change(
+        &self,
+        zone_id: &str,
+        fqdn: &str,
+        action: ChangeAction,
+        values: &[String],
+        ttl: i64,
+    ) -> Result<(), DnsError> {
         let invalid = |e: aws_sdk_route53::error::BuildError| DnsError::InvalidConfig(format!("Route 53 change: {e}"));
         let mut set = ResourceRecordSet::builder().name(fqdn).r#type(RrType::Txt).ttl(ttl);
         for v in values {
             set = set.resource_records(ResourceRecord::builder().value(quote_txt(v)).build().map_err(invalid)?);
         }
-        let change = Change::builder().action(action).resource_record_set(set.build().map_err(invalid)?).build().map_err(invalid)?;
+        let change = Change::builder()
+            .action(action)
+            .resource_record_set(set.build().map_err(invalid)?)
+            .build()
+            .map_err(invalid)?;
         let batch = ChangeBatch::builder().changes(change).build().map_err(invalid)?;
         let out = self
             .call(
