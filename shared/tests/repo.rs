@@ -339,6 +339,30 @@ async fn concurrent_first_starts_migrate_once() {
     assert!(rotation::Entity::find().all(&db).await.unwrap().is_empty());
 }
 
+/// An inventory created before the renewal-information migration keeps its rows and gains
+/// the new columns, empty, on the next start.
+#[tokio::test]
+async fn upgrading_an_inventory_adds_empty_renewal_columns() {
+    use sea_orm_migration::MigratorTrait as _;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/old.db?mode=rwc", dir.path().display());
+    let old = sea_orm::Database::connect(&url).await.unwrap();
+    db::migration::Migrator::up(&old, Some(1)).await.unwrap();
+    old.execute_unprepared(
+        "INSERT INTO assets (system_name, common_name, subject_alternative_name, certificate_authority, \
+         host_platform, certificate_validation, key_algorithm, settings, state, updated_at) \
+         VALUES ('old', 'old.example.test', '[]', 'internal', 'local', 1, 'ecdsa-p256', '{}', 'ok', \
+         '2026-11-23T08:00:00+00:00')",
+    )
+    .await
+    .unwrap();
+    old.close().await.unwrap();
+    let db = db::connect(&url, StdDuration::from_secs(10)).await.unwrap();
+    let a = assets::by_name(&db, "old").await.unwrap();
+    assert_eq!((a.ari_cert_id, a.renewal_window_start, a.renewal_window_end), (None, None, None));
+    assert!(db::migration::Migrator::get_pending_migrations(&db).await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn unreachable_database_names_the_url_without_password() {
     let err =
