@@ -55,9 +55,9 @@ fn pki() -> Pki {
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
-    WithAri,
-    NoAri,
-    SlowAri,
+    Offered,
+    Absent,
+    Silent,
 }
 
 /// An HTTPS ACME fixture: directory plus the renewalInfo endpoint. Records request paths.
@@ -143,13 +143,13 @@ async fn answer(base: &str, path: &str, mode: Mode) -> (u16, String, String) {
             "newAccount": format!("{base}/new-acct"),
             "newOrder": format!("{base}/new-order"),
         });
-        if mode != Mode::NoAri {
+        if mode != Mode::Absent {
             dir["renewalInfo"] = json!(format!("{base}/ari"));
         }
         return (200, String::new(), dir.to_string());
     }
     if path.starts_with("/ari/") {
-        if mode == Mode::SlowAri {
+        if mode == Mode::Silent {
             tokio::time::sleep(Duration::from_secs(30)).await;
         }
         // RFC 9773 section 4.2's example.
@@ -165,7 +165,7 @@ async fn answer(base: &str, path: &str, mode: Mode) -> (u16, String, String) {
 #[tokio::test]
 async fn a_ca_with_ari_is_asked_by_cert_id_and_its_window_returned() {
     let pki = pki();
-    let fixture = Fixture::start(&pki, Mode::WithAri).await;
+    let fixture = Fixture::start(&pki, Mode::Offered).await;
     let account = fixture.account().await;
     let window = ari::renewal_window(&account, &pki.leaf_der, Duration::from_secs(5)).await.unwrap();
     assert_eq!(window.start, Utc.with_ymd_and_hms(2025, 1, 2, 4, 0, 0).unwrap());
@@ -178,7 +178,7 @@ async fn a_ca_with_ari_is_asked_by_cert_id_and_its_window_returned() {
 #[tokio::test]
 async fn a_directory_without_renewal_info_means_none_without_asking() {
     let pki = pki();
-    let fixture = Fixture::start(&pki, Mode::NoAri).await;
+    let fixture = Fixture::start(&pki, Mode::Absent).await;
     let account = fixture.account().await;
     assert_eq!(ari::renewal_window(&account, &pki.leaf_der, Duration::from_secs(5)).await, None);
     assert_eq!(fixture.paths(), vec!["/dir".to_owned()]);
@@ -187,7 +187,7 @@ async fn a_directory_without_renewal_info_means_none_without_asking() {
 #[tokio::test]
 async fn a_silent_ari_endpoint_times_out_to_none() {
     let pki = pki();
-    let fixture = Fixture::start(&pki, Mode::SlowAri).await;
+    let fixture = Fixture::start(&pki, Mode::Silent).await;
     let account = fixture.account().await;
     let started = Instant::now();
     assert_eq!(ari::renewal_window(&account, &pki.leaf_der, Duration::from_millis(500)).await, None);
