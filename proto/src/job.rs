@@ -42,4 +42,8 @@ pub struct RotationJob {
     pub not_before: Option<DateTime<Utc>>,
     /// When the scheduler (or an operator retry) published this job.
     pub published_at: DateTime<Utc>,
+    /// The ARI certificate identifier (RFC 9773 section 4.1) of the certificate this job
+    /// replaces; an ACME issuer passes it as the new order's `replaces`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
 }

@@ -15,4 +15,4 @@ pub use driver::{Driver, KeyAlgorithm, UnknownVariant};
 pub use envelope::{Envelope, MessageKind, Payload, WIRE_VERSION, WireError};
 pub use ids::{AssetId, JobId};
 pub use job::RotationJob;
-pub use result::{CertificateInfo, ErrorClass, RotationOutcome, RotationResult};
+pub use result::{CertificateInfo, ErrorClass, RenewalWindow, RotationOutcome, RotationResult};

@@ -58,6 +58,28 @@ pub struct CertificateInfo {
     pub not_after: DateTime<Utc>,
     /// Issuer distinguished name, RFC 4514 style.
     pub issuer: String,
+    /// The ACME Renewal Information certificate identifier (RFC 9773 section 4.1:
+    /// base64url(AKI keyIdentifier) "." base64url(serial)), when the issuer is an ACME CA.
+    /// The next order for this asset names it in `replaces`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ari_cert_id: Option<String>,
+    /// The renewal window the CA suggested (RFC 9773 section 4.2), when it offers ARI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_window: Option<RenewalWindow>,
+}
+
+/// A CA's suggested renewal window (RFC 9773 `suggestedWindow`): renew at some instant in
+/// `[start, end)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewalWindow {
+    /// Earliest suggested renewal time.
+    pub start: DateTime<Utc>,
+    /// End of the window: renew before this.
+    pub end: DateTime<Utc>,
+    /// A page the CA offers to explain the window (for example a revocation notice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation_url: Option<String>,
 }
 
 /// Why a job failed, as recorded in the history and dead-letter headers.

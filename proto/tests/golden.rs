@@ -23,6 +23,7 @@ fn job() -> RotationJob {
         settings: serde_json::json!({"cert_path": "/etc/ssl/web.crt", "key_path": "/etc/ssl/web.key"}),
         not_before: None,
         published_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap(),
+        replaces: None,
     }
 }
 
@@ -40,6 +41,8 @@ fn result() -> RotationResult {
                 not_before: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap(),
                 not_after: Utc.with_ymd_and_hms(2026, 11, 27, 8, 0, 0).unwrap(),
                 issuer: "CN=certfleet internal root".into(),
+                ari_cert_id: None,
+                renewal_window: None,
             },
         },
         worker: "host-1/123".into(),
@@ -64,6 +67,47 @@ fn rotation_job_v1_is_pinned() {
 #[test]
 fn rotation_result_v1_is_pinned() {
     check(result(), include_str!("golden/rotation_result.v1.json"));
+}
+
+/// The optional ARI fields (RFC 9773): present in these goldens, absent from the v1 ones
+/// above, which still decode (the fields are optional, so this is not a wire break).
+#[test]
+fn rotation_job_with_replaces_is_pinned() {
+    let mut j = job();
+    j.replaces = Some("aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE".into());
+    check(j, include_str!("golden/rotation_job.v1.ari.json"));
+}
+
+#[test]
+fn rotation_result_with_renewal_info_is_pinned() {
+    let mut r = result();
+    let RotationOutcome::Rotated { certificate } = &mut r.outcome else { unreachable!() };
+    certificate.ari_cert_id = Some("aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE".into());
+    certificate.renewal_window = Some(RenewalWindow {
+        start: Utc.with_ymd_and_hms(2025, 1, 2, 4, 0, 0).unwrap(),
+        end: Utc.with_ymd_and_hms(2025, 1, 3, 4, 0, 0).unwrap(),
+        explanation_url: Some("https://acme.example.com/docs/ari".into()),
+    });
+    check(r.clone(), include_str!("golden/rotation_result.v1.ari.json"));
+    // Without the explanation it is left out of the wire form, not written as null.
+    certificate_window(&mut r).explanation_url = None;
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(
+        v["outcome"]["certificate"]["renewal_window"],
+        serde_json::json!({"start": "2025-01-02T04:00:00Z", "end": "2025-01-03T04:00:00Z"})
+    );
+}
+
+fn certificate_window(r: &mut RotationResult) -> &mut RenewalWindow {
+    let RotationOutcome::Rotated { certificate } = &mut r.outcome else { unreachable!() };
+    certificate.renewal_window.as_mut().unwrap()
+}
+
+#[test]
+fn unknown_fields_inside_the_window_are_rejected() {
+    let golden = include_str!("golden/rotation_result.v1.ari.json");
+    let extra = golden.replacen("\"start\"", "\"retry_after\": 1, \"start\"", 1);
+    assert!(matches!(Envelope::<RotationResult>::decode(extra.as_bytes()), Err(WireError::Malformed(_))));
 }
 
 #[test]

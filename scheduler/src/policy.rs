@@ -4,6 +4,7 @@
 use certfleet_shared::db::assets::ScanRow;
 use certfleet_shared::db::entity::asset::{self, AssetState};
 use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
 
 /// When only the expiry is known (no start of validity, so no lifetime), renew this long
 /// before it unless the issuer says otherwise.
@@ -23,8 +24,10 @@ pub enum Decision {
 pub enum DueReason {
     /// Its expiry is unknown.
     UnknownExpiry,
-    /// It is inside its renewal window.
+    /// It is inside its renewal window (a fraction of its lifetime before the expiry).
     RenewalWindow,
+    /// Its renewal time inside the CA's suggested window (ACME ARI, RFC 9773) has come.
+    SuggestedWindow,
     /// Its job's lease ran out without a result.
     LeaseExpired,
     /// A rolled-back rotation waited long enough.
@@ -44,6 +47,47 @@ pub struct Facts {
     pub not_after: Option<DateTime<Utc>>,
     /// The issuer's override of the renewal lead time.
     pub renew_before: Option<std::time::Duration>,
+    /// The CA's suggested renewal window (ACME ARI), if it offered one.
+    pub suggested: Option<SuggestedWindow>,
+}
+
+/// A CA's suggested renewal window with the per-certificate seed that picks the instant
+/// inside it (RFC 9773 section 4.2 asks for a uniformly random instant; deriving it from the
+/// certificate id makes every scan, on every scheduler, pick the same one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SuggestedWindow {
+    /// Start of the window.
+    pub start: DateTime<Utc>,
+    /// End of the window (exclusive).
+    pub end: DateTime<Utc>,
+    /// Uniform 64-bit value derived from the certificate's ARI id.
+    pub seed: u64,
+}
+
+impl SuggestedWindow {
+    /// The window of a stored row: both ends present; seeded from `cert_id`.
+    pub fn of(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>, cert_id: Option<&str>) -> Option<Self> {
+        Some(Self { start: start?, end: end?, seed: seed(cert_id.unwrap_or_default()) })
+    }
+
+    /// The instant inside `[start, end)` this certificate renews at; `None` for a malformed
+    /// window (`end` before `start`). An empty window (`start == end`) renews at `start`.
+    pub fn renew_at(&self) -> Option<DateTime<Utc>> {
+        let span = (self.end - self.start).num_milliseconds();
+        let span = u64::try_from(span).ok()?;
+        // Multiply-shift maps the seed uniformly onto [0, span) without modulo bias.
+        let offset = (u128::from(self.seed) * u128::from(span)) >> 64;
+        let offset = i64::try_from(offset).ok()?;
+        self.start.checked_add_signed(Duration::milliseconds(offset))
+    }
+}
+
+/// The first 8 bytes of SHA-256 of the certificate id: stable across processes and releases.
+fn seed(cert_id: &str) -> u64 {
+    let digest = Sha256::digest(cert_id.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
 }
 
 impl Facts {
@@ -55,6 +99,11 @@ impl Facts {
             not_before: row.not_before,
             not_after: row.not_after.or(row.certificate_expiration),
             renew_before,
+            suggested: SuggestedWindow::of(
+                row.renewal_window_start,
+                row.renewal_window_end,
+                row.ari_cert_id.as_deref(),
+            ),
         }
     }
 
@@ -66,6 +115,11 @@ impl Facts {
             not_before: asset.not_before,
             not_after: asset.not_after.or(asset.certificate_expiration),
             renew_before,
+            suggested: SuggestedWindow::of(
+                asset.renewal_window_start,
+                asset.renewal_window_end,
+                asset.ari_cert_id.as_deref(),
+            ),
         }
     }
 }
@@ -73,7 +127,7 @@ impl Facts {
 type Policy = fn(&Facts, DateTime<Utc>) -> Option<Decision>;
 
 /// The chain, in order.
-const CHAIN: &[Policy] = &[operator_hold, lease, failed_backoff, unknown_expiry, renewal_window];
+const CHAIN: &[Policy] = &[operator_hold, lease, failed_backoff, unknown_expiry, suggested_window, renewal_window];
 
 /// Decides for one asset at `now`.
 pub fn decide(facts: &Facts, now: DateTime<Utc>) -> Decision {
@@ -122,11 +176,24 @@ pub fn renew_before(f: &Facts) -> Duration {
     }
 }
 
+/// The CA's suggested window (ACME ARI) decides when there is one: due from this
+/// certificate's instant inside it, and at once when the window has passed. A malformed
+/// window (end before start) has no opinion, so the lifetime fraction decides.
+fn suggested_window(f: &Facts, now: DateTime<Utc>) -> Option<Decision> {
+    let window = f.suggested?;
+    let renew_at = window.renew_at()?;
+    Some(if now >= renew_at { Decision::Due(DueReason::SuggestedWindow) } else { Decision::NotDue(Some(renew_at)) })
+}
+
+/// Due a fraction of the lifetime (or the issuer's lead time) before the expiry.
 fn renewal_window(f: &Facts, now: DateTime<Utc>) -> Option<Decision> {
     let not_after = f.not_after?;
     let renew_at = not_after.checked_sub_signed(renew_before(f)).unwrap_or(DateTime::<Utc>::MIN_UTC);
     Some(if now >= renew_at { Decision::Due(DueReason::RenewalWindow) } else { Decision::NotDue(Some(renew_at)) })
 }
+
+#[cfg(test)]
+mod suggested_tests;
 
 #[cfg(test)]
 mod tests {
@@ -138,7 +205,7 @@ mod tests {
     }
 
     fn facts(state: AssetState) -> Facts {
-        Facts { state, lease_until: None, not_before: None, not_after: None, renew_before: None }
+        Facts { state, lease_until: None, not_before: None, not_after: None, renew_before: None, suggested: None }
     }
 
     #[test]

@@ -191,6 +191,9 @@ mod tests {
             issuer_dn: None,
             last_error: None,
             lease_until: None,
+            ari_cert_id: None,
+            renewal_window_start: None,
+            renewal_window_end: None,
             updated_at: chrono::Utc::now(),
         }
     }

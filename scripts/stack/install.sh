@@ -6,6 +6,9 @@
 # Usage: scripts/stack/install.sh [--peers]
 #   --peers   also install the benchmark peers (certbot + RFC 2136 plugin, lego)
 #
+# Also installs moto's server (PyPI `moto[server]`, the local Route 53 API that
+# worker/tests/route53.rs talks to) with pip when `moto_server` is missing.
+#
 # Idempotent: packages that are already installed are skipped, and
 # `apt-get update` only runs when something is actually missing.
 #
@@ -131,6 +134,19 @@ if command -v ss >/dev/null; then
         log "WARNING: test-peer daemons listening on a wildcard address (pre-existing?):"
         printf '%s\n' "$wild" >&2
     fi
+fi
+
+# moto's server: a local Route 53 API for worker/tests/route53.rs. Debian has no
+# package for it; pip installs it (into the active Python) when it is missing.
+if ! command -v moto_server >/dev/null; then
+    log "installing moto[server] with pip"
+    python3 -m pip --version >/dev/null 2>&1 \
+        || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-pip; }
+    # Debian 12's system Python is "externally managed" (PEP 668): allow the install there.
+    python3 -m pip install --quiet 'moto[server]' \
+        || python3 -m pip install --quiet --break-system-packages 'moto[server]'
+    hash -r
+    command -v moto_server >/dev/null || die "moto_server still missing after pip install"
 fi
 
 for p in "${packages[@]}"; do

@@ -3,7 +3,9 @@
 //! `postgres://postgres@127.0.0.1:5432`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-use certfleet_proto::{AssetId, CertificateInfo, Driver, ErrorClass, JobId, RotationOutcome, RotationResult};
+use certfleet_proto::{
+    AssetId, CertificateInfo, Driver, ErrorClass, JobId, RenewalWindow, RotationOutcome, RotationResult,
+};
 use certfleet_shared::db::assets::{self, AssetInput, ImportError};
 use certfleet_shared::db::dead_letters::{self, DeadLetter};
 use certfleet_shared::db::entity::asset::AssetState;
@@ -11,7 +13,7 @@ use certfleet_shared::db::entity::dead_letter::DeadLetterStatus;
 use certfleet_shared::db::entity::rotation::{self, RotationStatus};
 use certfleet_shared::db::history::{self, Claim, ClaimScope};
 use certfleet_shared::db::{self, job_from_asset};
-use chrono::{Duration, Utc};
+use chrono::{Duration, TimeZone, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait};
 use std::time::Duration as StdDuration;
 
@@ -45,6 +47,8 @@ fn rotated(job_id: JobId, asset_id: i64, fingerprint: &str) -> RotationResult {
                 not_before: now,
                 not_after: now + Duration::days(4),
                 issuer: "CN=test".into(),
+                ari_cert_id: None,
+                renewal_window: None,
             },
         },
         worker: "w".into(),
@@ -223,6 +227,41 @@ async fn pages_stream_every_row_once_and_jobs_convert(db: DatabaseConnection) {
     assert_eq!(job.settings["cert_path"], "/tmp/x.crt");
 }
 
+/// ACME renewal information (RFC 9773) from a result is stored, read by the scan's narrow
+/// rows, and becomes the next job's `replaces`; a certificate without it clears it.
+async fn renewal_info_round_trips_to_scan_rows_and_jobs(db: DatabaseConnection) {
+    assets::import(&db, &[input("a"), input("b")], ISSUERS).await.unwrap();
+    let a = assets::by_name(&db, "a").await.unwrap();
+    let fresh = job_from_asset(&a, Driver::Local, JobId::new(), 1, Utc::now()).unwrap();
+    assert_eq!(fresh.replaces, None, "a never-rotated asset replaces nothing");
+
+    let start = Utc.with_ymd_and_hms(2025, 1, 2, 4, 0, 0).unwrap();
+    let end = Utc.with_ymd_and_hms(2025, 1, 3, 4, 0, 0).unwrap();
+    let mut with_ari = rotated(JobId::new(), a.id, "aa");
+    if let RotationOutcome::Rotated { certificate } = &mut with_ari.outcome {
+        certificate.ari_cert_id = Some("aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE".into());
+        certificate.renewal_window = Some(RenewalWindow { start, end, explanation_url: None });
+    }
+    history::apply_results(&db, &[with_ari], StdDuration::from_secs(60)).await.unwrap();
+    let a2 = assets::by_name(&db, "a").await.unwrap();
+    assert_eq!(a2.ari_cert_id.as_deref(), Some("aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"));
+    assert_eq!((a2.renewal_window_start, a2.renewal_window_end), (Some(start), Some(end)));
+    let job = job_from_asset(&a2, Driver::Local, JobId::new(), 1, Utc::now()).unwrap();
+    assert_eq!(job.replaces.as_deref(), Some("aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"));
+
+    let rows = assets::scan_page(&db, 0, 10).await.unwrap();
+    let (ra, rb) = (rows.iter().find(|r| r.id == a.id).unwrap(), rows.iter().find(|r| r.id != a.id).unwrap());
+    assert_eq!(ra.ari_cert_id.as_deref(), Some("aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"));
+    assert_eq!((ra.renewal_window_start, ra.renewal_window_end), (Some(start), Some(end)));
+    assert_eq!((rb.ari_cert_id.as_deref(), rb.renewal_window_start, rb.renewal_window_end), (None, None, None));
+
+    // The next certificate came from a CA without ARI: nothing stale stays behind.
+    history::apply_results(&db, &[rotated(JobId::new(), a.id, "bb")], StdDuration::from_secs(60)).await.unwrap();
+    let a3 = assets::by_name(&db, "a").await.unwrap();
+    assert_eq!((a3.ari_cert_id.as_deref(), a3.renewal_window_start, a3.renewal_window_end), (None, None, None));
+    assert_eq!(job_from_asset(&a3, Driver::Local, JobId::new(), 1, Utc::now()).unwrap().replaces, None);
+}
+
 /// Batches larger than the databases' bind-parameter limits are split, not refused.
 async fn large_batches_fit_bind_limits(db: DatabaseConnection) {
     let rows: Vec<AssetInput> = (0..5000).map(|i| input(&format!("big{i:04}"))).collect();
@@ -280,6 +319,7 @@ both_backends!(
     dead_letters_are_idempotent_and_operator_states_stick,
     pages_stream_every_row_once_and_jobs_convert,
     large_batches_fit_bind_limits,
+    renewal_info_round_trips_to_scan_rows_and_jobs,
 );
 
 #[tokio::test]
@@ -297,6 +337,30 @@ async fn concurrent_first_starts_migrate_once() {
     }
     let db = db::connect(&url, StdDuration::from_secs(10)).await.unwrap();
     assert!(rotation::Entity::find().all(&db).await.unwrap().is_empty());
+}
+
+/// An inventory created before the renewal-information migration keeps its rows and gains
+/// the new columns, empty, on the next start.
+#[tokio::test]
+async fn upgrading_an_inventory_adds_empty_renewal_columns() {
+    use sea_orm_migration::MigratorTrait as _;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/old.db?mode=rwc", dir.path().display());
+    let old = sea_orm::Database::connect(&url).await.unwrap();
+    db::migration::Migrator::up(&old, Some(1)).await.unwrap();
+    old.execute_unprepared(
+        "INSERT INTO assets (system_name, common_name, subject_alternative_name, certificate_authority, \
+         host_platform, certificate_validation, key_algorithm, settings, state, updated_at) \
+         VALUES ('old', 'old.example.test', '[]', 'internal', 'local', 1, 'ecdsa-p256', '{}', 'ok', \
+         '2026-11-23T08:00:00+00:00')",
+    )
+    .await
+    .unwrap();
+    old.close().await.unwrap();
+    let db = db::connect(&url, StdDuration::from_secs(10)).await.unwrap();
+    let a = assets::by_name(&db, "old").await.unwrap();
+    assert_eq!((a.ari_cert_id, a.renewal_window_start, a.renewal_window_end), (None, None, None));
+    assert!(db::migration::Migrator::get_pending_migrations(&db).await.unwrap().is_empty());
 }
 
 #[tokio::test]

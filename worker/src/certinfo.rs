@@ -47,6 +47,9 @@ pub fn describe(der: &[u8]) -> Result<CertificateInfo, CertError> {
         not_before: to_utc(cert.validity().not_before),
         not_after: to_utc(cert.validity().not_after),
         issuer: cert.issuer().to_string(),
+        // Filled in by an ACME issuer whose CA offers renewal information.
+        ari_cert_id: None,
+        renewal_window: None,
     })
 }
 

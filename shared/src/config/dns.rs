@@ -96,6 +96,13 @@ pub struct Route53Config {
     /// Budget for one API call (default 5s).
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// How long to wait for a change to reach Route 53's `INSYNC` state (default 2m).
+    #[serde(default = "default_propagation_timeout", with = "humantime_serde")]
+    pub propagation_timeout: Duration,
+}
+
+fn default_propagation_timeout() -> Duration {
+    Duration::from_secs(120)
 }
 
 /// Settings of one Cloudflare zone.

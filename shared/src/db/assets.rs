@@ -299,6 +299,12 @@ pub struct ScanRow {
     pub certificate_expiration: Option<DateTime<Utc>>,
     /// Issuer name.
     pub certificate_authority: String,
+    /// ARI certificate id of the current certificate (seeds its renewal time in the window).
+    pub ari_cert_id: Option<String>,
+    /// The CA's suggested renewal window, start.
+    pub renewal_window_start: Option<DateTime<Utc>>,
+    /// The CA's suggested renewal window, end.
+    pub renewal_window_end: Option<DateTime<Utc>>,
 }
 
 type ScanTuple = (
@@ -309,6 +315,9 @@ type ScanTuple = (
     Option<DateTime<Utc>>,
     Option<DateTime<Utc>>,
     String,
+    Option<String>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
 );
 
 /// A page of scan rows with `id > after`, in id order (keyset pagination). Columns are
@@ -326,6 +335,9 @@ pub async fn scan_page(db: &impl ConnectionTrait, after: i64, limit: u64) -> Res
             C::NotAfter,
             C::CertificateExpiration,
             C::CertificateAuthority,
+            C::AriCertId,
+            C::RenewalWindowStart,
+            C::RenewalWindowEnd,
         ])
         .filter(C::Id.gt(after))
         .order_by_asc(C::Id)
@@ -335,15 +347,31 @@ pub async fn scan_page(db: &impl ConnectionTrait, after: i64, limit: u64) -> Res
         .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, state, lease_until, not_before, not_after, certificate_expiration, certificate_authority)| ScanRow {
-            id,
-            state,
-            lease_until,
-            not_before,
-            not_after,
-            certificate_expiration,
-            certificate_authority,
-        })
+        .map(
+            |(
+                id,
+                state,
+                lease_until,
+                not_before,
+                not_after,
+                certificate_expiration,
+                certificate_authority,
+                ari_cert_id,
+                renewal_window_start,
+                renewal_window_end,
+            )| ScanRow {
+                id,
+                state,
+                lease_until,
+                not_before,
+                not_after,
+                certificate_expiration,
+                certificate_authority,
+                ari_cert_id,
+                renewal_window_start,
+                renewal_window_end,
+            },
+        )
         .collect())
 }
 

@@ -201,6 +201,10 @@ pub async fn apply_results(
                 row.serial = Set(Some(c.serial.clone()));
                 row.fingerprint_sha256 = Set(Some(c.sha256_fingerprint.clone()));
                 row.issuer_dn = Set(Some(c.issuer.clone()));
+                // A certificate without renewal information clears the previous one's.
+                row.ari_cert_id = Set(c.ari_cert_id.clone());
+                row.renewal_window_start = Set(c.renewal_window.as_ref().map(|w| w.start));
+                row.renewal_window_end = Set(c.renewal_window.as_ref().map(|w| w.end));
                 row.last_error = Set(None);
                 row.lease_until = Set(None);
                 (RotationStatus::Rotated, None, None)

@@ -51,5 +51,6 @@ pub fn job_from_asset(
         settings: asset.settings.clone(),
         not_before: None,
         published_at: now,
+        replaces: asset.ari_cert_id.clone(),
     })
 }

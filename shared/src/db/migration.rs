@@ -9,7 +9,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Initial)]
+        vec![Box::new(M0001Initial), Box::new(M0002RenewalInfo)]
     }
 }
 
@@ -102,6 +102,47 @@ impl MigrationTrait for M0001Initial {
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         for t in ["dead_letters", "rotations", "assets"] {
             m.drop_table(Table::drop().table(t).if_exists().to_owned()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// ACME Renewal Information (RFC 9773): the installed certificate's ARI id (sent as the
+/// next order's `replaces`) and the window the CA suggested, read by the scan policy.
+struct M0002RenewalInfo;
+
+impl MigrationName for M0002RenewalInfo {
+    fn name(&self) -> &str {
+        "m0002_renewal_info"
+    }
+}
+
+/// The columns M0002 adds to `assets`.
+const RENEWAL_INFO_COLUMNS: [&str; 3] = ["ari_cert_id", "renewal_window_start", "renewal_window_end"];
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0002RenewalInfo {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // One ALTER per column (SQLite takes one at a time); a column that is already there
+        // (a concurrent start that lost the race) is skipped.
+        for name in RENEWAL_INFO_COLUMNS {
+            if m.has_column("assets", name).await? {
+                continue;
+            }
+            let column = match name {
+                "ari_cert_id" => string_null(name),
+                _ => timestamp_with_time_zone_null(name),
+            };
+            m.alter_table(Table::alter().table("assets").add_column(column).to_owned()).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for name in RENEWAL_INFO_COLUMNS {
+            if m.has_column("assets", name).await? {
+                m.alter_table(Table::alter().table("assets").drop_column(name).to_owned()).await?;
+            }
         }
         Ok(())
     }

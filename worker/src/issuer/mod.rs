@@ -2,6 +2,7 @@
 //! never see or make private keys of the devices.
 
 pub mod acme;
+pub mod ari;
 pub mod dns;
 pub mod internal;
 

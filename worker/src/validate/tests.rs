@@ -24,6 +24,7 @@ fn job(cn: &str, sans: &[&str]) -> RotationJob {
         settings: serde_json::json!({}),
         not_before: None,
         published_at: chrono::Utc::now(),
+        replaces: None,
     }
 }
 

@@ -96,6 +96,12 @@ pub struct Model {
     pub last_error: Option<String>,
     /// Until when that job holds the asset.
     pub lease_until: Option<DateTimeUtc>,
+    /// Last rotation: ACME Renewal Information certificate id (RFC 9773), sent as `replaces`.
+    pub ari_cert_id: Option<String>,
+    /// Last rotation: start of the CA's suggested renewal window (RFC 9773).
+    pub renewal_window_start: Option<DateTimeUtc>,
+    /// Last rotation: end of the CA's suggested renewal window.
+    pub renewal_window_end: Option<DateTimeUtc>,
     /// Last change.
     pub updated_at: DateTimeUtc,
 }

@@ -5,12 +5,15 @@
 //! the single value they were given, so concurrent challenges for one name never clobber
 //! each other.
 
+pub mod cloudflare;
 pub mod lookup;
 pub mod rfc2136;
+pub mod route53;
 mod transport;
 pub mod zones;
 
 pub use zones::{Zone, Zones, build_provider};
+mod txt;
 
 use async_trait::async_trait;
 use hickory_proto::op::{Message, Query, ResponseCode};
@@ -56,14 +59,35 @@ pub enum DnsError {
     /// The provider's settings cannot work (bad key, name outside the zone): permanent.
     #[error("invalid DNS provider config: {0}")]
     InvalidConfig(String),
+    /// The provider's API asked us to slow down (HTTP 429, throttling): retried, after
+    /// `retry_after` when the API said when.
+    #[error("DNS provider rate limit: {detail}")]
+    RateLimited {
+        /// The API's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+        /// What the API said.
+        detail: String,
+    },
 }
 
 impl DnsError {
     /// Whether retrying later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::ServerFailure { .. } | Self::Timeout { .. } | Self::Unreachable(_) | Self::Protocol(_) => true,
+            Self::ServerFailure { .. }
+            | Self::Timeout { .. }
+            | Self::Unreachable(_)
+            | Self::Protocol(_)
+            | Self::RateLimited { .. } => true,
             Self::Refused { .. } | Self::InvalidConfig(_) => false,
+        }
+    }
+
+    /// When the provider asked to be retried, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 
