@@ -43,7 +43,7 @@ pub struct AcmeIssuer {
 impl AcmeIssuer {
     /// Checks the settings and reads the key files; the account is loaded on first use.
     pub async fn new(config: &AcmeIssuerConfig) -> Result<Self, IssuerError> {
-        let zones = Arc::new(Zones::from_config(&config.dns)?);
+        let zones = Arc::new(Zones::from_config(&config.dns).await?);
         let http = http::AcmeHttp::new(config.ca_bundle.as_deref(), config.request_timeout).await?;
         let sealer = account::Sealer::load(&config.account_key_encryption_key_file).await?;
         let eab = match (&config.eab_kid, &config.eab_hmac_key_file) {
@@ -104,6 +104,7 @@ impl AcmeIssuer {
         &self,
         csr: &verify::CheckedCsr,
         csr_der: &[u8],
+        replaces: Option<&str>,
         records: &BTreeMap<String, String>,
         published: &mut Published,
     ) -> Result<String, IssuerError> {
@@ -112,7 +113,7 @@ impl AcmeIssuer {
         let identifiers: Vec<Identifier> = csr.names.iter().map(|n| Identifier::Dns(n.clone())).collect();
         let profile = self.config.profile.as_deref();
         let mut order =
-            order::call(limits.request, "creating the order", order::new_order(account, &identifiers, profile)).await?;
+            order::call(limits.request, "creating the order", order::new_order(account, &identifiers, profile, replaces)).await?;
         let pending = order::pending_challenges(&mut order, limits.request).await?;
         for p in &pending {
             let name = challenge_name(&p.identifier);
@@ -134,10 +135,16 @@ impl Issuer for AcmeIssuer {
         let csr = verify::check_csr(csr_der, job)?;
         let records = self.record_names(&csr.names).await?;
         let mut published = Published::new(Arc::clone(&self.zones));
-        let chain = http::with_throttle(self.run_order(&csr, csr_der, &records, &mut published)).await;
+        let chain = http::with_throttle(self.run_order(&csr, csr_der, job.replaces.as_deref(), &records, &mut published)).await;
         published.remove_all().await;
         let chain = chain?;
-        let issued = verify::check_issued(chain, &csr, self.config.expected_issuer.as_deref())?;
+        let mut issued = verify::check_issued(chain, &csr, self.config.expected_issuer.as_deref())?;
+        // RFC 9773: the CA's suggested renewal window, when it offers one (never fails the job).
+        issued.info.ari_cert_id = super::ari::cert_id(&issued.leaf_der).ok();
+        if let Ok(account) = self.account().await {
+            issued.info.renewal_window =
+                super::ari::renewal_window(account, &issued.leaf_der, self.config.request_timeout).await;
+        }
         tracing::info!(
             asset = %job.system_name, serial = %issued.info.serial, not_after = %issued.info.not_after,
             "ACME certificate issued"

@@ -38,12 +38,33 @@ pub(crate) async fn new_order(
     account: &Account,
     identifiers: &[Identifier],
     profile: Option<&str>,
+    replaces: Option<&str>,
 ) -> Result<Order, instant_acme::Error> {
-    let mut request = NewOrder::new(identifiers);
-    if let Some(profile) = profile {
-        request = request.profile(profile);
+    let build = |replaces: Option<&str>| {
+        let mut request = NewOrder::new(identifiers);
+        if let Some(profile) = profile {
+            request = request.profile(profile);
+        }
+        if let Some(id) = replaces.and_then(crate::issuer::ari::certificate_identifier) {
+            request = request.replaces(id);
+        }
+        request
+    };
+    if replaces.is_none() {
+        return account.new_order(&build(None)).await;
     }
-    account.new_order(&request).await
+    // RFC 9773: name the certificate this order replaces. A CA without ARI, or one that
+    // says the certificate was already replaced, still gets the order, without `replaces`.
+    match account.new_order(&build(replaces)).await {
+        Err(instant_acme::Error::Unsupported(_)) => account.new_order(&build(None)).await,
+        Err(instant_acme::Error::Api(problem))
+            if problem.r#type.as_deref() == Some("urn:ietf:params:acme:error:alreadyReplaced") =>
+        {
+            tracing::debug!("CA says the previous certificate was already replaced; ordering without `replaces`");
+            account.new_order(&build(None)).await
+        }
+        other => other,
+    }
 }
 
 /// Runs one request under `limit`, mapping its failure.

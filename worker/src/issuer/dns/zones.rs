@@ -2,7 +2,9 @@
 //! provider for a record (longest zone suffix), and where to check propagation.
 
 use super::lookup;
+use super::cloudflare::CloudflareProvider;
 use super::rfc2136::Rfc2136Provider;
+use super::route53::Route53Provider;
 use super::{DnsError, DnsProvider};
 use crate::issuer::IssuerError;
 use certfleet_shared::config::dns::DnsProviderConfig;
@@ -13,18 +15,13 @@ use std::time::Duration;
 
 /// Builds the provider for one configured zone. The single place that maps a
 /// [`DnsProviderConfig`] variant to an implementation.
-pub fn build_provider(config: &DnsProviderConfig) -> Result<Arc<dyn DnsProvider>, IssuerError> {
-    match config {
-        DnsProviderConfig::Rfc2136(c) => Ok(Arc::new(
-            Rfc2136Provider::new(c).map_err(|e| IssuerError::Internal(format!("dns zone {}: {e}", c.zone)))?,
-        )),
-        DnsProviderConfig::Route53(_) => {
-            Err(IssuerError::Internal("dns provider route53 is not available in this build".into()))
-        }
-        DnsProviderConfig::Cloudflare(_) => {
-            Err(IssuerError::Internal("dns provider cloudflare is not available in this build".into()))
-        }
-    }
+pub async fn build_provider(config: &DnsProviderConfig) -> Result<Arc<dyn DnsProvider>, IssuerError> {
+    let zone_error = |e: DnsError| IssuerError::Internal(format!("dns zone {}: {e}", config.zone()));
+    Ok(match config {
+        DnsProviderConfig::Rfc2136(c) => Arc::new(Rfc2136Provider::new(c).map_err(zone_error)?),
+        DnsProviderConfig::Route53(c) => Arc::new(Route53Provider::new(c).await.map_err(zone_error)?),
+        DnsProviderConfig::Cloudflare(c) => Arc::new(CloudflareProvider::new(c).await.map_err(zone_error)?),
+    })
 }
 
 /// One writable zone.
@@ -42,18 +39,16 @@ pub struct Zones(Vec<Zone>);
 
 impl Zones {
     /// Builds a provider for every entry.
-    pub fn from_config(configs: &[DnsProviderConfig]) -> Result<Self, IssuerError> {
-        let zones = configs
-            .iter()
-            .map(|c| {
-                let primary = match c {
-                    DnsProviderConfig::Rfc2136(r) => Some(r.server),
-                    _ => None,
-                };
-                let name = c.zone().trim_end_matches('.').to_ascii_lowercase();
-                Ok(Zone { name, provider: build_provider(c)?, primary })
-            })
-            .collect::<Result<Vec<_>, IssuerError>>()?;
+    pub async fn from_config(configs: &[DnsProviderConfig]) -> Result<Self, IssuerError> {
+        let mut zones = Vec::with_capacity(configs.len());
+        for c in configs {
+            let primary = match c {
+                DnsProviderConfig::Rfc2136(r) => Some(r.server),
+                _ => None,
+            };
+            let name = c.zone().trim_end_matches('.').to_ascii_lowercase();
+            zones.push(Zone { name, provider: build_provider(c).await?, primary });
+        }
         Ok(Self(zones))
     }
 
@@ -90,20 +85,21 @@ mod tests {
         .unwrap()
     }
 
-    #[test]
-    fn longest_suffix_wins() {
-        let zones = Zones::from_config(&[rfc2136("example.test"), rfc2136("sub.example.test.")]).unwrap();
+    #[tokio::test]
+    async fn longest_suffix_wins() {
+        let zones = Zones::from_config(&[rfc2136("example.test"), rfc2136("sub.example.test.")]).await.unwrap();
         assert_eq!(zones.for_name("_acme-challenge.a.sub.example.test").unwrap().name, "sub.example.test");
         assert_eq!(zones.for_name("_acme-challenge.a.example.test.").unwrap().name, "example.test");
         assert_eq!(zones.for_name("_acme-challenge.sub.example.test").unwrap().name, "sub.example.test");
         assert!(zones.for_name("_acme-challenge.notexample.test").is_none());
     }
 
-    #[test]
-    fn unbuilt_providers_are_clear_permanent_errors() {
-        let r53: DnsProviderConfig =
-            serde_json::from_value(serde_json::json!({"provider": "route53", "zone": "example.test"})).unwrap();
-        let err = Zones::from_config(&[r53]).err().unwrap();
-        assert!(matches!(&err, IssuerError::Internal(m) if m.contains("route53")), "{err}");
+    #[tokio::test]
+    async fn bad_provider_settings_are_clear_permanent_errors() {
+        let cf: DnsProviderConfig = serde_json::from_value(serde_json::json!({"provider": "cloudflare",
+            "zone": "example.test", "api_token_file": "/nonexistent/cf.token"}))
+        .unwrap();
+        let err = Zones::from_config(&[cf]).await.err().unwrap();
+        assert!(matches!(&err, IssuerError::Internal(m) if m.contains("example.test")), "{err}");
     }
 }
