@@ -191,3 +191,74 @@ impl AcmeIssuerConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    const ACME: &str = r#"
+[issuers.le]
+kind = "acme"
+directory_url = "https://127.0.0.1:14000/dir"
+contact = "pki@example.com"
+account_dir = "/var/lib/certfleet/acme"
+account_key_encryption_key_file = "/etc/certfleet/acme.key"
+delegate_zone = "acme-delegate.test"
+propagation_timeout = "20s"
+[[issuers.le.dns]]
+provider = "rfc2136"
+zone = "acme-delegate.test"
+server = "127.0.0.1:53"
+key_name = "k"
+algorithm = "hmac-sha256"
+secret = "c2VjcmV0"
+"#;
+
+    #[test]
+    fn acme_issuer_parses_with_env_override() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "{}", ACME.replace("propagation_timeout", "renew_before = \"30d\"\npropagation_timeout"))
+            .unwrap();
+        let c = Config::load_from(
+            Some(file.path()),
+            env(&[("CERTFLEET_ISSUERS__LE__ACCOUNT_KEY_ENCRYPTION_KEY_FILE", "/run/secrets/123")]),
+        )
+        .unwrap()
+        .config;
+        let Some(IssuerConfig::Acme(a)) = c.issuers.get("le") else { panic!("not acme: {:?}", c.issuers) };
+        assert_eq!(a.account_key_encryption_key_file, PathBuf::from("/run/secrets/123"));
+        assert_eq!(a.propagation_timeout, Duration::from_secs(20));
+        assert_eq!(a.poll_interval, Duration::from_millis(50));
+        assert_eq!(a.dns.len(), 1);
+        assert_eq!(c.issuers["le"].renew_before(), Some(Duration::from_secs(30 * 86_400)));
+    }
+
+    #[test]
+    fn acme_issuer_bad_values_name_the_key() {
+        let cases = [
+            ("https://127.0.0.1:14000/dir", "http://ca/dir", "issuers.*.directory_url"),
+            ("pki@example.com", "nobody", "issuers.*.contact"),
+            ("delegate_zone = \"acme-delegate.test\"", "delegate_zone = \"elsewhere.test\"", "issuers.*.delegate_zone"),
+            ("propagation_timeout = \"20s\"", "propagation_timeout = \"0s\"", "issuers.*.propagation_timeout"),
+            ("delegate_zone", "eab_kid = \"kid\"\ndelegate_zone", "issuers.*.eab_kid"),
+        ];
+        for (from, to, key) in cases {
+            let mut file = tempfile::NamedTempFile::new().unwrap();
+            write!(file, "{}", ACME.replace(from, to)).unwrap();
+            let err = Config::load_from(Some(file.path()), Vec::new()).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains("\"le\""), "{key}: {err}");
+        }
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let no_dns =
+            &ACME[..ACME.find("[[issuers.le.dns]]").unwrap()].replace("delegate_zone = \"acme-delegate.test\"", "");
+        write!(file, "{no_dns}").unwrap();
+        let err = Config::load_from(Some(file.path()), Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("issuers.*.dns"), "{err}");
+    }
+}

@@ -71,7 +71,10 @@ impl AcmeHttp {
     /// A client trusting the system roots plus the certificates of `ca_bundle`.
     pub(crate) async fn new(ca_bundle: Option<&Path>, timeout: Duration) -> Result<Self, IssuerError> {
         let mut roots = rustls::RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
+        // Reads the system's certificate files: blocking I/O, kept off the runtime.
+        let native = tokio::task::spawn_blocking(rustls_native_certs::load_native_certs)
+            .await
+            .map_err(|e| IssuerError::Internal(format!("loading the system roots: {e}")))?;
         roots.add_parsable_certificates(native.certs);
         if let Some(path) = ca_bundle {
             let fail = |e: String| IssuerError::Internal(format!("ca_bundle {}: {e}", path.display()));
