@@ -45,6 +45,7 @@ fn result() -> RotationResult {
         worker: "host-1/123".into(),
         started_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 1).unwrap(),
         finished_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 2).unwrap(),
+        observed_host_key: None,
     }
 }
 
@@ -64,6 +65,16 @@ fn rotation_job_v1_is_pinned() {
 #[test]
 fn rotation_result_v1_is_pinned() {
     check(result(), include_str!("golden/rotation_result.v1.json"));
+}
+
+/// A result carrying a trusted-on-first-use SSH host key (an optional field: results
+/// without it keep the v1 shape above, byte for byte).
+#[test]
+fn observed_host_key_is_pinned() {
+    let mut r = result();
+    r.driver = Driver::LinuxSsh;
+    r.observed_host_key = Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHdldmVyeWJvZHlsb3Zlc2Fnb29kaG9zdGtleQ".into());
+    check(r, include_str!("golden/rotation_result_host_key.v1.json"));
 }
 
 #[test]
