@@ -125,7 +125,7 @@ pub async fn tap(env: &TestEnv) -> (Arc<tokio::sync::Mutex<Vec<Vec<u8>>>>, tokio
     let seen = Arc::new(tokio::sync::Mutex::new(Vec::new()));
     let sink = seen.clone();
     let task = tokio::spawn(async move {
-        let _conn = conn;
+        let (_conn, _ch) = (conn, ch);
         while let Some(Ok(d)) = consumer.next().await {
             sink.lock().await.push(d.data);
         }

@@ -110,7 +110,7 @@ impl PlatformDriver for HaproxyDriver {
             s.command_timeout_secs,
         )?;
         let ssh = self.client.connect(&target).await?;
-        let mut session = HaproxySession {
+        let session = HaproxySession {
             ssh,
             files,
             api,
