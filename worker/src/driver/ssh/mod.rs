@@ -239,7 +239,11 @@ impl SshSession {
         };
         match tokio::time::timeout(budget, run).await {
             Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(DriverError::Unreachable(format!("{}: unix socket {path}: {e}", self.label))),
+            Ok(Err(e)) => Err(DriverError::Unreachable(format!(
+                "{}: unix socket {path}: {e} (is the socket there, and does sshd allow direct-streamlocal \
+                 channels: AllowTcpForwarding local|yes, AllowStreamLocalForwarding yes?)",
+                self.label
+            ))),
             Err(_) => Err(DriverError::Timeout { op: "runtime API request over ssh", after: budget }),
         }
     }
