@@ -94,7 +94,12 @@ async fn runtime_api_swap_over_ssh_has_zero_downtime() {
     let (ok, failures, leaves) = client.await.unwrap();
     assert_eq!(lb.state, AssetState::Ok, "{:?}\n{}", lb.last_error, worker.log_text());
 
-    assert!(failures.is_empty(), "{} failed handshakes during the rotation: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(
+        failures.is_empty(),
+        "{} failed handshakes during the rotation: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
     assert!(ok > 20, "the client kept handshaking ({ok})");
     assert_eq!(leaves.first(), Some(&original_leaf), "the client saw the old certificate first");
     assert_eq!(leaves.len(), 2, "then exactly one new certificate");

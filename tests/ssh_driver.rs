@@ -104,7 +104,8 @@ async fn nginx_rotated_over_ssh_tofu_pinned_and_the_key_never_leaves_the_device(
     // Trust on first use: the host key was recorded as the pin; a given pin is kept.
     let host_key = format!("ssh-ed25519 {}", stack.get("SSH_HOST_PUBKEY_B64"));
     let db = env.db().await;
-    for (name, pin) in [("web", host_key.as_str()), ("rsa", &host_key), ("p384", stack.get("SSH_HOST_KEY_FINGERPRINT"))] {
+    for (name, pin) in [("web", host_key.as_str()), ("rsa", &host_key), ("p384", stack.get("SSH_HOST_KEY_FINGERPRINT"))]
+    {
         let a = assets::by_name(&db, name).await.unwrap();
         assert_eq!(a.settings["host_key"], pin, "{name}: pinned host key");
     }
@@ -122,7 +123,8 @@ async fn nginx_rotated_over_ssh_tofu_pinned_and_the_key_never_leaves_the_device(
     // The host key changes: the recorded pin is now enforced, and the device is untouched.
     let key_file = format!("{}/ssh/ssh_host_ed25519_key", stack.get("STATE_DIR"));
     let new_key = format!("{}/ssh/new_host_key", stack.get("STATE_DIR"));
-    let status = std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f", &new_key]).status();
+    let status =
+        std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f", &new_key]).status();
     assert!(status.unwrap().success());
     std::fs::rename(&new_key, &key_file).unwrap();
     let pid = std::fs::read_to_string(format!("{}/ssh/sshd.pid", stack.get("STATE_DIR"))).unwrap();
@@ -148,7 +150,8 @@ async fn nginx_rotated_over_ssh_tofu_pinned_and_the_key_never_leaves_the_device(
         db_bytes.extend(std::fs::read(f).unwrap());
     }
     assert!(!db_bytes.is_empty());
-    for key_path in [nginx_key.to_owned(), files("p384").1.display().to_string(), files("rsa").1.display().to_string()] {
+    for key_path in [nginx_key.to_owned(), files("p384").1.display().to_string(), files("rsa").1.display().to_string()]
+    {
         let forms = key_fingerprints(&std::fs::read(&key_path).unwrap());
         assert_absent(&forms, worker.log_text().as_bytes(), "the worker log");
         assert_absent(&forms, scheduler.log_text().as_bytes(), "the scheduler log");

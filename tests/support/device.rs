@@ -107,7 +107,11 @@ pub async fn tap(env: &TestEnv) -> (Arc<tokio::sync::Mutex<Vec<Vec<u8>>>>, tokio
     let conn = lapin::Connection::connect(&env.vhost.url, lapin::ConnectionProperties::default()).await.unwrap();
     let ch = conn.create_channel().await.unwrap();
     let q = ch
-        .queue_declare("".into(), lapin::options::QueueDeclareOptions { exclusive: true, ..Default::default() }, Default::default())
+        .queue_declare(
+            "".into(),
+            lapin::options::QueueDeclareOptions { exclusive: true, ..Default::default() },
+            Default::default(),
+        )
         .await
         .unwrap();
     ch.queue_bind(q.name().clone(), "amq.rabbitmq.trace".into(), "#".into(), Default::default(), Default::default())

@@ -98,8 +98,10 @@ impl PlatformDriver for HaproxyDriver {
             }
             _ => return Err(DriverError::InvalidSettings("set exactly one of socket_path and api_address".into())),
         };
-        let files =
-            RemoteFiles::new(&job.job_id.to_string(), vec![Target { path: s.crt_path.clone(), content: Content::ChainThenKey }])?;
+        let files = RemoteFiles::new(
+            &job.job_id.to_string(),
+            vec![Target { path: s.crt_path.clone(), content: Content::ChainThenKey }],
+        )?;
         let target = target_from_settings(
             job,
             s.host.as_deref(),
@@ -197,7 +199,10 @@ impl HaproxySession {
 
 /// The `Serial:` line of `show ssl cert`, upper-case hex without separators.
 fn shown_serial(answer: &str) -> Option<String> {
-    answer.lines().find_map(|l| l.trim().strip_prefix("Serial:")).map(|s| s.trim().replace(':', "").to_ascii_uppercase())
+    answer
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Serial:"))
+        .map(|s| s.trim().replace(':', "").to_ascii_uppercase())
 }
 
 #[async_trait]

@@ -20,7 +20,11 @@ impl HostKeyPin {
     /// Parses a pin: `SHA256:<base64>`, `<type> <base64> [comment]`, or a bare base64 blob.
     pub fn parse(text: &str) -> Result<Self, DriverError> {
         let text = text.trim();
-        let bad = || DriverError::InvalidSettings(format!("host_key {text:?} is neither `<type> <base64>` nor `SHA256:<base64>`"));
+        let bad = || {
+            DriverError::InvalidSettings(format!(
+                "host_key {text:?} is neither `<type> <base64>` nor `SHA256:<base64>`"
+            ))
+        };
         if let Some(fp) = text.strip_prefix("SHA256:") {
             let ok = !fp.is_empty() && fp.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/');
             return if ok { Ok(Self::Fingerprint(text.to_owned())) } else { Err(bad()) };
@@ -113,7 +117,9 @@ mod tests {
         assert!(fp.starts_with("SHA256:"));
         assert!(HostKeyPin::parse(&fp).unwrap().matches(key));
         assert!(!HostKeyPin::parse("SHA256:AAAA").unwrap().matches(key));
-        assert!(HostKeyPin::parse("ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ").is_err());
+        assert!(
+            HostKeyPin::parse("ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ").is_err()
+        );
         assert!(HostKeyPin::parse("not a key").is_err());
         assert!(HostKeyPin::parse("SHA256:$(reboot)").is_err());
     }

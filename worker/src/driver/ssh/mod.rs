@@ -50,7 +50,10 @@ impl SshClient {
         let meta = std::fs::metadata(path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(bad(format!("{} has mode {mode:04o}; it must be 0600 (no group or other access)", path.display())));
+            return Err(bad(format!(
+                "{} has mode {mode:04o}; it must be 0600 (no group or other access)",
+                path.display()
+            )));
         }
         let text = std::fs::read_to_string(path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
         let key = russh::keys::decode_secret_key(&text, None)
@@ -133,7 +136,8 @@ impl SshClient {
         let connecting = async {
             let mut handle = client::connect(config, (target.host.as_str(), target.port), check).await?;
             let hash = handle.best_supported_rsa_hash().await?.flatten();
-            let auth = handle.authenticate_publickey(user.clone(), PrivateKeyWithHashAlg::new(id.key.clone(), hash)).await?;
+            let auth =
+                handle.authenticate_publickey(user.clone(), PrivateKeyWithHashAlg::new(id.key.clone(), hash)).await?;
             Ok::<_, russh::Error>((handle, auth))
         };
         let result = tokio::time::timeout(budget, connecting).await;

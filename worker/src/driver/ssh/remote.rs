@@ -61,12 +61,18 @@ impl RemoteFiles {
         for t in &targets {
             check_path("path", &t.path)?;
         }
-        Ok(Self { dir: None, tag: tag.chars().filter(char::is_ascii_alphanumeric).collect(), targets, had_previous: false })
+        Ok(Self {
+            dir: None,
+            tag: tag.chars().filter(char::is_ascii_alphanumeric).collect(),
+            targets,
+            had_previous: false,
+        })
     }
 
     /// Pre-flight on the device: `openssl` exists and each target's directory is writable.
     pub async fn preflight(&self, session: &SshSession) -> Result<(), DriverError> {
-        let mut script = String::from("command -v openssl >/dev/null || { echo 'openssl not found on the device' >&2; exit 3; }");
+        let mut script =
+            String::from("command -v openssl >/dev/null || { echo 'openssl not found on the device' >&2; exit 3; }");
         for t in &self.targets {
             let dir = t.path.rsplit_once('/').map_or("/", |(d, _)| if d.is_empty() { "/" } else { d });
             script.push_str(&format!(
@@ -180,12 +186,21 @@ impl RemoteFiles {
             }
         }
         let out = session.exec(&s, None).await?;
-        if out.success() { Ok(()) } else { Err(DriverError::Device(failed("restoring the previous files", session, &out))) }
+        if out.success() {
+            Ok(())
+        } else {
+            Err(DriverError::Device(failed("restoring the previous files", session, &out)))
+        }
     }
 
     /// The first certificate in `path` (DER) and the public key of the private key in
     /// `key_path` (SubjectPublicKeyInfo DER), read from the device.
-    pub async fn read_back(&self, session: &SshSession, path: &str, key_path: &str) -> Result<(Vec<u8>, Vec<u8>), DriverError> {
+    pub async fn read_back(
+        &self,
+        session: &SshSession,
+        path: &str,
+        key_path: &str,
+    ) -> Result<(Vec<u8>, Vec<u8>), DriverError> {
         let script = format!(
             "openssl x509 -in {p} -outform PEM && openssl pkey -in {k} -pubout",
             p = quote(path),
