@@ -294,3 +294,44 @@ pub fn target_from_settings(
         command_timeout: secs(command_timeout_secs, "command_timeout_secs")?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(path: &std::path::Path) -> SshClientConfig {
+        SshClientConfig {
+            private_key_file: path.to_owned(),
+            user: "root".into(),
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn the_key_file_must_be_private_and_is_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("id_ed25519");
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = SshClient::from_config(Some(&config(&key))).unwrap_err().to_string();
+        assert!(err.contains("mode 0644") && err.contains("0600"), "{err}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let client = SshClient::from_config(Some(&config(&key))).unwrap();
+        assert_eq!(format!("{client:?}"), "SshClient(user=root, key=<redacted>)");
+
+        let text = std::fs::read_to_string(&key).unwrap();
+        let broken = dir.path().join("broken");
+        std::fs::write(&broken, text.replace('A', "B")).unwrap();
+        std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let err = SshClient::from_config(Some(&config(&broken))).unwrap_err().to_string();
+        let body = text.lines().nth(1).unwrap();
+        assert!(!err.contains(&body[..20]), "no key material in {err}");
+        assert!(SshClient::from_config(None).is_ok());
+    }
+}
