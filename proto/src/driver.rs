@@ -62,6 +62,12 @@ closed_enum!(
     Driver, "driver", {
         /// Files on the worker's own host.
         Local => "local",
+        /// A Linux host reached over SSH: key and CSR made with `openssl` on the host,
+        /// files installed atomically, a reload command run.
+        LinuxSsh => "linux-ssh",
+        /// HAProxy: key and CSR made over SSH, the bundle hot-swapped through the
+        /// runtime API (`set ssl cert` + `commit ssl cert`) and written to disk.
+        Haproxy => "haproxy",
     }
 );
 
@@ -98,7 +104,7 @@ mod tests {
             assert_eq!(d.as_str().parse::<Driver>(), Ok(*d));
         }
         let err = "telnet".parse::<Driver>().unwrap_err();
-        assert_eq!(err.to_string(), "unknown driver \"telnet\" (expected one of: local)");
+        assert_eq!(err.to_string(), "unknown driver \"telnet\" (expected one of: local, linux-ssh, haproxy)");
     }
 
     #[test]

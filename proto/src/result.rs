@@ -26,6 +26,10 @@ pub struct RotationResult {
     pub started_at: DateTime<Utc>,
     /// When the worker finished.
     pub finished_at: DateTime<Utc>,
+    /// The device's SSH host key (`ssh-ed25519 AAAA...`) when the asset pinned none and the
+    /// worker trusted it on first use. The scheduler stores it as the asset's pin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_host_key: Option<String>,
 }
 
 /// How a rotation ended on the device.

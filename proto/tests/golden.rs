@@ -48,6 +48,7 @@ fn result() -> RotationResult {
         worker: "host-1/123".into(),
         started_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 1).unwrap(),
         finished_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 2).unwrap(),
+        observed_host_key: None,
     }
 }
 
@@ -108,6 +109,16 @@ fn unknown_fields_inside_the_window_are_rejected() {
     let golden = include_str!("golden/rotation_result.v1.ari.json");
     let extra = golden.replacen("\"start\"", "\"retry_after\": 1, \"start\"", 1);
     assert!(matches!(Envelope::<RotationResult>::decode(extra.as_bytes()), Err(WireError::Malformed(_))));
+}
+
+/// A result carrying a trusted-on-first-use SSH host key (an optional field: results
+/// without it keep the v1 shape above, byte for byte).
+#[test]
+fn observed_host_key_is_pinned() {
+    let mut r = result();
+    r.driver = Driver::LinuxSsh;
+    r.observed_host_key = Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHdldmVyeWJvZHlsb3Zlc2Fnb29kaG9zdGtleQ".into());
+    check(r, include_str!("golden/rotation_result_host_key.v1.json"));
 }
 
 #[test]

@@ -399,7 +399,10 @@ MaxSessions 1000
 UseDNS no
 PrintMotd no
 X11Forwarding no
-AllowTcpForwarding no
+# The haproxy driver reaches HAProxy's admin unix socket through a
+# direct-streamlocal channel; OpenSSH grants those only when local forwarding
+# is allowed (AllowStreamLocalForwarding, default yes, is not enough alone).
+AllowTcpForwarding local
 LogLevel INFO
 # sftp-server lives in openssh-sftp-server, only a Recommends of
 # openssh-server (not installed with --no-install-recommends); scp in

@@ -54,6 +54,7 @@ fn rotated(job_id: JobId, asset_id: i64, fingerprint: &str) -> RotationResult {
         worker: "w".into(),
         started_at: now,
         finished_at: now,
+        observed_host_key: None,
     }
 }
 

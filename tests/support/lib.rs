@@ -4,6 +4,8 @@
 // Test harness: failing loudly is the point, and process polling runs outside any runtime.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
+pub mod device;
+
 use anyhow::{Context as _, bail};
 use sea_orm::DatabaseConnection;
 use std::path::{Path, PathBuf};
@@ -196,6 +198,11 @@ impl TestEnv {
 
     /// Starts a binary with this config; its output goes to `<label>.log`.
     pub fn spawn(&self, binary: &str, label: &str, args: &[&str]) -> Proc {
+        self.spawn_logging(binary, label, args, "info")
+    }
+
+    /// Like [`TestEnv::spawn`] with `RUST_LOG` set to `filter`.
+    pub fn spawn_logging(&self, binary: &str, label: &str, args: &[&str], filter: &str) -> Proc {
         let log = self.path(&format!("{label}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let child = command(binary)
@@ -203,7 +210,7 @@ impl TestEnv {
             .arg(&self.config)
             .args(args)
             .current_dir(self.dir.path())
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log"))
             .stderr(file)

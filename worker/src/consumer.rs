@@ -70,16 +70,17 @@ impl Handler {
                 tokio::time::timeout(self.job_timeout, rotate(&job, &self.ctx)).await
             };
             match run.instrument(span).await {
-                Ok(Ok(outcome)) => Outcome::Done(Box::new(RotationResult {
+                Ok(Ok(done)) => Outcome::Done(Box::new(RotationResult {
                     job_id: job.job_id,
                     attempt: job.attempt,
                     asset_id: job.asset_id,
                     system_name: job.system_name.clone(),
                     driver: job.driver,
-                    outcome,
+                    outcome: done.outcome,
                     worker: self.worker_name.clone(),
                     started_at: started,
                     finished_at: Utc::now(),
+                    observed_host_key: done.observed_host_key,
                 })),
                 Ok(Err(e)) => e.classify(),
                 Err(_) => JobError::Timeout(self.job_timeout).classify(),

@@ -40,15 +40,25 @@ pub struct JobContext {
     pub issuers: IssuerSet,
 }
 
+/// How a job ended on the device, plus what the device taught us on the way.
+#[derive(Debug)]
+pub struct Rotation {
+    /// Rotated or rolled back.
+    pub outcome: RotationOutcome,
+    /// The SSH host key trusted on first use, for the inventory to pin (SSH drivers only).
+    pub observed_host_key: Option<String>,
+}
+
 /// Runs one job end to end. `Ok` means the job reached an end on the device (rotated, or
 /// rolled back after a failed activation); `Err` is classified by the caller.
-pub async fn rotate(job: &RotationJob, ctx: &JobContext) -> Result<RotationOutcome, JobError> {
+pub async fn rotate(job: &RotationJob, ctx: &JobContext) -> Result<Rotation, JobError> {
     let driver = ctx.drivers.get(job.driver).ok_or(JobError::DriverNotServed(job.driver))?;
     let issuer = ctx.issuers.get(&job.issuer).ok_or_else(|| JobError::UnknownIssuer(job.issuer.clone()))?;
     let mut session = driver.open(job).await?;
     let result = run_steps(session.as_mut(), job, issuer.as_ref()).await;
+    let observed_host_key = session.observed_host_key();
     session.close().await;
-    result
+    result.map(|outcome| Rotation { outcome, observed_host_key })
 }
 
 async fn run_steps(

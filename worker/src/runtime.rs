@@ -38,12 +38,15 @@ pub enum WorkerError {
     /// An issuer could not be set up.
     #[error(transparent)]
     Issuer(#[from] IssuerError),
+    /// A driver's worker-side settings are unusable.
+    #[error("driver setup: {0}")]
+    Driver(#[from] crate::driver::DriverError),
 }
 
 /// Runs a worker until `cancel` fires.
 pub async fn run(config: &Config, opts: WorkerOptions, cancel: CancellationToken) -> Result<(), WorkerError> {
     let kinds = if opts.drivers.is_empty() { config.worker.drivers.clone() } else { opts.drivers.clone() };
-    let drivers = DriverSet::new(&kinds);
+    let drivers = DriverSet::new(&kinds, &config.drivers)?;
     let served = drivers.kinds();
     let concurrency = opts.concurrency.unwrap_or(config.worker.concurrency).max(1);
     let issuers = IssuerSet::from_config(&config.issuers).await?;

@@ -2,6 +2,7 @@
 //! variables (nested keys with `__`, for example `CERTFLEET_WORKER__CONCURRENCY=8`).
 
 pub mod dns;
+pub mod drivers;
 pub mod issuer;
 
 pub use issuer::{AcmeIssuerConfig, InternalIssuerConfig, IssuerConfig};
@@ -48,6 +49,8 @@ pub struct Config {
     pub retry: RetryConfig,
     /// Worker settings.
     pub worker: WorkerConfig,
+    /// Worker-side driver settings (SSH identity, ...): `[drivers.ssh]`.
+    pub drivers: drivers::DriversConfig,
     /// Named certificate issuers; assets name one in `certificate_authority`.
     pub issuers: BTreeMap<String, IssuerConfig>,
     /// Log output: `text` (default) or `json`.
@@ -127,6 +130,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(10),
             retry: RetryConfig::default(),
             worker: WorkerConfig::default(),
+            drivers: drivers::DriversConfig::default(),
             issuers,
             log_format: LogFormat::Text,
         }
@@ -227,6 +231,7 @@ const ENV_KEYS: &[&str] = &[
     "connect_timeout",
     "retry",
     "worker",
+    "drivers",
     "issuers",
     "log_format",
 ];

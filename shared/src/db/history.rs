@@ -191,7 +191,11 @@ pub async fn apply_results(
             applied.push(Applied::UnknownAsset);
             continue;
         };
+        let pinned = pin_host_key(&current.settings, result.observed_host_key.as_deref());
         let mut row: asset::ActiveModel = current.into();
+        if let Some(settings) = pinned {
+            row.settings = Set(settings);
+        }
         let (status, class, message) = match &result.outcome {
             RotationOutcome::Rotated { certificate: c } => {
                 row.state = Set(AssetState::Ok);
@@ -225,6 +229,20 @@ pub async fn apply_results(
     }
     txn.commit().await?;
     Ok(applied)
+}
+
+/// Trust on first use: the asset's settings with `host_key` set to the key a worker
+/// observed, when the settings pin none yet. `None` when nothing changes (no key observed,
+/// or a pin is already there: a pin is never replaced by what a device presents).
+pub fn pin_host_key(settings: &serde_json::Value, observed: Option<&str>) -> Option<serde_json::Value> {
+    let observed = observed?;
+    let map = settings.as_object()?;
+    if map.get("host_key").is_some_and(|v| !v.is_null()) {
+        return None;
+    }
+    let mut map = map.clone();
+    map.insert("host_key".to_owned(), serde_json::Value::String(observed.to_owned()));
+    Some(serde_json::Value::Object(map))
 }
 
 async fn upsert_history(
@@ -261,4 +279,20 @@ pub async fn for_asset(db: &DatabaseConnection, asset_id: i64) -> Result<Vec<rot
         .order_by_desc(rotation::Column::QueuedAt)
         .all(db)
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pin_host_key;
+    use serde_json::json;
+
+    #[test]
+    fn first_observed_host_key_becomes_the_pin_and_never_replaces_one() {
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA";
+        let pinned = pin_host_key(&json!({"cert_path": "/c"}), Some(key)).unwrap();
+        assert_eq!(pinned, json!({"cert_path": "/c", "host_key": key}));
+        assert_eq!(pin_host_key(&json!({"host_key": null}), Some(key)), Some(json!({"host_key": key})));
+        assert_eq!(pin_host_key(&json!({"host_key": "SHA256:abc"}), Some(key)), None);
+        assert_eq!(pin_host_key(&json!({"cert_path": "/c"}), None), None);
+    }
 }

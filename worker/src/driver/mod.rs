@@ -4,11 +4,15 @@
 //! Adding a driver: one module here, one `certfleet_proto::Driver` variant, one arm in
 //! [`build`], and a route in `routes.toml`.
 
+pub mod haproxy;
+pub mod linux_ssh;
 pub mod local;
+pub mod ssh;
 
 use crate::issuer::Issued;
 use async_trait::async_trait;
 use certfleet_proto::{Driver, RotationJob};
+use certfleet_shared::config::drivers::DriversConfig;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +63,11 @@ pub trait DeviceSession: Send {
     async fn rollback(&mut self) -> Result<(), DriverError>;
     /// Ends the session on every path (closes connections, removes temporary files).
     async fn close(self: Box<Self>);
+    /// The SSH host key this session trusted on first use (no pin in the settings), in
+    /// OpenSSH form, for the inventory to pin. Drivers without host keys return `None`.
+    fn observed_host_key(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A platform driver.
@@ -70,11 +79,13 @@ pub trait PlatformDriver: Send + Sync {
     async fn open(&self, job: &RotationJob) -> Result<Box<dyn DeviceSession>, DriverError>;
 }
 
-/// Builds the driver implementation for `kind`.
-pub fn build(kind: Driver) -> Arc<dyn PlatformDriver> {
-    match kind {
+/// Builds the driver implementation for `kind`, with the worker-side settings it needs.
+pub fn build(kind: Driver, config: &DriversConfig) -> Result<Arc<dyn PlatformDriver>, DriverError> {
+    Ok(match kind {
         Driver::Local => Arc::new(local::LocalDriver),
-    }
+        Driver::LinuxSsh => Arc::new(linux_ssh::LinuxSshDriver::new(ssh::SshClient::from_config(config.ssh.as_ref())?)),
+        Driver::Haproxy => Arc::new(haproxy::HaproxyDriver::new(ssh::SshClient::from_config(config.ssh.as_ref())?)),
+    })
 }
 
 /// The drivers a worker is tagged with.
@@ -82,10 +93,11 @@ pub fn build(kind: Driver) -> Arc<dyn PlatformDriver> {
 pub struct DriverSet(HashMap<Driver, Arc<dyn PlatformDriver>>);
 
 impl DriverSet {
-    /// The drivers named in `kinds` (all drivers if empty).
-    pub fn new(kinds: &[Driver]) -> Self {
+    /// The drivers named in `kinds` (all drivers if empty). Fails when a driver's
+    /// worker-side settings are unusable (an SSH key file with loose permissions, ...).
+    pub fn new(kinds: &[Driver], config: &DriversConfig) -> Result<Self, DriverError> {
         let kinds = if kinds.is_empty() { Driver::ALL } else { kinds };
-        Self(kinds.iter().map(|k| (*k, build(*k))).collect())
+        kinds.iter().map(|k| Ok((*k, build(*k, config)?))).collect::<Result<_, _>>().map(Self)
     }
 
     /// The driver for `kind`, if this worker serves it.
