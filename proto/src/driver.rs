@@ -62,6 +62,10 @@ closed_enum!(
     Driver, "driver", {
         /// Files on the worker's own host.
         Local => "local",
+        /// A Linux EC2 (or hybrid) instance reached through AWS Systems Manager Run Command.
+        AwsSsm => "aws-ssm",
+        /// A Palo Alto Networks firewall (PAN-OS 9/10) through its XML API.
+        Panos => "panos",
     }
 );
 
@@ -98,7 +102,7 @@ mod tests {
             assert_eq!(d.as_str().parse::<Driver>(), Ok(*d));
         }
         let err = "telnet".parse::<Driver>().unwrap_err();
-        assert_eq!(err.to_string(), "unknown driver \"telnet\" (expected one of: local)");
+        assert_eq!(err.to_string(), "unknown driver \"telnet\" (expected one of: local, aws-ssm, panos)");
     }
 
     #[test]

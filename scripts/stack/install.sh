@@ -108,6 +108,12 @@ else
     done
 fi
 
+# moto's SSM server stands in for AWS Systems Manager in worker/tests/aws_ssm.rs.
+if ! command -v moto_server >/dev/null; then
+    log "installing moto[server] (pip)"
+    python3 -m pip install --quiet 'moto[server]'
+fi
+
 # Debian's bind9 ships an AppArmor profile for /usr/sbin/named that only allows
 # /etc/bind, /var/cache/bind, /var/lib/bind, /run/named. Our instance keeps its
 # config, zones and journals in a temp STATE_DIR, which that profile would deny

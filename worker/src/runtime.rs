@@ -43,7 +43,7 @@ pub enum WorkerError {
 /// Runs a worker until `cancel` fires.
 pub async fn run(config: &Config, opts: WorkerOptions, cancel: CancellationToken) -> Result<(), WorkerError> {
     let kinds = if opts.drivers.is_empty() { config.worker.drivers.clone() } else { opts.drivers.clone() };
-    let drivers = DriverSet::new(&kinds);
+    let drivers = DriverSet::new(&kinds, &config.drivers);
     let served = drivers.kinds();
     let concurrency = opts.concurrency.unwrap_or(config.worker.concurrency).max(1);
     let issuers = IssuerSet::from_config(&config.issuers).await?;

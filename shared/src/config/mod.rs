@@ -2,8 +2,10 @@
 //! variables (nested keys with `__`, for example `CERTFLEET_WORKER__CONCURRENCY=8`).
 
 pub mod dns;
+pub mod drivers;
 
 use certfleet_proto::{Driver, KeyAlgorithm};
+pub use drivers::{DriversConfig, PanosDriverConfig};
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Value};
@@ -49,6 +51,8 @@ pub struct Config {
     pub issuers: BTreeMap<String, IssuerConfig>,
     /// Log output: `text` (default) or `json`.
     pub log_format: LogFormat,
+    /// Worker-side driver settings (credentials files), `[drivers.<driver>]`.
+    pub drivers: DriversConfig,
 }
 
 /// Delayed retries of transient failures.
@@ -175,6 +179,7 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             issuers,
             log_format: LogFormat::Text,
+            drivers: DriversConfig::default(),
         }
     }
 }
@@ -283,6 +288,7 @@ const ENV_KEYS: &[&str] = &[
     "worker",
     "issuers",
     "log_format",
+    "drivers",
 ];
 
 /// Turns `CERTFLEET_A__B=v` pairs into a nested dictionary; returns unknown names apart.

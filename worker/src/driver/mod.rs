@@ -5,10 +5,13 @@
 //! [`build`], and a route in `routes.toml`.
 
 pub mod local;
+pub mod aws_ssm;
+pub mod panos;
 
 use crate::issuer::Issued;
 use async_trait::async_trait;
 use certfleet_proto::{Driver, RotationJob};
+use certfleet_shared::config::DriversConfig;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,10 +73,12 @@ pub trait PlatformDriver: Send + Sync {
     async fn open(&self, job: &RotationJob) -> Result<Box<dyn DeviceSession>, DriverError>;
 }
 
-/// Builds the driver implementation for `kind`.
-pub fn build(kind: Driver) -> Arc<dyn PlatformDriver> {
+/// Builds the driver implementation for `kind`, with the worker-side settings in `config`.
+pub fn build(kind: Driver, config: &DriversConfig) -> Arc<dyn PlatformDriver> {
     match kind {
         Driver::Local => Arc::new(local::LocalDriver),
+        Driver::AwsSsm => Arc::new(aws_ssm::AwsSsmDriver::default()),
+        Driver::Panos => Arc::new(panos::PanosDriver::new(&config.panos)),
     }
 }
 
@@ -82,10 +87,10 @@ pub fn build(kind: Driver) -> Arc<dyn PlatformDriver> {
 pub struct DriverSet(HashMap<Driver, Arc<dyn PlatformDriver>>);
 
 impl DriverSet {
-    /// The drivers named in `kinds` (all drivers if empty).
-    pub fn new(kinds: &[Driver]) -> Self {
+    /// The drivers named in `kinds` (all drivers if empty), set up with `config`.
+    pub fn new(kinds: &[Driver], config: &DriversConfig) -> Self {
         let kinds = if kinds.is_empty() { Driver::ALL } else { kinds };
-        Self(kinds.iter().map(|k| (*k, build(*k))).collect())
+        Self(kinds.iter().map(|k| (*k, build(*k, config))).collect())
     }
 
     /// The driver for `kind`, if this worker serves it.
