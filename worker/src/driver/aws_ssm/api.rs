@@ -62,7 +62,7 @@ pub fn map_code(op: &str, code: Option<&str>, status: Option<u16>, message: Opti
     }
 }
 
-fn map_sdk<E: ProvideErrorMetadata>(op: &'static str, e: SdkError<E, HttpResponse>, after: Duration) -> DriverError {
+fn map_sdk<E: ProvideErrorMetadata + std::error::Error + 'static>(op: &'static str, e: SdkError<E, HttpResponse>, after: Duration) -> DriverError {
     match &e {
         SdkError::TimeoutError(_) => DriverError::Timeout { op, after },
         SdkError::DispatchFailure(d) if d.is_timeout() => DriverError::Timeout { op, after },
@@ -92,7 +92,7 @@ pub struct Ssm {
 impl Ssm {
     async fn call<T, E, F>(&self, op: &'static str, fut: F) -> Result<T, DriverError>
     where
-        E: ProvideErrorMetadata,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
         F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     {
         match tokio::time::timeout(self.api_timeout, fut).await {

@@ -63,7 +63,7 @@ fn tls_config(trust: Trust) -> Result<rustls::ClientConfig, DriverError> {
 }
 
 /// The rustls error somewhere in `e`'s chain of causes (rustls hides inside an io::Error).
-fn tls_cause(e: &(dyn std::error::Error + 'static)) -> Option<&rustls::Error> {
+fn tls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
     let mut cur = Some(e);
     while let Some(err) = cur {
         if let Some(tls) = err.downcast_ref::<rustls::Error>() {

@@ -61,7 +61,6 @@ pub async fn load(file: Option<&Path>, name: &str) -> Result<Credential, DriverE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt as _;
 
     #[tokio::test]
     async fn reads_named_credentials_and_checks_the_mode() {
