@@ -86,7 +86,7 @@ async fn rotation_generates_on_the_firewall_imports_binds_and_commits() {
 #[tokio::test]
 async fn failed_commit_rolls_back_to_the_previous_certificate() {
     let fixture = Fixture::start().await;
-    fixture.state.lock().await.fail_commit_of = Some("portal-".into());
+    fixture.state.lock().await.fail_commit_of = Some("portal-20".into());
     let dir = tempfile::tempdir().unwrap();
     let ctx = context(dir.path(), fw::PASSWORD).await;
     // Like Ottr: the management certificate is not verified when certificate_validation is off.

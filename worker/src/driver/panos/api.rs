@@ -62,17 +62,18 @@ fn tls_config(trust: Trust) -> Result<rustls::ClientConfig, DriverError> {
         .with_no_client_auth())
 }
 
-/// The rustls error somewhere in `e`'s chain of causes (rustls hides inside an io::Error).
+/// The rustls error somewhere in `e`'s chain of causes (rustls hides inside io::Errors,
+/// whose `source` skips the wrapped error, so those are opened with `get_ref`).
 fn tls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
     let mut cur = Some(e);
     while let Some(err) = cur {
         if let Some(tls) = err.downcast_ref::<rustls::Error>() {
             return Some(tls);
         }
-        if let Some(tls) = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|i| i.downcast_ref()) {
-            return Some(tls);
-        }
-        cur = err.source();
+        cur = match err.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
     }
     None
 }
