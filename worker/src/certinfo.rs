@@ -64,7 +64,8 @@ pub fn csr_pem_to_der(text: &str) -> Result<Vec<u8>, CertError> {
     if blocks.iter().any(|b| b.tag().contains("PRIVATE KEY")) {
         return Err(CertError("a private key was printed with the CSR; refusing it".into()));
     }
-    let mut csrs = blocks.into_iter().filter(|b| b.tag() == "CERTIFICATE REQUEST" || b.tag() == "NEW CERTIFICATE REQUEST");
+    let mut csrs =
+        blocks.into_iter().filter(|b| b.tag() == "CERTIFICATE REQUEST" || b.tag() == "NEW CERTIFICATE REQUEST");
     match (csrs.next(), csrs.next()) {
         (Some(csr), None) => Ok(csr.into_contents()),
         (None, _) => Err(CertError("no CSR found".into())),

@@ -10,6 +10,8 @@
 //! unknown-instance case is answered by a canned endpoint that replies exactly as AWS does
 //! (HTTP 400, `__type` `InvalidInstanceId`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};

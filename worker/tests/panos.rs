@@ -4,15 +4,17 @@
 //! show jobs), makes a real key and CSR with rcgen and keeps the key to itself. The
 //! rotations run through the worker's real pipeline (`rotation::rotate`) and its internal CA.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
-use common::panos_fixture::{self as fw, Fixture};
-use certfleet_proto::{Driver, RotationOutcome, RotationJob};
+use certfleet_proto::{Driver, RotationJob, RotationOutcome};
 use certfleet_shared::config::{DriversConfig, InternalIssuerConfig, IssuerConfig, PanosDriverConfig};
 use certfleet_worker::driver::{DriverError, DriverSet};
 use certfleet_worker::issuer::IssuerSet;
 use certfleet_worker::outcome::{JobError, Outcome};
 use certfleet_worker::rotation::{JobContext, rotate};
+use common::panos_fixture::{self as fw, Fixture};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
@@ -22,7 +24,11 @@ async fn context(dir: &Path, password: &str) -> JobContext {
     let creds = dir.join("panos-credentials.toml");
     std::fs::write(
         &creds,
-        format!("[fw-admins]\nusername = \"{}\"\npassword = \"{password}\"\n\n[ready-key]\napi_key = \"{}\"\n", fw::USER, fw::API_KEY),
+        format!(
+            "[fw-admins]\nusername = \"{}\"\npassword = \"{password}\"\n\n[ready-key]\napi_key = \"{}\"\n",
+            fw::USER,
+            fw::API_KEY
+        ),
     )
     .unwrap();
     std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -31,7 +37,10 @@ async fn context(dir: &Path, password: &str) -> JobContext {
         "internal".to_owned(),
         IssuerConfig::Internal(InternalIssuerConfig { ca_dir: dir.join("ca"), ..InternalIssuerConfig::default() }),
     )]);
-    JobContext { drivers: DriverSet::new(&[Driver::Panos], &config), issuers: IssuerSet::from_config(&issuers).await.unwrap() }
+    JobContext {
+        drivers: DriverSet::new(&[Driver::Panos], &config),
+        issuers: IssuerSet::from_config(&issuers).await.unwrap(),
+    }
 }
 
 fn job(port: u16, extra: serde_json::Value) -> RotationJob {
@@ -98,7 +107,19 @@ async fn failed_commit_rolls_back_to_the_previous_certificate() {
     let what: Vec<String> = fixture.calls().await.into_iter().map(|c| c.what).collect();
     let new = what.iter().find_map(|w| w.strip_prefix("set portal-")).map(|s| format!("portal-{s}")).unwrap();
     let tail: Vec<&str> = what.iter().skip_while(|w| **w != format!("set {new}")).map(String::as_str).collect();
-    assert_eq!(tail, [&format!("set {new}"), "commit", "job 1", "job 1", &format!("set {}", fw::OLD_CERT), "commit", "job 2", "job 2"]);
+    assert_eq!(
+        tail,
+        [
+            &format!("set {new}"),
+            "commit",
+            "job 1",
+            "job 1",
+            &format!("set {}", fw::OLD_CERT),
+            "commit",
+            "job 2",
+            "job 2"
+        ]
+    );
     let state = fixture.state.lock().await;
     assert_eq!((state.candidate.as_str(), state.running.as_str()), (fw::OLD_CERT, fw::OLD_CERT));
 }

@@ -4,8 +4,8 @@
 //! Adding a driver: one module here, one `certfleet_proto::Driver` variant, one arm in
 //! [`build`], and a route in `routes.toml`.
 
-pub mod local;
 pub mod aws_ssm;
+pub mod local;
 pub mod panos;
 
 use crate::issuer::Issued;

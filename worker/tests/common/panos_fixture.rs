@@ -4,7 +4,7 @@
 //! `commit` with a job polled until FIN. It makes a real key and CSR with rcgen when asked
 //! to generate, keeps the key to itself, and accepts an import only for a certificate
 //! whose public key matches that key. PAN-OS itself cannot run here.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use super::{Request, read_request, write_response};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PublicKeyData as _};
@@ -151,7 +151,9 @@ fn handle(state: &mut State, req: &Request) -> (u16, String, &'static str) {
     let kind = p.get("type").cloned().unwrap_or_default();
     state.calls.push(Call { what: kind.clone(), key: req.header("x-pan-key").map(str::to_owned) });
     if kind == "keygen" {
-        let (s, b) = if p.get("user").map(String::as_str) == Some(USER) && p.get("password").map(String::as_str) == Some(PASSWORD) {
+        let (s, b) = if p.get("user").map(String::as_str) == Some(USER)
+            && p.get("password").map(String::as_str) == Some(PASSWORD)
+        {
             ok(&format!("<result><key>{API_KEY}</key></result>"))
         } else {
             error(403, 403, "Invalid Credential")
@@ -166,11 +168,17 @@ fn handle(state: &mut State, req: &Request) -> (u16, String, &'static str) {
     let (s, b) = match kind.as_str() {
         "op" => {
             let cmd = p.get("cmd").cloned().unwrap_or_default();
-            let Ok(doc) = roxmltree::Document::parse(&cmd) else { return (400, error(400, 18, "Malformed Command").1, "application/xml") };
+            let Ok(doc) = roxmltree::Document::parse(&cmd) else {
+                return (400, error(400, 18, "Malformed Command").1, "application/xml");
+            };
             match doc.root_element().tag_name().name() {
                 "request" => generate(state, &doc),
                 "show" => {
-                    let id = doc.descendants().find(|n| n.has_tag_name("id")).and_then(|n| n.text()).and_then(|t| t.parse().ok());
+                    let id = doc
+                        .descendants()
+                        .find(|n| n.has_tag_name("id"))
+                        .and_then(|n| n.text())
+                        .and_then(|t| t.parse().ok());
                     show_job(state, id.unwrap_or(0))
                 }
                 _ => error(400, 17, "Invalid command"),
@@ -192,13 +200,22 @@ fn handle(state: &mut State, req: &Request) -> (u16, String, &'static str) {
             match (state.certs.get_mut(&name), leaf) {
                 (Some(entry), Some(leaf)) => {
                     let (_, cert) = x509_parser::parse_x509_certificate(leaf.contents()).unwrap();
-                    let matches = entry.key.as_ref().is_some_and(|k| k.der_bytes() == cert.public_key().subject_public_key.data.as_ref());
+                    let matches = entry
+                        .key
+                        .as_ref()
+                        .is_some_and(|k| k.der_bytes() == cert.public_key().subject_public_key.data.as_ref());
                     if matches {
                         entry.cert_pem = Some(file.clone());
                         state.dirty = true;
-                        ok(&format!("<msg><line>Successfully imported {name} into candidate configuration</line></msg>"))
+                        ok(&format!(
+                            "<msg><line>Successfully imported {name} into candidate configuration</line></msg>"
+                        ))
                     } else {
-                        error(400, 12, &format!("Import of {name} failed. The certificate does not match the private key"))
+                        error(
+                            400,
+                            12,
+                            &format!("Import of {name} failed. The certificate does not match the private key"),
+                        )
                     }
                 }
                 _ => error(400, 12, "Import failed: no such CSR, or no certificate in the file"),
@@ -212,14 +229,19 @@ fn handle(state: &mut State, req: &Request) -> (u16, String, &'static str) {
                     state.calls.last_mut().unwrap().what = action.clone();
                     let cert = if action == "get" { &state.candidate } else { &state.running };
                     if on_profile {
-                        ok(&format!("<result total-count=\"1\" count=\"1\"><entry name=\"{PROFILE}\"><certificate>{cert}</certificate><protocol-settings><min-version>tls1-2</min-version></protocol-settings></entry></result>"))
+                        ok(&format!(
+                            "<result total-count=\"1\" count=\"1\"><entry name=\"{PROFILE}\"><certificate>{cert}</certificate><protocol-settings><min-version>tls1-2</min-version></protocol-settings></entry></result>"
+                        ))
                     } else {
                         ok("<result total-count=\"0\" count=\"0\"/>")
                     }
                 }
                 "set" => {
                     let element = p.get("element").cloned().unwrap_or_default();
-                    let cert = roxmltree::Document::parse(&element).ok().and_then(|d| d.root_element().text().map(str::to_owned)).unwrap_or_default();
+                    let cert = roxmltree::Document::parse(&element)
+                        .ok()
+                        .and_then(|d| d.root_element().text().map(str::to_owned))
+                        .unwrap_or_default();
                     state.calls.last_mut().unwrap().what = format!("set {cert}");
                     if !on_profile {
                         error(400, 6, "Bad Xpath")
@@ -236,12 +258,21 @@ fn handle(state: &mut State, req: &Request) -> (u16, String, &'static str) {
         }
         "commit" => {
             if !state.dirty {
-                (200, "<response status=\"success\" code=\"19\"><msg>There are no changes to commit.</msg></response>".to_owned())
+                (
+                    200,
+                    "<response status=\"success\" code=\"19\"><msg>There are no changes to commit.</msg></response>"
+                        .to_owned(),
+                )
             } else {
                 let id = state.jobs.len() as u64 + 1;
                 let fail = state.fail_commit_of.as_ref().is_some_and(|p| state.candidate.starts_with(p.as_str()));
                 state.jobs.insert(id, Job { polls: 0, ok: !fail, candidate: state.candidate.clone() });
-                (200, format!("<response status=\"success\" code=\"19\"><result><msg><line>Commit job enqueued with jobid {id}</line></msg><job>{id}</job></result></response>"))
+                (
+                    200,
+                    format!(
+                        "<response status=\"success\" code=\"19\"><result><msg><line>Commit job enqueued with jobid {id}</line></msg><job>{id}</job></result></response>"
+                    ),
+                )
             }
         }
         _ => error(400, 400, "Bad request"),

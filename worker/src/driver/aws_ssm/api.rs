@@ -47,13 +47,30 @@ impl Step {
 pub fn map_code(op: &str, code: Option<&str>, status: Option<u16>, message: Option<&str>) -> DriverError {
     let what = format!("SSM {op}: {} {}", code.unwrap_or("error"), message.unwrap_or_default()).trim_end().to_owned();
     match code.unwrap_or_default() {
-        "InvalidInstanceId" | "InvalidDocument" | "InvalidParameters" | "InvalidOutputFolder" | "InvalidRole"
-        | "UnsupportedPlatformType" | "ValidationException" => DriverError::InvalidSettings(what),
-        "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException" | "InvalidClientTokenId"
-        | "ExpiredTokenException" | "InvalidSignatureException" | "SignatureDoesNotMatch" | "IncompleteSignature"
-        | "MissingAuthenticationToken" | "NotAuthorized" => DriverError::Auth(what),
-        "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded"
-        | "InternalServerError" | "ServiceUnavailable" | "InvocationDoesNotExist" => DriverError::Unreachable(what),
+        "InvalidInstanceId"
+        | "InvalidDocument"
+        | "InvalidParameters"
+        | "InvalidOutputFolder"
+        | "InvalidRole"
+        | "UnsupportedPlatformType"
+        | "ValidationException" => DriverError::InvalidSettings(what),
+        "AccessDeniedException"
+        | "AccessDenied"
+        | "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "ExpiredTokenException"
+        | "InvalidSignatureException"
+        | "SignatureDoesNotMatch"
+        | "IncompleteSignature"
+        | "MissingAuthenticationToken"
+        | "NotAuthorized" => DriverError::Auth(what),
+        "ThrottlingException"
+        | "Throttling"
+        | "TooManyRequestsException"
+        | "RequestLimitExceeded"
+        | "InternalServerError"
+        | "ServiceUnavailable"
+        | "InvocationDoesNotExist" => DriverError::Unreachable(what),
         _ => match status {
             Some(401 | 403) => DriverError::Auth(what),
             Some(429) | Some(500..=599) | None => DriverError::Unreachable(what),
@@ -62,7 +79,11 @@ pub fn map_code(op: &str, code: Option<&str>, status: Option<u16>, message: Opti
     }
 }
 
-fn map_sdk<E: ProvideErrorMetadata + std::error::Error + 'static>(op: &'static str, e: SdkError<E, HttpResponse>, after: Duration) -> DriverError {
+fn map_sdk<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    op: &'static str,
+    e: SdkError<E, HttpResponse>,
+    after: Duration,
+) -> DriverError {
     match &e {
         SdkError::TimeoutError(_) => DriverError::Timeout { op, after },
         SdkError::DispatchFailure(d) if d.is_timeout() => DriverError::Timeout { op, after },
@@ -70,7 +91,9 @@ fn map_sdk<E: ProvideErrorMetadata + std::error::Error + 'static>(op: &'static s
         SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             DriverError::Unreachable(format!("SSM {op}: {}", aws_sdk_ssm::error::DisplayErrorContext(&e)))
         }
-        SdkError::ConstructionFailure(_) => DriverError::InvalidSettings(format!("SSM {op}: could not build the request")),
+        SdkError::ConstructionFailure(_) => {
+            DriverError::InvalidSettings(format!("SSM {op}: could not build the request"))
+        }
         _ => map_code(op, e.code(), e.raw_response().map(|r| r.status().as_u16()), e.message()),
     }
 }
@@ -137,7 +160,8 @@ impl Ssm {
         loop {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(POLL_MAX);
-            let get = self.client.get_command_invocation().command_id(&command_id).instance_id(&self.instance_id).send();
+            let get =
+                self.client.get_command_invocation().command_id(&command_id).instance_id(&self.instance_id).send();
             let out = match self.call("GetCommandInvocation", get).await {
                 Ok(out) => out,
                 // Right after SendCommand the invocation may not exist yet.

@@ -57,7 +57,9 @@ impl Settings {
         let id_ok = id.strip_prefix("i-").is_some_and(|h| hex(h, &[8, 17]))
             || id.strip_prefix("mi-").is_some_and(|h| hex(h, &[17]));
         if !id_ok {
-            return Err(DriverError::InvalidSettings(format!("instance_id {id:?} is not an EC2 or managed instance id")));
+            return Err(DriverError::InvalidSettings(format!(
+                "instance_id {id:?} is not an EC2 or managed instance id"
+            )));
         }
         if s.reload_command.trim().is_empty() || s.reload_command.contains(['\n', '\r', '\0']) {
             return Err(DriverError::InvalidSettings("reload_command must be one non-empty line".into()));
@@ -147,7 +149,8 @@ struct AwsSsmSession {
 #[async_trait]
 impl DeviceSession for AwsSsmSession {
     async fn generate_csr(&mut self, job: &RotationJob) -> Result<Vec<u8>, DriverError> {
-        let script = script::generate(&self.paths, job.key_algorithm, &job.common_name, &job.subject_alternative_names)?;
+        let script =
+            script::generate(&self.paths, job.key_algorithm, &job.common_name, &job.subject_alternative_names)?;
         self.sent = true;
         let stdout = self.ssm.run(Step::Generate, &script).await?;
         script::parse_csr(&stdout)
@@ -166,10 +169,9 @@ impl DeviceSession for AwsSsmSession {
         let stdout = self.ssm.run(Step::Validate, &script::validate(&self.paths)).await?;
         match script::parse_fingerprint(&stdout) {
             Some(fp) if fp == issued.info.sha256_fingerprint => Ok(()),
-            Some(fp) => Err(DriverError::Activation(format!(
-                "{} holds the certificate {fp}, not the new one",
-                self.paths.cert
-            ))),
+            Some(fp) => {
+                Err(DriverError::Activation(format!("{} holds the certificate {fp}, not the new one", self.paths.cert)))
+            }
             None => Err(DriverError::Activation("the validate command printed no certificate fingerprint".into())),
         }
     }

@@ -27,9 +27,8 @@ pub fn check_path(name: &str, path: &str) -> Result<(), DriverError> {
 
 /// A name for the certificate (CN or SAN): a DNS name (wildcards allowed) or an IP address.
 fn check_name(name: &str) -> Result<(), DriverError> {
-    let dns = !name.is_empty()
-        && name.len() <= 253
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b".-*".contains(&b));
+    let dns =
+        !name.is_empty() && name.len() <= 253 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b".-*".contains(&b));
     if dns || name.parse::<IpAddr>().is_ok() {
         Ok(())
     } else {
@@ -178,7 +177,8 @@ pub fn cleanup(paths: &Paths) -> String {
 
 /// The one CSR in a script's output, as DER. The output is never echoed in errors.
 pub fn parse_csr(stdout: &str) -> Result<Vec<u8>, DriverError> {
-    crate::certinfo::csr_pem_to_der(stdout).map_err(|e| DriverError::Device(format!("the generate command's output: {e}")))
+    crate::certinfo::csr_pem_to_der(stdout)
+        .map_err(|e| DriverError::Device(format!("the generate command's output: {e}")))
 }
 
 /// The lowercase hex SHA-256 fingerprint in `openssl x509 -fingerprint -sha256` output.

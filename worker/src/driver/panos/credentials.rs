@@ -39,17 +39,15 @@ impl std::fmt::Debug for Credential {
 /// Reads credential `name` from `file`, after checking that only its owner can read it.
 pub async fn load(file: Option<&Path>, name: &str) -> Result<Credential, DriverError> {
     let invalid = |m: String| DriverError::InvalidSettings(m);
-    let file = file.ok_or_else(|| {
-        invalid("this worker has no [drivers.panos] credentials_file; panos assets need one".into())
-    })?;
+    let file = file
+        .ok_or_else(|| invalid("this worker has no [drivers.panos] credentials_file; panos assets need one".into()))?;
     let shown = file.display();
     let meta = tokio::fs::metadata(file).await.map_err(|e| invalid(format!("credentials file {shown}: {e}")))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(invalid(format!("credentials file {shown} has mode {mode:o}; it must be 0600 or stricter")));
     }
-    let text =
-        tokio::fs::read_to_string(file).await.map_err(|e| invalid(format!("credentials file {shown}: {e}")))?;
+    let text = tokio::fs::read_to_string(file).await.map_err(|e| invalid(format!("credentials file {shown}: {e}")))?;
     // The TOML error may quote the offending line, which could hold a secret: keep only where.
     let mut all: BTreeMap<String, Credential> = toml::from_str(&text).map_err(|e| {
         let at = e.span().map(|s| format!(" at byte {}", s.start)).unwrap_or_default();

@@ -115,9 +115,11 @@ impl PlatformDriver for PanosDriver {
         let credential = credentials::load(self.credentials_file.as_deref(), &settings.credential).await?;
         let trust = match (&settings.ca_bundle, job.certificate_validation) {
             (_, false) => Trust::Skip,
-            (Some(path), true) => Trust::Bundle(tokio::fs::read(path).await.map_err(|e| {
-                DriverError::InvalidSettings(format!("ca_bundle {}: {e}", path.display()))
-            })?),
+            (Some(path), true) => Trust::Bundle(
+                tokio::fs::read(path)
+                    .await
+                    .map_err(|e| DriverError::InvalidSettings(format!("ca_bundle {}: {e}", path.display())))?,
+            ),
             (None, true) => Trust::System,
         };
         let timeout = Duration::from_secs(settings.api_timeout_secs);

@@ -106,7 +106,9 @@ mod tests {
         let ok = Response::parse("x", "<response status=\"success\"><result><key>K1</key></result></response>".into());
         assert_eq!(ok.unwrap().text(&["result", "key"]).as_deref(), Some("K1"));
         let err = "<response status = 'error' code = '403'><result><msg>Invalid Credential</msg></result></response>";
-        assert!(matches!(Response::parse("keygen", err.into()), Err(DriverError::Auth(m)) if m.contains("Invalid Credential")));
+        assert!(
+            matches!(Response::parse("keygen", err.into()), Err(DriverError::Auth(m)) if m.contains("Invalid Credential"))
+        );
         let busy = "<response status=\"error\" code=\"21\"><msg><line>busy</line></msg></response>";
         assert!(matches!(Response::parse("x", busy.into()), Err(DriverError::Unreachable(_))));
         assert!(matches!(Response::parse("x", "not xml".into()), Err(DriverError::Device(_))));
