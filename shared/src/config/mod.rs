@@ -387,6 +387,17 @@ mod tests {
     }
 
     #[test]
+    fn panos_credentials_file_is_a_worker_setting() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "[drivers.panos]\ncredentials_file = \"/etc/certfleet/panos.toml\"").unwrap();
+        let c = Config::load_from(Some(file.path()), Vec::new()).unwrap().config;
+        assert_eq!(c.drivers.panos.credentials_file, Some(PathBuf::from("/etc/certfleet/panos.toml")));
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "[drivers.panos]\npassword = \"x\"").unwrap();
+        assert!(Config::load_from(Some(file.path()), Vec::new()).is_err(), "secrets have no place in the config");
+    }
+
+    #[test]
     fn issuers_are_tagged_by_kind() {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         writeln!(
