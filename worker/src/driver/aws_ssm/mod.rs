@@ -106,9 +106,7 @@ impl PlatformDriver for AwsSsmDriver {
             .ok_or_else(|| DriverError::Auth("no AWS credentials provider is configured".into()))?;
         match tokio::time::timeout(api_timeout, provider.provide_credentials()).await {
             Ok(Ok(_)) => {}
-            Ok(Err(aws_credential_error)) => {
-                return Err(DriverError::Auth(format!("AWS credentials: {aws_credential_error}")));
-            }
+            Ok(Err(e)) => return Err(credentials_error(&e)),
             Err(_) => return Err(DriverError::Timeout { op: "AWS credentials", after: api_timeout }),
         }
         let timeouts = aws_sdk_ssm::config::timeout::TimeoutConfig::builder()
@@ -135,6 +133,17 @@ impl PlatformDriver for AwsSsmDriver {
         };
         ssm.preflight().await?;
         Ok(Box::new(AwsSsmSession { ssm, paths, reload: settings.reload_command, sent: false }))
+    }
+}
+
+/// No credentials, or bad credential configuration, is permanent; a credentials source
+/// that failed or timed out (instance metadata, SSO, STS) is retried.
+fn credentials_error(e: &aws_credential_types::provider::error::CredentialsError) -> DriverError {
+    use aws_credential_types::provider::error::CredentialsError as E;
+    let what = format!("AWS credentials: {}", aws_sdk_ssm::error::DisplayErrorContext(e));
+    match e {
+        E::CredentialsNotLoaded(_) | E::InvalidConfiguration(_) => DriverError::Auth(what),
+        _ => DriverError::Unreachable(what),
     }
 }
 
