@@ -68,6 +68,10 @@ closed_enum!(
         /// HAProxy: key and CSR made over SSH, the bundle hot-swapped through the
         /// runtime API (`set ssl cert` + `commit ssl cert`) and written to disk.
         Haproxy => "haproxy",
+        /// A Linux EC2 (or hybrid) instance reached through AWS Systems Manager Run Command.
+        AwsSsm => "aws-ssm",
+        /// A Palo Alto Networks firewall (PAN-OS 9/10) through its XML API.
+        Panos => "panos",
     }
 );
 
@@ -104,7 +108,10 @@ mod tests {
             assert_eq!(d.as_str().parse::<Driver>(), Ok(*d));
         }
         let err = "telnet".parse::<Driver>().unwrap_err();
-        assert_eq!(err.to_string(), "unknown driver \"telnet\" (expected one of: local, linux-ssh, haproxy)");
+        assert_eq!(
+            err.to_string(),
+            "unknown driver \"telnet\" (expected one of: local, linux-ssh, haproxy, aws-ssm, panos)"
+        );
     }
 
     #[test]

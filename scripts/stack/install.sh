@@ -136,7 +136,8 @@ if command -v ss >/dev/null; then
     fi
 fi
 
-# moto's server: a local Route 53 API for worker/tests/route53.rs. Debian has no
+# moto's server: the local Route 53 and SSM APIs of worker/tests/route53.rs and
+# worker/tests/aws_ssm.rs. Debian has no
 # package for it; pip installs it (into the active Python) when it is missing.
 if ! command -v moto_server >/dev/null; then
     log "installing moto[server] with pip"

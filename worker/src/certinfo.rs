@@ -60,6 +60,22 @@ pub fn public_key_bits(der: &[u8]) -> Result<Vec<u8>, CertError> {
     Ok(cert.public_key().subject_public_key.data.to_vec())
 }
 
+/// The one CSR in `text` (a device's output), as DER. Refuses text that holds a private
+/// key or several CSRs; never echoes the text.
+pub fn csr_pem_to_der(text: &str) -> Result<Vec<u8>, CertError> {
+    let blocks = pem::parse_many(text).map_err(|_| CertError("the CSR is not valid PEM".into()))?;
+    if blocks.iter().any(|b| b.tag().contains("PRIVATE KEY")) {
+        return Err(CertError("a private key was printed with the CSR; refusing it".into()));
+    }
+    let mut csrs =
+        blocks.into_iter().filter(|b| b.tag() == "CERTIFICATE REQUEST" || b.tag() == "NEW CERTIFICATE REQUEST");
+    match (csrs.next(), csrs.next()) {
+        (Some(csr), None) => Ok(csr.into_contents()),
+        (None, _) => Err(CertError("no CSR found".into())),
+        (Some(_), Some(_)) => Err(CertError("more than one CSR found".into())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

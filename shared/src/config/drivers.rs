@@ -12,6 +12,8 @@ pub struct DriversConfig {
     /// `[drivers.ssh]`: the SSH client used by the `linux-ssh` and `haproxy` drivers.
     /// Without it, jobs for those drivers fail as dead with a clear reason.
     pub ssh: Option<SshClientConfig>,
+    /// `[drivers.panos]`: the PAN-OS XML API driver.
+    pub panos: PanosDriverConfig,
 }
 
 /// The SSH identity workers log in to devices with.
@@ -43,4 +45,15 @@ fn default_connect_timeout() -> Duration {
 
 fn default_command_timeout() -> Duration {
     Duration::from_secs(60)
+}
+
+/// `[drivers.panos]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PanosDriverConfig {
+    /// TOML file (mode 0600 or stricter, checked at each use) mapping a credential name to
+    /// `{ username = "...", password = "..." }` or `{ api_key = "..." }`. Assets name the
+    /// credential in their settings (`credential = "fw-admins"`); the secret itself never
+    /// leaves this file. Without it, `panos` jobs fail as invalid settings.
+    pub credentials_file: Option<PathBuf>,
 }

@@ -5,6 +5,7 @@ pub mod dns;
 pub mod drivers;
 pub mod issuer;
 
+pub use drivers::{DriversConfig, PanosDriverConfig};
 pub use issuer::{AcmeIssuerConfig, InternalIssuerConfig, IssuerConfig};
 
 use certfleet_proto::Driver;
@@ -49,8 +50,8 @@ pub struct Config {
     pub retry: RetryConfig,
     /// Worker settings.
     pub worker: WorkerConfig,
-    /// Worker-side driver settings (SSH identity, ...): `[drivers.ssh]`.
-    pub drivers: drivers::DriversConfig,
+    /// Worker-side driver settings (SSH identity, PAN-OS credentials): `[drivers.<name>]`.
+    pub drivers: DriversConfig,
     /// Named certificate issuers; assets name one in `certificate_authority`.
     pub issuers: BTreeMap<String, IssuerConfig>,
     /// Log output: `text` (default) or `json`.
@@ -130,9 +131,9 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(10),
             retry: RetryConfig::default(),
             worker: WorkerConfig::default(),
-            drivers: drivers::DriversConfig::default(),
             issuers,
             log_format: LogFormat::Text,
+            drivers: DriversConfig::default(),
         }
     }
 }
@@ -330,6 +331,17 @@ mod tests {
 
         let err = Config::load_from(Some(Path::new("/nonexistent/certfleet.toml")), Vec::new()).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/certfleet.toml"));
+    }
+
+    #[test]
+    fn panos_credentials_file_is_a_worker_setting() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "[drivers.panos]\ncredentials_file = \"/etc/certfleet/panos.toml\"").unwrap();
+        let c = Config::load_from(Some(file.path()), Vec::new()).unwrap().config;
+        assert_eq!(c.drivers.panos.credentials_file, Some(PathBuf::from("/etc/certfleet/panos.toml")));
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "[drivers.panos]\npassword = \"x\"").unwrap();
+        assert!(Config::load_from(Some(file.path()), Vec::new()).is_err(), "secrets have no place in the config");
     }
 
     #[test]

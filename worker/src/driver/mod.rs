@@ -4,9 +4,11 @@
 //! Adding a driver: one module here, one `certfleet_proto::Driver` variant, one arm in
 //! [`build`], and a route in `routes.toml`.
 
+pub mod aws_ssm;
 pub mod haproxy;
 pub mod linux_ssh;
 pub mod local;
+pub mod panos;
 pub mod ssh;
 
 use crate::issuer::Issued;
@@ -85,6 +87,8 @@ pub fn build(kind: Driver, config: &DriversConfig) -> Result<Arc<dyn PlatformDri
         Driver::Local => Arc::new(local::LocalDriver),
         Driver::LinuxSsh => Arc::new(linux_ssh::LinuxSshDriver::new(ssh::SshClient::from_config(config.ssh.as_ref())?)),
         Driver::Haproxy => Arc::new(haproxy::HaproxyDriver::new(ssh::SshClient::from_config(config.ssh.as_ref())?)),
+        Driver::AwsSsm => Arc::new(aws_ssm::AwsSsmDriver::default()),
+        Driver::Panos => Arc::new(panos::PanosDriver::new(&config.panos)),
     })
 }
 

@@ -79,7 +79,8 @@ impl ServerCertVerifier for CompareAfterwards {
     }
 }
 
-fn client_config() -> Result<ClientConfig, rustls::Error> {
+/// A client config that accepts any server certificate but checks the handshake signatures.
+pub(crate) fn client_config() -> Result<ClientConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = Arc::new(CompareAfterwards(provider.signature_verification_algorithms));
     Ok(ClientConfig::builder_with_provider(provider)
