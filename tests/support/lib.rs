@@ -4,6 +4,7 @@
 // Test harness: failing loudly is the point, and process polling runs outside any runtime.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
+pub mod acme;
 pub mod device;
 
 use anyhow::{Context as _, bail};

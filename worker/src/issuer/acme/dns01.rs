@@ -21,6 +21,9 @@ pub(crate) fn challenge_name(identifier: &str) -> String {
 
 /// Maps a DNS failure: passing faults retry, refusals and bad settings are permanent.
 pub(crate) fn dns_error(e: DnsError, what: &str) -> IssuerError {
+    if let DnsError::RateLimited { retry_after, .. } = &e {
+        return IssuerError::RateLimited { retry_after: *retry_after, detail: format!("{what}: {e}") };
+    }
     if e.is_transient() {
         IssuerError::Unavailable(format!("{what}: {e}"))
     } else {
@@ -148,6 +151,17 @@ impl Drop for Published {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dns_rate_limits_keep_their_retry_after() {
+        let limited = DnsError::RateLimited { retry_after: Some(Duration::from_secs(7)), detail: "slow down".into() };
+        assert!(matches!(
+            dns_error(limited, "publishing TXT"),
+            IssuerError::RateLimited { retry_after: Some(d), .. } if d == Duration::from_secs(7)
+        ));
+        let refused = DnsError::InvalidConfig("no such zone".into());
+        assert!(matches!(dns_error(refused, "publishing TXT"), IssuerError::Internal(_)));
+    }
 
     #[test]
     fn challenge_names_strip_wildcards() {
