@@ -214,3 +214,45 @@ async fn failed_reload_and_failed_validation_keep_the_old_certificate_served() {
     old_served().await;
     assert_eq!((std::fs::read(cert).unwrap(), std::fs::read(key).unwrap()), original, "old files restored");
 }
+
+/// The same nginx rotated over SSH with the `acme` issuer: the key and CSR are made on the
+/// device, Pebble signs the CSR after a DNS-01 challenge through the stack's BIND9, and our
+/// own handshake sees a certificate that chains to Pebble's root and carries the device key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_rotated_over_ssh_with_the_acme_issuer() {
+    let stack = Stack::start();
+    let keys = tempfile::tempdir().unwrap();
+    let env = ssh_env(&stack, &certfleet_tests::acme::issuer_toml(&stack, keys.path()));
+    let port: u16 = stack.get("NGINX_TLS_PORT").parse().unwrap();
+    let ssh_port: u16 = stack.get("SSH_PORT").parse().unwrap();
+    let (nginx_cert, nginx_key) = (stack.get("NGINX_CERT"), stack.get("NGINX_KEY"));
+    let original_leaf = first_cert_der(nginx_cert);
+    let name = format!("web.{}", stack.get("ZONE"));
+    env.import(&serde_json::json!([{
+        "system_name": "web-acme", "common_name": name, "subject_alternative_name": [name],
+        "certificate_authority": "pebble", "host_platform": "linux",
+        "ip_address": "127.0.0.1", "port": port,
+        "settings": {"ssh_port": ssh_port, "cert_path": nginx_cert, "key_path": nginx_key,
+            "host_key": format!("ssh-ed25519 {}", stack.get("SSH_HOST_PUBKEY_B64")),
+            "reload_command": format!("nginx -c {} -s reload", stack.get("NGINX_CONF"))},
+    }]));
+    let worker = env.spawn("certfleet-worker", "worker", &["--drivers", "linux-ssh"]);
+    let _scheduler = env.spawn("certfleet-scheduler", "scheduler", &[]);
+
+    let web = settled(&env, "web-acme", Duration::from_secs(120)).await;
+    assert_eq!(web.state, AssetState::Ok, "{:?}\n{}", web.last_error, worker.log_text());
+    let served = served_leaf(&tls_connector(), port, &name).await.unwrap();
+    assert_ne!(served, original_leaf, "nginx serves a new certificate");
+    assert_eq!(served, first_cert_der(nginx_cert), "the served leaf is the installed one");
+    assert_eq!(web.fingerprint_sha256, Some(hex::encode(sha2::Sha256::digest(&served))));
+    let root = certfleet_tests::acme::pebble_root(&stack);
+    let (fingerprint, not_after) = certfleet_tests::acme::check_acme_install(
+        nginx_cert.as_ref(),
+        nginx_key.as_ref(),
+        &root,
+        std::slice::from_ref(&name),
+    );
+    assert_eq!(web.fingerprint_sha256.as_deref(), Some(fingerprint.as_str()));
+    assert_eq!(web.not_after, Some(not_after));
+    assert!(web.issuer_dn.as_deref().unwrap_or("").contains("Pebble"), "{:?}", web.issuer_dn);
+}

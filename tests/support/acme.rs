@@ -89,4 +89,3 @@ pub fn check_acme_install(
     let not_after = chrono::DateTime::from_timestamp(leaf.validity().not_after.timestamp(), 0).unwrap();
     (hex::encode(sha2::Sha256::digest(&ders[0])), not_after)
 }
-

@@ -112,8 +112,12 @@ impl AcmeIssuer {
         let account = self.account().await?;
         let identifiers: Vec<Identifier> = csr.names.iter().map(|n| Identifier::Dns(n.clone())).collect();
         let profile = self.config.profile.as_deref();
-        let mut order =
-            order::call(limits.request, "creating the order", order::new_order(account, &identifiers, profile, replaces)).await?;
+        let mut order = order::call(
+            limits.request,
+            "creating the order",
+            order::new_order(account, &identifiers, profile, replaces),
+        )
+        .await?;
         let pending = order::pending_challenges(&mut order, limits.request).await?;
         for p in &pending {
             let name = challenge_name(&p.identifier);
@@ -135,7 +139,8 @@ impl Issuer for AcmeIssuer {
         let csr = verify::check_csr(csr_der, job)?;
         let records = self.record_names(&csr.names).await?;
         let mut published = Published::new(Arc::clone(&self.zones));
-        let chain = http::with_throttle(self.run_order(&csr, csr_der, job.replaces.as_deref(), &records, &mut published)).await;
+        let chain =
+            http::with_throttle(self.run_order(&csr, csr_der, job.replaces.as_deref(), &records, &mut published)).await;
         published.remove_all().await;
         let chain = chain?;
         let mut issued = verify::check_issued(chain, &csr, self.config.expected_issuer.as_deref())?;

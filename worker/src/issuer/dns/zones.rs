@@ -1,8 +1,8 @@
 //! The writable zones of one ACME issuer: a provider per configured zone, the choice of the
 //! provider for a record (longest zone suffix), and where to check propagation.
 
-use super::lookup;
 use super::cloudflare::CloudflareProvider;
+use super::lookup;
 use super::rfc2136::Rfc2136Provider;
 use super::route53::Route53Provider;
 use super::{DnsError, DnsProvider};
