@@ -10,68 +10,22 @@
 //! `openssl verify` up to the root fetched from Pebble's management port. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_types)]
 
+mod common;
+
+use common::stack::Stack;
+
 use base64::Engine as _;
 use certfleet_proto::{KeyAlgorithm, RotationJob};
 use certfleet_shared::config::AcmeIssuerConfig;
 use certfleet_worker::issuer::acme::AcmeIssuer;
 use certfleet_worker::issuer::{Issued, Issuer, IssuerError};
 use certfleet_worker::outcome::{JobError, Outcome};
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-/// A running stack; `down.sh` runs when it drops.
-struct Stack {
-    dir: tempfile::TempDir,
-    env: HashMap<String, String>,
-}
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/stack").join(name)
-}
-
 impl Stack {
-    /// The stack shared by every test alive at the same time.
-    fn shared() -> Arc<Stack> {
-        static SHARED: Mutex<Weak<Stack>> = Mutex::new(Weak::new());
-        let mut slot = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(stack) = slot.upgrade() {
-            return stack;
-        }
-        let stack = Arc::new(Stack::start());
-        *slot = Arc::downgrade(&stack);
-        stack
-    }
-
-    fn start() -> Stack {
-        if Command::new("sh").args(["-c", "command -v pebble"]).output().map(|o| !o.status.success()).unwrap_or(true) {
-            assert!(Command::new(script("install.sh")).status().unwrap().success(), "install.sh failed");
-        }
-        let dir = tempfile::Builder::new().prefix("cf-acme-").tempdir().unwrap();
-        let status = Command::new(script("up.sh")).arg(dir.path()).status().unwrap();
-        assert!(status.success(), "up.sh failed");
-        let text = std::fs::read_to_string(dir.path().join("stack.env")).unwrap();
-        let env = text
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        Stack { dir, env }
-    }
-
-    fn get(&self, key: &str) -> &str {
-        self.env.get(key).unwrap_or_else(|| panic!("{key} missing from stack.env"))
-    }
-
-    fn named(&self) -> SocketAddr {
-        format!("{}:{}", self.get("NAMED_HOST"), self.get("NAMED_PORT")).parse().unwrap()
-    }
-
     /// A fresh name in the test zone.
     fn name(&self, label: &str) -> String {
         format!("{label}-{:08x}.{}", rand::random::<u32>(), self.get("ZONE"))
@@ -111,7 +65,7 @@ impl Stack {
 
     /// `named`'s log lines about updates of `fqdn` (proof that a record was written/removed).
     fn update_log(&self, fqdn: &str) -> (usize, usize) {
-        let log = std::fs::read_to_string(self.dir.path().join("named/named.log")).unwrap();
+        let log = std::fs::read_to_string(self.dir().join("named/named.log")).unwrap();
         // named quotes the name when adding and not when deleting.
         let count = |needle: String| log.lines().filter(|l| l.contains(&needle)).count();
         (count(format!("adding an RR at '{fqdn}' TXT")), count(format!("deleting an RR at {fqdn} TXT")))
@@ -126,12 +80,6 @@ impl Stack {
             .unwrap();
         assert!(out.status.success(), "GET {url}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = Command::new(script("down.sh")).arg(self.dir.path()).status();
     }
 }
 

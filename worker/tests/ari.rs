@@ -7,15 +7,16 @@
 //! no CA with ARI can run here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_types)]
 
+mod common;
+
+use common::stack::Stack;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use certfleet_worker::issuer::ari;
 use chrono::{TimeZone, Utc};
 use instant_acme::{Account, NewAccount};
 use serde_json::json;
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -192,44 +193,6 @@ async fn a_silent_ari_endpoint_times_out_to_none() {
     let started = Instant::now();
     assert_eq!(ari::renewal_window(&account, &pki.leaf_der, Duration::from_millis(500)).await, None);
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
-}
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/stack").join(name)
-}
-
-/// The test stack (`scripts/stack/up.sh`), stopped with `down.sh` when dropped.
-struct Stack {
-    dir: tempfile::TempDir,
-    env: HashMap<String, String>,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = Command::new(script("down.sh")).arg(self.dir.path()).status();
-    }
-}
-
-impl Stack {
-    fn start() -> Stack {
-        if Command::new("sh").args(["-c", "command -v pebble"]).output().map(|o| !o.status.success()).unwrap_or(true) {
-            assert!(Command::new(script("install.sh")).status().unwrap().success(), "install.sh failed");
-        }
-        let dir = tempfile::Builder::new().prefix("cf-ari-").tempdir().unwrap();
-        assert!(Command::new(script("up.sh")).arg(dir.path()).status().unwrap().success(), "up.sh failed");
-        let text = std::fs::read_to_string(dir.path().join("stack.env")).unwrap();
-        let env = text
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        Stack { dir, env }
-    }
-
-    fn get(&self, key: &str) -> &str {
-        self.env.get(key).unwrap_or_else(|| panic!("{key} missing from stack.env"))
-    }
 }
 
 /// Pebble 2.4 advertises no `renewalInfo`: instant-acme says so, and the helper answers None

@@ -8,66 +8,19 @@
 //! guard drops. Every check is a real signed UPDATE and a real query to that `named`. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_types)]
 
+mod common;
+
+use common::stack::Stack;
+
 use certfleet_worker::issuer::dns::rfc2136::{Rfc2136Config, Rfc2136Provider, TsigAlgorithm};
 use certfleet_worker::issuer::dns::{DnsError, DnsProvider, wait_for_txt, wait_until_absent};
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(50);
 
-/// A running stack; `down.sh` runs when it drops.
-struct Stack {
-    dir: tempfile::TempDir,
-    env: HashMap<String, String>,
-}
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/stack").join(name)
-}
-
 impl Stack {
-    /// The stack shared by every test alive at the same time.
-    fn shared() -> Arc<Stack> {
-        static SHARED: Mutex<Weak<Stack>> = Mutex::new(Weak::new());
-        let mut slot = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(stack) = slot.upgrade() {
-            return stack;
-        }
-        let stack = Arc::new(Stack::start());
-        *slot = Arc::downgrade(&stack);
-        stack
-    }
-
-    fn start() -> Stack {
-        if Command::new("sh").args(["-c", "command -v named"]).output().map(|o| !o.status.success()).unwrap_or(true) {
-            assert!(Command::new(script("install.sh")).status().unwrap().success(), "install.sh failed");
-        }
-        let dir = tempfile::Builder::new().prefix("cf-rfc2136-").tempdir().unwrap();
-        let status = Command::new(script("up.sh")).arg(dir.path()).status().unwrap();
-        assert!(status.success(), "up.sh failed");
-        let text = std::fs::read_to_string(dir.path().join("stack.env")).unwrap();
-        let env = text
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        Stack { dir, env }
-    }
-
-    fn get(&self, key: &str) -> &str {
-        self.env.get(key).unwrap_or_else(|| panic!("{key} missing from stack.env"))
-    }
-
-    fn named(&self) -> SocketAddr {
-        format!("{}:{}", self.get("NAMED_HOST"), self.get("NAMED_PORT")).parse().unwrap()
-    }
-
     /// Provider config for the key whose stack.env prefix is `prefix` (`TSIG` or `TSIG512`).
     fn config(&self, prefix: &str) -> Rfc2136Config {
         let algorithm = match self.get(&format!("{prefix}_ALGORITHM")) {
@@ -88,12 +41,6 @@ impl Stack {
     /// A fresh challenge name in the test zone.
     fn name(&self, label: &str) -> String {
         format!("_acme-challenge.{label}-{}.{}", rand::random::<u32>(), self.get("ZONE"))
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = Command::new(script("down.sh")).arg(self.dir.path()).status();
     }
 }
 

@@ -1,6 +1,6 @@
 //! Helpers shared by the driver tests: a minimal HTTP/1.1 exchange over any stream (one
 //! request per connection, `Connection: close`), and test jobs.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::disallowed_types)]
 
 use certfleet_proto::{AssetId, Driver, JobId, KeyAlgorithm, RotationJob};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -100,3 +100,4 @@ pub fn job(driver: Driver, cn: &str, sans: &[&str], settings: serde_json::Value)
     }
 }
 pub mod panos_fixture;
+pub mod stack;
