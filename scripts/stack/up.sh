@@ -153,7 +153,7 @@ PY
 spawn() {
     local pidfile=$1 logfile=$2; shift 2
     # shellcheck disable=SC2016  # $$ and $@ expand in the inner bash
-    setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 &
+    setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 9>&- &
 }
 
 # Self-signed EC P-256 cert for a TLS endpoint (nginx, haproxy).
@@ -168,6 +168,12 @@ self_signed() { # CERT KEY CN
 }
 
 # --- ports and secrets ---------------------------------------------------------
+# Stacks started at once (tests run in parallel) would race between choosing a free port
+# and binding it: one stack at a time chooses its ports and starts its daemons, under a
+# lock held on fd 9 until the last daemon listens. Daemons never inherit fd 9 (9>&-), or
+# they would keep the lock after this script exits.
+exec 9>/tmp/certfleet-stack-ports.lock
+flock -w 300 9 || die "another stack held the port lock for 300s"
 read -r NAMED_PORT PEBBLE_PORT PEBBLE_MGMT_PORT PEBBLE_HTTP_PORT PEBBLE_TLS_PORT \
         PEBBLE_EAB_PORT PEBBLE_EAB_MGMT_PORT PEBBLE_EAB_HTTP_PORT PEBBLE_EAB_TLS_PORT \
         SSH_PORT NGINX_TLS_PORT HAPROXY_TLS_PORT HAPROXY_API_PORT < <(pick_ports 13)
@@ -283,7 +289,7 @@ fi
 named-checkconf -z "$N/named.conf" >"$N/checkconf.log" 2>&1 \
     || fail_with_logs "named.conf does not check" "$N/checkconf.log"
 # -4: IPv4 only. No -u: runs as root, so it can write journals in $N.
-named -4 -c "$N/named.conf" </dev/null >>"$N/named.stderr" 2>&1 \
+named -4 -c "$N/named.conf" </dev/null >>"$N/named.stderr" 2>&1 9>&- \
     || fail_with_logs "named failed to start" "$N/named.stderr" "$N/named.log"
 dns_ready() {
     udp_listening "$NAMED_PORT" && tcp_listening "$NAMED_PORT" \
@@ -415,7 +421,7 @@ mkdir -p /run/sshd && chmod 0755 /run/sshd
     || fail_with_logs "sshd_config does not check" "$S/sshd-check.log"
 # -E: log to a file (there may be no syslog daemon). sshd must be started with
 # an absolute path (it re-execs itself).
-/usr/sbin/sshd -f "$S/sshd_config" -E "$S/sshd.log" </dev/null >>"$S/sshd.stderr" 2>&1 \
+/usr/sbin/sshd -f "$S/sshd_config" -E "$S/sshd.log" </dev/null >>"$S/sshd.stderr" 2>&1 9>&- \
     || fail_with_logs "sshd failed to start" "$S/sshd.stderr" "$S/sshd.log"
 wait_until sshd "$S/sshd.pid" 15 "$S/sshd.stderr" "$S/sshd.log" -- tcp_listening "$SSH_PORT"
 log "sshd up on 127.0.0.1:$SSH_PORT [$((SECONDS - t_start))s]"
@@ -457,7 +463,7 @@ EOF
 # -e: the error log used before the config is read (default /var/log/nginx).
 nginx -t -q -c "$X/nginx.conf" -e "$X/error.log" >"$X/nginx-check.log" 2>&1 \
     || fail_with_logs "nginx.conf does not check" "$X/nginx-check.log" "$X/error.log"
-nginx -c "$X/nginx.conf" -e "$X/error.log" </dev/null >>"$X/nginx.stderr" 2>&1 \
+nginx -c "$X/nginx.conf" -e "$X/error.log" </dev/null >>"$X/nginx.stderr" 2>&1 9>&- \
     || fail_with_logs "nginx failed to start" "$X/nginx.stderr" "$X/error.log"
 wait_until nginx "$X/nginx.pid" 15 "$X/nginx.stderr" "$X/error.log" -- tcp_listening "$NGINX_TLS_PORT"
 log "nginx up on 127.0.0.1:$NGINX_TLS_PORT [$((SECONDS - t_start))s]"
@@ -492,11 +498,12 @@ frontend fe_tls
 EOF
 haproxy -c -q -f "$H/haproxy.cfg" >"$H/haproxy-check.log" 2>&1 \
     || fail_with_logs "haproxy.cfg does not check" "$H/haproxy-check.log"
-haproxy -f "$H/haproxy.cfg" </dev/null >>"$H/haproxy.log" 2>&1 \
+haproxy -f "$H/haproxy.cfg" </dev/null >>"$H/haproxy.log" 2>&1 9>&- \
     || fail_with_logs "haproxy failed to start" "$H/haproxy.log"
 haproxy_ready() { tcp_listening "$HAPROXY_TLS_PORT" && tcp_listening "$HAPROXY_API_PORT" && [[ -S $H/admin.sock ]]; }
 wait_until haproxy "$H/haproxy.pid" 15 "$H/haproxy.log" -- haproxy_ready
 log "haproxy up on 127.0.0.1:$HAPROXY_TLS_PORT (api $HAPROXY_API_PORT) [$((SECONDS - t_start))s]"
+exec 9>&-   # every daemon listens: the next stack may choose its ports
 
 # --- nothing on a wildcard address -----------------------------------------------
 # Every socket of every daemon we started must be bound to 127.0.0.1.
