@@ -192,6 +192,31 @@ async fn plain_name() {
     assert_cleaned(&stack, &format!("_acme-challenge.{name}"));
 }
 
+/// A renewal names the certificate it replaces (RFC 9773). Pebble 2.4 offers no ARI, so the
+/// order goes out without `replaces` and still succeeds; the issued leaf carries its own
+/// ARI id for the next renewal, and no renewal window (the lifetime fraction decides).
+#[tokio::test]
+async fn renewal_with_replaces_on_a_ca_without_ari() {
+    use rcgen::PublicKeyData as _;
+    let stack = Stack::shared();
+    let dir = issuer_dir();
+    let issuer = AcmeIssuer::new(&config(&stack, dir.path(), false)).await.unwrap();
+    let name = stack.name("renewal");
+    let (first, _) = sign(&issuer, &name, &[]).await;
+    let first = first.unwrap();
+    let previous = first.info.ari_cert_id.clone().expect("an ACME leaf has an ARI id (it carries an AKI)");
+    assert_eq!(previous, certfleet_worker::issuer::ari::cert_id(&first.leaf_der).unwrap());
+    assert!(first.info.renewal_window.is_none(), "Pebble 2.4 has no renewalInfo");
+
+    let made = certfleet_worker::keygen::generate(KeyAlgorithm::EcdsaP256, &name, &[]).unwrap();
+    let mut renewal = job(&name, &[]);
+    renewal.replaces = Some(previous.clone());
+    let second = issuer.sign(&made.csr_der, &renewal).await.unwrap();
+    check_chain(&stack, "PEBBLE_MGMT_URL", &second, made.key.der_bytes(), &[&name]);
+    assert_ne!(second.info.ari_cert_id.as_deref(), Some(previous.as_str()), "a new certificate");
+    assert_cleaned(&stack, &format!("_acme-challenge.{name}"));
+}
+
 #[tokio::test]
 async fn multi_san_and_wildcard() {
     let stack = Stack::shared();
