@@ -373,6 +373,7 @@ log "pebble up on 127.0.0.1:$PEBBLE_PORT (mgmt $PEBBLE_MGMT_PORT), EAB instance 
 
 # --- sshd ----------------------------------------------------------------------
 S="$STATE/ssh"
+mkdir -p "$S/home"   # the device user's clean HOME (see SetEnv below)
 ssh-keygen -q -t ed25519 -N '' -C "certfleet-test-host" -f "$S/ssh_host_ed25519_key"
 ssh-keygen -q -t ed25519 -N '' -C "certfleet-test-client" -f "$STATE/client_ed25519"
 cp "$STATE/client_ed25519.pub" "$S/authorized_keys"
@@ -410,6 +411,10 @@ X11Forwarding no
 # is allowed (AllowStreamLocalForwarding, default yes, is not enough alone).
 AllowTcpForwarding local
 LogLevel INFO
+# The device is a clean host: its shell must not run this machine's root dotfiles (here
+# ~/.bashrc runs \`pyenv init\`, which costs seconds per command; bash reads .bashrc even
+# for commands run through sshd). HOME points at an empty home of the stack's own.
+SetEnv HOME=$S/home
 # sftp-server lives in openssh-sftp-server, only a Recommends of
 # openssh-server (not installed with --no-install-recommends); scp in
 # OpenSSH >= 9 uses SFTP too. internal-sftp needs no extra binary.
