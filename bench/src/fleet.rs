@@ -133,6 +133,16 @@ pub async fn acme(n: u64, concurrency: u16, peers_n: u64) -> anyhow::Result<()> 
     })
     .await?;
     let (secs, cpu, rss) = one_fleet_run(&env, n, "local", concurrency).await?;
+    // Every asset must hold a chain from Pebble (leaf + intermediate) on disk.
+    let certs = env.dir.path().join("certs");
+    let on_disk = (0..n)
+        .filter(|i| {
+            std::fs::read_to_string(certs.join(format!("{i}.crt")))
+                .map(|pem| pem.matches("BEGIN CERTIFICATE").count() >= 2)
+                .unwrap_or(false)
+        })
+        .count() as u64;
+    anyhow::ensure!(on_disk == n, "only {on_disk} of {n} chains on disk");
     let ours = n as f64 * 60.0 / secs;
     println!(
         "acme certfleet n={n} concurrency={concurrency}: {secs:.1}s = {ours:.1} certs/min; worker CPU {cpu:.1}s, peak RSS {rss:.0} MiB"

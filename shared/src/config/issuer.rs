@@ -136,6 +136,15 @@ pub struct AcmeIssuerConfig {
     /// Budget for the CA to validate the challenges and then to issue (default 90s each).
     #[serde(default = "default_order_timeout", with = "humantime_serde")]
     pub order_timeout: Duration,
+    /// Orders one worker keeps open at this CA at once (default 16); further jobs wait for a
+    /// slot. CAs cap pending authorizations per account, and Pebble 2.4 stalls for good when
+    /// about 50 orders of one account are validated at once.
+    #[serde(default = "default_max_concurrent_orders")]
+    pub max_concurrent_orders: usize,
+}
+
+fn default_max_concurrent_orders() -> usize {
+    16
 }
 
 fn default_propagation_timeout() -> Duration {
@@ -184,6 +193,9 @@ impl AcmeIssuerConfig {
         }
         if self.poll_interval.is_zero() || self.poll_interval > self.propagation_timeout {
             return bad("issuers.*.poll_interval", "must be longer than zero and at most propagation_timeout");
+        }
+        if self.max_concurrent_orders == 0 {
+            return bad("issuers.*.max_concurrent_orders", "must be at least 1");
         }
         if self.request_timeout.is_zero() || self.order_timeout.is_zero() {
             return bad("issuers.*.request_timeout", "request_timeout and order_timeout must be longer than zero");

@@ -38,6 +38,8 @@ pub struct AcmeIssuer {
     eab: Option<ExternalAccountKey>,
     /// Registered or loaded on first use, so a worker starts while the CA is down.
     account: OnceCell<Account>,
+    /// Slots for orders open at once (`max_concurrent_orders`).
+    order_slots: tokio::sync::Semaphore,
 }
 
 impl AcmeIssuer {
@@ -58,7 +60,8 @@ impl AcmeIssuer {
             }
             _ => None,
         };
-        Ok(Self { config: config.clone(), zones, http, sealer, eab, account: OnceCell::new() })
+        let order_slots = tokio::sync::Semaphore::new(config.max_concurrent_orders);
+        Ok(Self { config: config.clone(), zones, http, sealer, eab, account: OnceCell::new(), order_slots })
     }
 
     /// The ACME account (loaded from `account_dir` or registered on the first call).
@@ -138,6 +141,11 @@ impl Issuer for AcmeIssuer {
     async fn sign(&self, csr_der: &[u8], job: &RotationJob) -> Result<Issued, IssuerError> {
         let csr = verify::check_csr(csr_der, job)?;
         let records = self.record_names(&csr.names).await?;
+        let _slot = self
+            .order_slots
+            .acquire()
+            .await
+            .map_err(|_| IssuerError::Internal("the issuer's order slots are closed".into()))?;
         let mut published = Published::new(Arc::clone(&self.zones));
         let chain =
             http::with_throttle(self.run_order(&csr, csr_der, job.replaces.as_deref(), &records, &mut published)).await;
