@@ -10,7 +10,7 @@
 use super::linux_ssh::check_read_back;
 use super::ssh::remote::{Content, RemoteFiles, Target};
 use super::ssh::shell::{check_path, quote};
-use super::ssh::{SshClient, SshSession, target_from_settings};
+use super::ssh::{SshClient, SshSession, SshSettings};
 use super::{DeviceSession, DriverError, PlatformDriver};
 use crate::issuer::Issued;
 use async_trait::async_trait;
@@ -41,18 +41,6 @@ struct Settings {
     socket_path: Option<String>,
     #[serde(default)]
     api_address: Option<SocketAddr>,
-    #[serde(default)]
-    host: Option<String>,
-    #[serde(default)]
-    ssh_port: Option<u16>,
-    #[serde(default)]
-    user: Option<String>,
-    #[serde(default)]
-    host_key: Option<String>,
-    #[serde(default)]
-    connect_timeout_secs: Option<u64>,
-    #[serde(default)]
-    command_timeout_secs: Option<u64>,
 }
 
 /// How the runtime API is reached.
@@ -81,8 +69,9 @@ impl PlatformDriver for HaproxyDriver {
     }
 
     async fn open(&self, job: &RotationJob) -> Result<Box<dyn DeviceSession>, DriverError> {
-        let s: Settings = serde_json::from_value(job.settings.clone())
-            .map_err(|e| DriverError::InvalidSettings(format!("haproxy driver: {e}")))?;
+        let (ssh_settings, rest) = SshSettings::split(&job.settings, "haproxy")?;
+        let s: Settings =
+            serde_json::from_value(rest).map_err(|e| DriverError::InvalidSettings(format!("haproxy driver: {e}")))?;
         check_path("crt_path", &s.crt_path)?;
         let api = match (&s.socket_path, s.api_address) {
             (Some(path), None) => {
@@ -102,22 +91,14 @@ impl PlatformDriver for HaproxyDriver {
             &job.job_id.to_string(),
             vec![Target { path: s.crt_path.clone(), content: Content::ChainThenKey }],
         )?;
-        let target = target_from_settings(
-            job,
-            s.host.as_deref(),
-            s.ssh_port,
-            s.user.as_deref(),
-            s.host_key.as_deref(),
-            s.connect_timeout_secs,
-            s.command_timeout_secs,
-        )?;
+        let target = ssh_settings.target(job)?;
         let ssh = self.client.connect(&target).await?;
         let session = HaproxySession {
             ssh,
             files,
             api,
             crt: s.crt_path,
-            api_timeout: Duration::from_secs(s.command_timeout_secs.unwrap_or(30).max(1)),
+            api_timeout: Duration::from_secs(ssh_settings.command_timeout_secs.unwrap_or(30).max(1)),
             committed: false,
         };
         let checked = match session.files.preflight(&session.ssh).await {

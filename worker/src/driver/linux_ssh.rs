@@ -11,7 +11,7 @@
 
 use super::ssh::remote::{Content, RemoteFiles, Target};
 use super::ssh::shell::quote;
-use super::ssh::{SshClient, SshSession, target_from_settings};
+use super::ssh::{SshClient, SshSession, SshSettings};
 use super::{DeviceSession, DriverError, PlatformDriver};
 use crate::issuer::Issued;
 use async_trait::async_trait;
@@ -66,18 +66,6 @@ struct Settings {
     #[serde(default)]
     reload_command: Option<ReloadCommand>,
     #[serde(default)]
-    host: Option<String>,
-    #[serde(default)]
-    ssh_port: Option<u16>,
-    #[serde(default)]
-    user: Option<String>,
-    #[serde(default)]
-    host_key: Option<String>,
-    #[serde(default)]
-    connect_timeout_secs: Option<u64>,
-    #[serde(default)]
-    command_timeout_secs: Option<u64>,
-    #[serde(default)]
     reload_timeout_secs: Option<u64>,
 }
 
@@ -110,8 +98,9 @@ impl PlatformDriver for LinuxSshDriver {
     }
 
     async fn open(&self, job: &RotationJob) -> Result<Box<dyn DeviceSession>, DriverError> {
-        let s: Settings = serde_json::from_value(job.settings.clone())
-            .map_err(|e| DriverError::InvalidSettings(format!("linux-ssh driver: {e}")))?;
+        let (ssh_settings, rest) = SshSettings::split(&job.settings, "linux-ssh")?;
+        let s: Settings =
+            serde_json::from_value(rest).map_err(|e| DriverError::InvalidSettings(format!("linux-ssh driver: {e}")))?;
         if s.cert_path == s.key_path {
             return Err(DriverError::InvalidSettings("cert_path and key_path must differ".into()));
         }
@@ -123,15 +112,7 @@ impl PlatformDriver for LinuxSshDriver {
             ],
         )?;
         let reload = s.reload_command.as_ref().map(ReloadCommand::line).transpose()?;
-        let target = target_from_settings(
-            job,
-            s.host.as_deref(),
-            s.ssh_port,
-            s.user.as_deref(),
-            s.host_key.as_deref(),
-            s.connect_timeout_secs,
-            s.command_timeout_secs,
-        )?;
+        let target = ssh_settings.target(job)?;
         let ssh = self.client.connect(&target).await?;
         if let Err(e) = files.preflight(&ssh).await {
             ssh.close().await;

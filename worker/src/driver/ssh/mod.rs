@@ -7,11 +7,14 @@ pub mod remote;
 pub mod shell;
 
 use super::DriverError;
+
+mod settings;
 use certfleet_shared::config::drivers::SshClientConfig;
 use hostkey::{HostKeyCheck, HostKeyPin, Observed};
 use russh::client::{self, Handle};
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
 use russh::{ChannelMsg, Disconnect};
+pub use settings::SshSettings;
 use std::fmt;
 use std::os::unix::fs::PermissionsExt as _;
 use std::sync::{Arc, OnceLock};
@@ -257,42 +260,6 @@ impl SshSession {
         let bye = self.handle.disconnect(Disconnect::ByApplication, "", "en");
         let _ = tokio::time::timeout(Duration::from_secs(5), bye).await;
     }
-}
-
-/// Builds the connection target from the SSH keys of an asset's settings (`host`,
-/// `ssh_port`, `user`, `host_key`, timeouts), defaulting the host to the asset's address.
-pub fn target_from_settings(
-    job: &certfleet_proto::RotationJob,
-    host: Option<&str>,
-    ssh_port: Option<u16>,
-    user: Option<&str>,
-    host_key: Option<&str>,
-    connect_timeout_secs: Option<u64>,
-    command_timeout_secs: Option<u64>,
-) -> Result<SshTarget, DriverError> {
-    let host = host.or(job.ip_address.as_deref()).ok_or_else(|| {
-        DriverError::InvalidSettings("no SSH host: set `host` in the settings or the asset's ip_address".into())
-    })?;
-    if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)) {
-        return Err(DriverError::InvalidSettings(format!("host {host:?} is not a host name or address")));
-    }
-    if let Some(user) = user
-        && (user.is_empty() || !user.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
-    {
-        return Err(DriverError::InvalidSettings(format!("user {user:?} is not a valid login name")));
-    }
-    let secs = |s: Option<u64>, name: &str| match s {
-        Some(0) => Err(DriverError::InvalidSettings(format!("{name} must be at least 1"))),
-        other => Ok(other.map(Duration::from_secs)),
-    };
-    Ok(SshTarget {
-        host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
-        port: ssh_port.unwrap_or(22),
-        user: user.map(str::to_owned),
-        pin: host_key.map(HostKeyPin::parse).transpose()?,
-        connect_timeout: secs(connect_timeout_secs, "connect_timeout_secs")?,
-        command_timeout: secs(command_timeout_secs, "command_timeout_secs")?,
-    })
 }
 
 #[cfg(test)]
