@@ -1,10 +1,12 @@
 //! certfleet configuration: defaults, then the TOML file, then `CERTFLEET_*` environment
 //! variables (nested keys with `__`, for example `CERTFLEET_WORKER__CONCURRENCY=8`).
 
+pub mod api;
 pub mod dns;
 pub mod drivers;
 pub mod issuer;
 
+pub use api::ApiConfig;
 pub use drivers::{DriversConfig, PanosDriverConfig};
 pub use issuer::{AcmeIssuerConfig, InternalIssuerConfig, IssuerConfig};
 
@@ -56,6 +58,8 @@ pub struct Config {
     pub issuers: BTreeMap<String, IssuerConfig>,
     /// Log output: `text` (default) or `json`.
     pub log_format: LogFormat,
+    /// The HTTP API and dashboard.
+    pub api: ApiConfig,
 }
 
 /// Delayed retries of transient failures.
@@ -134,6 +138,7 @@ impl Default for Config {
             issuers,
             log_format: LogFormat::Text,
             drivers: DriversConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -235,6 +240,7 @@ const ENV_KEYS: &[&str] = &[
     "drivers",
     "issuers",
     "log_format",
+    "api",
 ];
 
 /// Turns `CERTFLEET_A__B=v` pairs into a nested dictionary; returns unknown names apart.
