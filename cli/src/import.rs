@@ -24,16 +24,41 @@ pub fn guess(path: &Path) -> anyhow::Result<Format> {
     }
 }
 
-/// Parses one row object, naming the field on error.
-fn row(index: usize, value: Value) -> Result<AssetInput, RowError> {
+/// Where a row came from: the wording of a missing field differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Json,
+    Csv,
+}
+
+/// The example given with a bad date.
+const RFC3339_EXAMPLE: &str = "RFC 3339, for example 2027-01-31T00:00:00Z";
+
+/// Parses one row object, naming the field (the CSV column) on error.
+fn row(index: usize, value: Value, source: Source) -> Result<AssetInput, RowError> {
     let name = value.get("system_name").and_then(Value::as_str).map(str::to_owned);
+    let original = value.clone();
     serde_path_to_error::deserialize::<_, AssetInput>(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        let (field, reason) = match inner.strip_prefix("unknown field ") {
-            Some(rest) => ("(unknown)", format!("unknown field {rest}")),
-            None if inner.starts_with("missing field") => ("(missing)", inner),
-            None => (leak_field(&path), inner),
+        let (field, reason) = if let Some(rest) = inner.strip_prefix("unknown field ") {
+            let what = if source == Source::Csv { "unknown column" } else { "unknown field" };
+            ("(unknown)", format!("{what} {rest}"))
+        } else if let Some(missing) = inner.strip_prefix("missing field ") {
+            let column = leak_field(missing.trim_matches('`'));
+            let reason = match source {
+                Source::Csv => "required, but the column is missing or the cell is empty",
+                Source::Json => "required, but missing",
+            };
+            (column, reason.to_owned())
+        } else {
+            let field = leak_field(&path);
+            match original.get(field) {
+                Some(Value::String(bad)) if field == "certificate_expiration" => {
+                    (field, format!("\"{bad}\" is not a date and time in {RFC3339_EXAMPLE} ({inner})"))
+                }
+                _ => (field, inner),
+            }
         };
         RowError { row: index + 1, name, error: FieldError { field, reason } }
     })
@@ -66,7 +91,7 @@ fn leak_field(path: &str) -> &'static str {
 fn from_json(text: &str) -> anyhow::Result<Vec<Result<AssetInput, RowError>>> {
     let value: Value = serde_json::from_str(text).context("the file is not valid JSON")?;
     let Value::Array(items) = value else { bail!("the JSON file must hold an array of asset objects") };
-    Ok(items.into_iter().enumerate().map(|(i, v)| row(i, v)).collect())
+    Ok(items.into_iter().enumerate().map(|(i, v)| row(i, v, Source::Json)).collect())
 }
 
 /// Converts one CSV cell to the JSON value its column expects. Empty cells are absent.
@@ -121,7 +146,7 @@ fn from_csv(text: &str) -> anyhow::Result<Vec<Result<AssetInput, RowError>>> {
                 name: object.get("system_name").and_then(Value::as_str).map(str::to_owned),
                 error,
             }),
-            None => row(i, Value::Object(object)),
+            None => row(i, Value::Object(object), Source::Csv),
         });
     }
     Ok(rows)
@@ -178,6 +203,35 @@ mod tests {
         assert_eq!(a.settings.as_ref().unwrap()["cert_path"], "/x");
         let err = rows[1].as_ref().unwrap_err();
         assert_eq!((err.row, err.error.field), (2, "port"));
+    }
+
+    #[test]
+    fn csv_errors_name_the_missing_column_and_quote_bad_dates() {
+        let rows = from_csv(
+            "system_name,certificate_authority,host_platform,certificate_expiration\n\
+             a,internal,local,2027-13-01\n\
+             b,internal,local,\n",
+        )
+        .unwrap();
+        let missing = rows[1].as_ref().unwrap_err();
+        assert_eq!(missing.error.field, "common_name");
+        assert_eq!(
+            missing.to_string(),
+            "row 2 (b): field `common_name`: required, but the column is missing or the cell is empty"
+        );
+        let rows = from_csv(
+            "system_name,common_name,certificate_authority,host_platform,certificate_expiration\n\
+             a,a.test,internal,local,2027-13-01\n",
+        )
+        .unwrap();
+        let date = rows[0].as_ref().unwrap_err().to_string();
+        assert!(
+            date.starts_with(
+                "row 1 (a): field `certificate_expiration`: \"2027-13-01\" is not a date and time in RFC 3339"
+            ),
+            "{date}"
+        );
+        assert!(date.contains("2027-01-31T00:00:00Z"), "{date}");
     }
 
     #[test]

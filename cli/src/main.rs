@@ -3,6 +3,8 @@
 
 mod commands;
 mod import;
+mod show;
+mod table;
 
 use certfleet_proto::Driver;
 use clap::{Parser, Subcommand};
@@ -50,6 +52,31 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// The rotation history of one asset: every job, newest first.
+    History {
+        /// The asset's system_name.
+        system_name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The internal CA.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Print where the internal CA's root is, its subject, expiry and SHA-256 fingerprint.
+    Show {
+        /// The internal issuer's name (default: the only internal issuer configured).
+        issuer: Option<String>,
+        /// Print the root certificate itself (PEM), to distribute to clients.
+        #[arg(long)]
+        pem: bool,
     },
 }
 
