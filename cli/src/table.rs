@@ -51,14 +51,14 @@ mod tests {
     #[test]
     fn columns_fit_their_widest_cell_and_stay_aligned() {
         let rows = vec![
-            vec!["web-01".to_owned(), "letsencrypt-production".to_owned(), "-".to_owned()],
+            vec!["web-01".to_owned(), "letsencrypt-production".to_owned(), "ok".to_owned()],
             vec!["a".to_owned(), "internal".to_owned(), "reload command \"false\" exited".to_owned()],
         ];
         let text = render(&["SYSTEM_NAME", "ISSUER", "LAST ERROR"], &rows);
         let lines: Vec<&str> = text.lines().collect();
         let col = |l: &str, needle: &str| l.find(needle).unwrap();
         assert_eq!(col(lines[0], "ISSUER"), col(lines[1], "letsencrypt-production"));
-        assert_eq!(col(lines[0], "LAST ERROR"), col(lines[1], "-"));
+        assert_eq!(col(lines[0], "LAST ERROR"), col(lines[1], "ok"));
         assert_eq!(col(lines[0], "LAST ERROR"), col(lines[2], "reload"));
         assert_eq!(lines[0], "SYSTEM_NAME  ISSUER                  LAST ERROR");
     }
