@@ -24,42 +24,9 @@ pub fn guess(path: &Path) -> anyhow::Result<Format> {
     }
 }
 
-/// Parses one row object, naming the field on error.
+/// Parses one row object, naming the field on error (the same parser as the API's).
 fn row(index: usize, value: Value) -> Result<AssetInput, RowError> {
-    let name = value.get("system_name").and_then(Value::as_str).map(str::to_owned);
-    serde_path_to_error::deserialize::<_, AssetInput>(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        let (field, reason) = match inner.strip_prefix("unknown field ") {
-            Some(rest) => ("(unknown)", format!("unknown field {rest}")),
-            None if inner.starts_with("missing field") => ("(missing)", inner),
-            None => (leak_field(&path), inner),
-        };
-        RowError { row: index + 1, name, error: FieldError { field, reason } }
-    })
-}
-
-/// Field names are a closed set; map the path back to its static name.
-fn leak_field(path: &str) -> &'static str {
-    const FIELDS: &[&str] = &[
-        "system_name",
-        "common_name",
-        "subject_alternative_name",
-        "certificate_authority",
-        "certificate_expiration",
-        "data_center",
-        "device_model",
-        "host_platform",
-        "ip_address",
-        "port",
-        "origin",
-        "os_version",
-        "certificate_validation",
-        "key_algorithm",
-        "settings",
-    ];
-    let head = path.split(['.', '[']).next().unwrap_or("");
-    FIELDS.iter().copied().find(|f| *f == head).unwrap_or("(row)")
+    AssetInput::from_json(index, value)
 }
 
 /// Reads a JSON array of assets.

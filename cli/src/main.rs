@@ -3,6 +3,7 @@
 
 mod commands;
 mod import;
+mod users;
 
 use certfleet_proto::Driver;
 use clap::{Parser, Subcommand};
@@ -50,6 +51,16 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Control-plane users (bootstrap: `certfleet users create NAME --role admin`).
+    Users {
+        #[command(subcommand)]
+        command: users::UsersCommand,
+    },
+    /// Control-plane API keys.
+    ApiKeys {
+        #[command(subcommand)]
+        command: users::ApiKeysCommand,
     },
 }
 
