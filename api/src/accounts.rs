@@ -120,7 +120,11 @@ pub async fn create_api_key(
 }
 
 /// Revokes an API key (effective on its next request).
-pub async fn revoke_api_key(db: &DatabaseConnection, by: &Caller, key_id: &str) -> Result<api_key::Model, AccountError> {
+pub async fn revoke_api_key(
+    db: &DatabaseConnection,
+    by: &Caller,
+    key_id: &str,
+) -> Result<api_key::Model, AccountError> {
     let key = api_keys::revoke(db, key_id).await?;
     audit(db, by, "api_key.revoke", Some(key_id), json!({"name": key.name})).await?;
     Ok(key)

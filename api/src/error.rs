@@ -146,7 +146,11 @@ impl ApiError {
         let detail = if single {
             rows.first().map_or_else(|| "invalid asset".to_owned(), |r| r.error.to_string())
         } else {
-            format!("{} invalid asset(s), nothing written: {}", rows.len(), rows.first().map(ToString::to_string).unwrap_or_default())
+            format!(
+                "{} invalid asset(s), nothing written: {}",
+                rows.len(),
+                rows.first().map(ToString::to_string).unwrap_or_default()
+            )
         };
         Self::Invalid { detail, errors }
     }
@@ -252,9 +256,10 @@ impl From<JsonRejection> for ApiError {
                     errors: vec![FieldProblem { row: None, field, reason: reason.to_owned() }],
                 }
             }
-            JsonRejection::JsonSyntaxError(_) => {
-                Self::BadRequest { detail: format!("the body is not valid JSON: {}", r.body_text()), errors: Vec::new() }
-            }
+            JsonRejection::JsonSyntaxError(_) => Self::BadRequest {
+                detail: format!("the body is not valid JSON: {}", r.body_text()),
+                errors: Vec::new(),
+            },
             JsonRejection::MissingJsonContentType(_) => {
                 Self::UnsupportedMediaType("send the body as JSON with `Content-Type: application/json`".to_owned())
             }

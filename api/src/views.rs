@@ -200,7 +200,12 @@ pub struct UserView {
 
 impl From<user::Model> for UserView {
     fn from(u: user::Model) -> Self {
-        Self { username: u.username, role: u.role, created_at: u.created_at, password_changed_at: u.password_changed_at }
+        Self {
+            username: u.username,
+            role: u.role,
+            created_at: u.created_at,
+            password_changed_at: u.password_changed_at,
+        }
     }
 }
 

@@ -61,12 +61,10 @@ pub enum ApiKeysCommand {
 
 /// The OS user running the CLI, as an audit actor.
 pub fn os_caller() -> Caller {
-    let name = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| {
-            use std::os::unix::fs::MetadataExt as _;
-            std::fs::metadata("/proc/self").map_or_else(|_| "unknown".to_owned(), |m| format!("uid:{}", m.uid()))
-        });
+    let name = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata("/proc/self").map_or_else(|_| "unknown".to_owned(), |m| format!("uid:{}", m.uid()))
+    });
     Caller { actor: name, kind: ActorKind::OsUser, role: Role::Admin, source: None, request_id: None }
 }
 
@@ -111,7 +109,9 @@ pub async fn api_keys(config: &Config, cmd: ApiKeysCommand) -> anyhow::Result<()
     match cmd {
         ApiKeysCommand::Create { name, role, ttl } => {
             let expires_at = match ttl {
-                Some(d) => Some(chrono::Utc::now() + chrono::Duration::from_std(d.into()).context("--ttl is too long")?),
+                Some(d) => {
+                    Some(chrono::Utc::now() + chrono::Duration::from_std(d.into()).context("--ttl is too long")?)
+                }
                 None => None,
             };
             let (key, secret) = accounts::create_api_key(&database, &os_caller(), &name, role, expires_at).await?;

@@ -42,10 +42,9 @@ pub fn origin(parts: &Parts) -> (Option<String>, Option<String>) {
 
 /// Authenticates the bearer of a request: an API key (`cfk_...`) or a session token.
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
-    let header = parts
-        .headers
-        .get(AUTHORIZATION)
-        .ok_or_else(|| ApiError::Unauthorized("authentication required: send `Authorization: Bearer <token>`".into()))?;
+    let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+        ApiError::Unauthorized("authentication required: send `Authorization: Bearer <token>`".into())
+    })?;
     let bearer = header
         .to_str()
         .ok()
@@ -76,7 +75,9 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
     if claims.iat < user.password_changed_at.timestamp() {
-        return Err(ApiError::Unauthorized("the password was changed since this token was issued; log in again".into()));
+        return Err(ApiError::Unauthorized(
+            "the password was changed since this token was issued; log in again".into(),
+        ));
     }
     Ok(Caller { actor: user.username, kind: ActorKind::User, role: user.role, source, request_id })
 }

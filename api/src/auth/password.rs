@@ -1,8 +1,8 @@
 //! Passwords: the rule (at least 12 characters, not the username), argon2id hashing and
 //! verification off the async runtime, and a dummy hash so an unknown user costs the same.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
 /// Minimum password length, in characters.
 pub const MIN_LEN: usize = 12;

@@ -61,7 +61,10 @@ impl Signer {
             .map_err(|reason| KeyError::Read { path: path.display().to_string(), reason })?;
         let trimmed = bytes.trim_ascii();
         if trimmed.len() < 32 {
-            return Err(KeyError::Read { path: path.display().to_string(), reason: "holds fewer than 32 bytes".into() });
+            return Err(KeyError::Read {
+                path: path.display().to_string(),
+                reason: "holds fewer than 32 bytes".into(),
+            });
         }
         Ok(Self::from_secret(trimmed, ttl))
     }

@@ -125,8 +125,14 @@ pub async fn revoke_key(
 
 async fn set_validation(cap: &Admin, s: &AppState, name: &str, on: bool) -> Result<Json<AssetView>, ApiError> {
     let a = asset_edits::set_validation(&s.db, name, on).await?;
-    accounts::audit(&s.db, cap.caller(), "asset.certificate_validation", Some(name), json!({"certificate_validation": on}))
-        .await?;
+    accounts::audit(
+        &s.db,
+        cap.caller(),
+        "asset.certificate_validation",
+        Some(name),
+        json!({"certificate_validation": on}),
+    )
+    .await?;
     Ok(Json(a.into()))
 }
 
@@ -193,7 +199,14 @@ pub async fn audit_log(
     let limit = crate::routes::limit(q.limit)?;
     let rows = audit::list(
         &s.db,
-        &audit::Filter { actor: q.actor, action: q.action, target: q.target, since: q.since, before_id: q.cursor, limit },
+        &audit::Filter {
+            actor: q.actor,
+            action: q.action,
+            target: q.target,
+            since: q.since,
+            before_id: q.cursor,
+            limit,
+        },
     )
     .await?;
     let next_cursor = if rows.len() as u64 == limit { rows.last().map(|r| r.id) } else { None };

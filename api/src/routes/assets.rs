@@ -307,9 +307,9 @@ pub async fn rotate(
     let (st, n) = (s.clone(), name.clone());
     let job = s
         .broker
-        .with_publisher(|p| async move {
-            manual::rotate_now(&st.db, &p, &routes, &n, lease).await.map_err(manual_error)
-        })
+        .with_publisher(
+            |p| async move { manual::rotate_now(&st.db, &p, &routes, &n, lease).await.map_err(manual_error) },
+        )
         .await?;
     audit(&s.db, cap.caller(), "asset.rotate", Some(&name), json!({"job_id": job.to_string()})).await?;
     Ok((StatusCode::ACCEPTED, Json(JobAnswer { job_id: job.to_string() })))

@@ -27,7 +27,9 @@ pub struct DlqQuery {
 }
 
 fn job_id(text: &str) -> Result<JobId, ApiError> {
-    text.parse::<uuid::Uuid>().map(JobId).map_err(|_| ApiError::bad_param("job_id", format!("\"{text}\" is not a UUID")))
+    text.parse::<uuid::Uuid>()
+        .map(JobId)
+        .map_err(|_| ApiError::bad_param("job_id", format!("\"{text}\" is not a UUID")))
 }
 
 /// Lists dead letters, newest first.

@@ -47,7 +47,9 @@ impl Modify for Common {
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).bearer_format("JWT or cfk_ API key").build()),
+            SecurityScheme::Http(
+                Http::builder().scheme(HttpAuthScheme::Bearer).bearer_format("JWT or cfk_ API key").build(),
+            ),
         );
         let problem = |desc: &str| {
             RefOr::T(
@@ -55,19 +57,15 @@ impl Modify for Common {
                     .description(desc)
                     .content(
                         "application/problem+json",
-                        ContentBuilder::new().schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Problem")))).build(),
+                        ContentBuilder::new()
+                            .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Problem"))))
+                            .build(),
                     )
                     .build(),
             )
         };
         for item in doc.paths.paths.values_mut() {
-            let ops = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.delete,
-                &mut item.patch,
-            ];
+            let ops = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
             for op in ops.into_iter().flatten() {
                 let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
                 let mut common = vec![
@@ -81,7 +79,12 @@ impl Modify for Common {
                     ("500", "Internal fault; the request id is in the server log"),
                     ("503", "Database or broker unavailable"),
                 ];
-                if secured || op.operation_id.as_deref().is_some_and(|id| id.contains("authenticate") || id.contains("password")) {
+                if secured
+                    || op
+                        .operation_id
+                        .as_deref()
+                        .is_some_and(|id| id.contains("authenticate") || id.contains("password"))
+                {
                     common.push(("401", "No, bad or expired credentials"));
                 }
                 if secured {

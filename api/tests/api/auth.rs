@@ -6,7 +6,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 async fn login_raw(s: &Server, user: &str, pass: &str) -> reqwest::Response {
-    s.client.post(s.url("/user/v1/authenticate")).json(&json!({"username": user, "password": pass})).send().await.unwrap()
+    s.client
+        .post(s.url("/user/v1/authenticate"))
+        .json(&json!({"username": user, "password": pass}))
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn failed_logins_are_throttled_the_same_for_unknown_users(backend: Backend) {
@@ -35,16 +40,31 @@ async fn passwords_follow_the_rule_and_a_change_ends_old_tokens(backend: Backend
     let s = Server::start(backend).await;
     let admin = s.user_token("pw-admin", Role::Admin).await;
     let (st, p) = s
-        .call(Method::POST, "/admin/v1/users", Some(&admin), Some(json!({"username": "pw-new", "password": "short", "role": "DEVELOPER"})))
+        .call(
+            Method::POST,
+            "/admin/v1/users",
+            Some(&admin),
+            Some(json!({"username": "pw-new", "password": "short", "role": "DEVELOPER"})),
+        )
         .await;
     assert_eq!((st, p["errors"][0]["field"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("password")));
     assert!(p["detail"].as_str().unwrap().contains("at least 12 characters"), "{p}");
     let (st, _) = s
-        .call(Method::POST, "/admin/v1/users", Some(&admin), Some(json!({"username": "pw-same-as-name", "password": "pw-same-as-name", "role": "DEVELOPER"})))
+        .call(
+            Method::POST,
+            "/admin/v1/users",
+            Some(&admin),
+            Some(json!({"username": "pw-same-as-name", "password": "pw-same-as-name", "role": "DEVELOPER"})),
+        )
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     let (st, _) = s
-        .call(Method::POST, "/admin/v1/users", Some(&admin), Some(json!({"username": "pw-admin", "password": "another good one", "role": "DEVELOPER"})))
+        .call(
+            Method::POST,
+            "/admin/v1/users",
+            Some(&admin),
+            Some(json!({"username": "pw-admin", "password": "another good one", "role": "DEVELOPER"})),
+        )
         .await;
     assert_eq!(st, StatusCode::CONFLICT);
     let user = s.user_token("pw-user", Role::Developer).await;
@@ -72,7 +92,12 @@ async fn api_keys_are_shown_once_used_and_revoked(backend: Backend) {
     let s = Server::start(backend).await;
     let admin = s.user_token("key-admin", Role::Admin).await;
     let (st, key) = s
-        .call(Method::POST, "/admin/v1/api-keys", Some(&admin), Some(json!({"name": "ci", "role": "PRIVILEGED", "ttl": "30d"})))
+        .call(
+            Method::POST,
+            "/admin/v1/api-keys",
+            Some(&admin),
+            Some(json!({"name": "ci", "role": "PRIVILEGED", "ttl": "30d"})),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{key}");
     let secret = key["secret"].as_str().unwrap().to_owned();
@@ -88,7 +113,10 @@ async fn api_keys_are_shown_once_used_and_revoked(backend: Backend) {
     let (_, list) = s.call(Method::GET, "/admin/v1/api-keys", Some(&admin), None).await;
     assert!(list[0]["last_used_at"].is_string(), "{list}");
     let (_, log) = s.call(Method::GET, "/admin/v1/audit?action=asset.create", Some(&admin), None).await;
-    assert_eq!((log["items"][0]["actor"].as_str(), log["items"][0]["actor_kind"].as_str()), (Some("ci"), Some("api_key")));
+    assert_eq!(
+        (log["items"][0]["actor"].as_str(), log["items"][0]["actor_kind"].as_str()),
+        (Some("ci"), Some("api_key"))
+    );
     let (st, _) = s.call(Method::DELETE, &format!("/admin/v1/api-keys/{id}"), Some(&admin), None).await;
     assert_eq!(st, StatusCode::OK);
     let (st, p) = s.call(Method::GET, "/api/v1/search", Some(&secret), None).await;
@@ -98,7 +126,12 @@ async fn api_keys_are_shown_once_used_and_revoked(backend: Backend) {
     let (st, _) = s.call(Method::GET, "/api/v1/search", Some(&tampered), None).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     let (st, p) = s
-        .call(Method::POST, "/admin/v1/api-keys", Some(&admin), Some(json!({"name": "x", "role": "ADMIN", "ttl": "soon"})))
+        .call(
+            Method::POST,
+            "/admin/v1/api-keys",
+            Some(&admin),
+            Some(json!({"name": "x", "role": "ADMIN", "ttl": "soon"})),
+        )
         .await;
     assert_eq!((st, p["errors"][0]["field"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("ttl")));
     s.stop().await;

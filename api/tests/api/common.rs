@@ -119,7 +119,13 @@ impl Server {
     }
 
     /// Sends `method path` with an optional bearer and JSON body; returns status and body.
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.client.request(method, self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -156,7 +162,14 @@ impl Drop for Server {
         let _ = Command::new("rabbitmqctl").args(["delete_vhost", &self.vhost]).output();
         if let Some(name) = &self.pg_db {
             let _ = Command::new("psql")
-                .args(["-h", "127.0.0.1", "-U", "postgres", "-c", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-c",
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                ])
                 .output();
         }
     }

@@ -28,8 +28,16 @@ async fn bad_assets_name_their_field(backend: Backend) {
         (with("b1", "common_name", json!("not a name")), "common_name", "fully qualified"),
         (with("b2", "common_name", json!("web")), "common_name", "fully qualified"),
         (with("b3", "common_name", json!("a.*.fleet.test")), "common_name", "left-most"),
-        (with("b4", "subject_alternative_name", json!(["ok.fleet.test", "*bad.fleet.test"])), "subject_alternative_name", "left-most"),
-        (with("b5", "subject_alternative_name", json!(["-x.fleet.test"])), "subject_alternative_name", "fully qualified"),
+        (
+            with("b4", "subject_alternative_name", json!(["ok.fleet.test", "*bad.fleet.test"])),
+            "subject_alternative_name",
+            "left-most",
+        ),
+        (
+            with("b5", "subject_alternative_name", json!(["-x.fleet.test"])),
+            "subject_alternative_name",
+            "fully qualified",
+        ),
         (with("b6", "ip_address", json!("10.0.0.300")), "ip_address", "IPv4 or IPv6"),
         (with("b7", "ip_address", json!("host.example")), "ip_address", "IPv4 or IPv6"),
         (with("b8", "certificate_authority", json!("nope")), "certificate_authority", "not a configured issuer"),
@@ -79,7 +87,8 @@ async fn concurrent_puts_lose_no_field(backend: Backend) {
     for round in 0..10 {
         let dc = format!("dc-{round}");
         let origin = format!("origin-{round}");
-        let a = s.call(Method::PUT, "/api/v1/assets", Some(&t), Some(json!({"system_name": "race", "data_center": dc})));
+        let a =
+            s.call(Method::PUT, "/api/v1/assets", Some(&t), Some(json!({"system_name": "race", "data_center": dc})));
         let b = s.call(Method::PUT, "/api/v1/assets", Some(&t), Some(json!({"system_name": "race", "origin": origin})));
         let (ra, rb) = tokio::join!(a, b);
         assert_eq!((ra.0, rb.0), (StatusCode::OK, StatusCode::OK), "{} {}", ra.1, rb.1);
@@ -89,11 +98,15 @@ async fn concurrent_puts_lose_no_field(backend: Backend) {
         assert_eq!(got["asset"]["common_name"], json!("race.fleet.test"));
     }
     // A PUT is validated as the merged asset; null clears an optional field.
-    let (st, p) = s.call(Method::PUT, "/api/v1/assets", Some(&t), Some(json!({"system_name": "race", "ip_address": "nope"}))).await;
+    let (st, p) = s
+        .call(Method::PUT, "/api/v1/assets", Some(&t), Some(json!({"system_name": "race", "ip_address": "nope"})))
+        .await;
     assert_eq!((st, p["errors"][0]["field"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("ip_address")));
-    let (st, got) = s.call(Method::PUT, "/api/v1/assets", Some(&t), Some(json!({"system_name": "race", "origin": null}))).await;
+    let (st, got) =
+        s.call(Method::PUT, "/api/v1/assets", Some(&t), Some(json!({"system_name": "race", "origin": null}))).await;
     assert_eq!((st, got["origin"].clone()), (StatusCode::OK, Value::Null));
-    let (st, _) = s.call(Method::PUT, "/api/v1/assets", Some(&t), Some(json!({"system_name": "ghost", "origin": "x"}))).await;
+    let (st, _) =
+        s.call(Method::PUT, "/api/v1/assets", Some(&t), Some(json!({"system_name": "ghost", "origin": "x"}))).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     s.stop().await;
 }
@@ -118,7 +131,8 @@ async fn ten_thousand_assets_all_or_none(backend: Backend) {
     let mut pages = 0;
     loop {
         let q = cursor.map_or(String::new(), |c| format!("&cursor={c}"));
-        let (st, page) = s.call(Method::GET, &format!("/api/v1/search?data_center=dc1&limit=1000{q}"), Some(&t), None).await;
+        let (st, page) =
+            s.call(Method::GET, &format!("/api/v1/search?data_center=dc1&limit=1000{q}"), Some(&t), None).await;
         assert_eq!(st, StatusCode::OK);
         for item in page["items"].as_array().unwrap() {
             assert!(seen.insert(item["system_name"].as_str().unwrap().to_owned()));
@@ -142,9 +156,27 @@ async fn every_write_is_audited_and_the_log_cannot_change(backend: Backend) {
     let admin = s.user_token("aud-admin", Role::Admin).await;
     let writes: Vec<(Method, String, Option<Value>, &str, Option<&str>)> = vec![
         (Method::POST, "/api/v1/assets".into(), Some(asset("aud-1")), "asset.create", Some("aud-1")),
-        (Method::PUT, "/api/v1/assets".into(), Some(json!({"system_name": "aud-1", "origin": "cmdb"})), "asset.update", Some("aud-1")),
-        (Method::PATCH, "/admin/v1/management/certificate-validation/unset/aud-1".into(), None, "asset.certificate_validation", Some("aud-1")),
-        (Method::POST, "/admin/v1/users".into(), Some(json!({"username": "aud-dev", "password": "a long enough pass", "role": "DEVELOPER"})), "user.create", Some("aud-dev")),
+        (
+            Method::PUT,
+            "/api/v1/assets".into(),
+            Some(json!({"system_name": "aud-1", "origin": "cmdb"})),
+            "asset.update",
+            Some("aud-1"),
+        ),
+        (
+            Method::PATCH,
+            "/admin/v1/management/certificate-validation/unset/aud-1".into(),
+            None,
+            "asset.certificate_validation",
+            Some("aud-1"),
+        ),
+        (
+            Method::POST,
+            "/admin/v1/users".into(),
+            Some(json!({"username": "aud-dev", "password": "a long enough pass", "role": "DEVELOPER"})),
+            "user.create",
+            Some("aud-dev"),
+        ),
         (Method::DELETE, "/admin/v1/users/aud-dev".into(), None, "user.delete", Some("aud-dev")),
         (Method::DELETE, "/api/v1/assets/delete/aud-1".into(), None, "asset.delete", Some("aud-1")),
     ];
@@ -162,14 +194,24 @@ async fn every_write_is_audited_and_the_log_cannot_change(backend: Backend) {
     let (_, log) = s.call(Method::GET, "/admin/v1/audit?action=asset.update", Some(&admin), None).await;
     assert_eq!(log["items"][0]["summary"], json!({"origin": "cmdb"}));
     // A failed login is a row too, and so is the successful one.
-    let _ = s.call(Method::POST, "/user/v1/authenticate", None, Some(json!({"username": "aud-admin", "password": "wrong password!"}))).await;
+    let _ = s
+        .call(
+            Method::POST,
+            "/user/v1/authenticate",
+            None,
+            Some(json!({"username": "aud-admin", "password": "wrong password!"})),
+        )
+        .await;
     let (_, log) = s.call(Method::GET, "/admin/v1/audit?target=aud-admin", Some(&admin), None).await;
     let actions: Vec<&str> = log["items"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["login.failed", "login.ok", "user.create"], "{log}");
     // No method can alter the log: the document offers none, and the server refuses them.
     let before = certfleet_shared::db::entity::audit::Entity::find().all(&s.db).await.unwrap();
     let (_, spec) = s.call(Method::GET, "/openapi.json", None, None).await;
-    let audit_ops: Vec<&String> = spec["paths"].as_object().unwrap().iter()
+    let audit_ops: Vec<&String> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
         .filter(|(p, _)| p.contains("audit"))
         .flat_map(|(_, item)| item.as_object().unwrap().keys())
         .collect();
@@ -197,7 +239,15 @@ async fn malformed_requests_are_4xx_problems(backend: Backend) {
     let res = post("{}", "text/plain").await.unwrap();
     assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let big = format!("[{}]", vec![asset("x").to_string(); 2000].join(","));
-    let res = s.client.post(s.url("/api/v1/assets")).bearer_auth(&t).header("content-type", "application/json").body(big).send().await.unwrap();
+    let res = s
+        .client
+        .post(s.url("/api/v1/assets"))
+        .bearer_auth(&t)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     let p: Value = res.json().await.unwrap();

@@ -33,10 +33,13 @@ async fn every_endpoint_and_credential(backend: Backend) {
     let now = chrono::Utc::now().timestamp();
     let expired = mint(&s.signing_key, "m-admin", "ADMIN", now - 7200, now - 3600);
     let bad_signature = mint(b"another key that is long enough for HS256", "m-admin", "ADMIN", now, now + 600);
-    let (st, key) = s.call(Method::POST, "/admin/v1/api-keys", Some(&admin), Some(json!({"name": "m-key", "role": "ADMIN"}))).await;
+    let (st, key) =
+        s.call(Method::POST, "/admin/v1/api-keys", Some(&admin), Some(json!({"name": "m-key", "role": "ADMIN"}))).await;
     assert_eq!(st, StatusCode::CREATED, "{key}");
     let revoked = key["secret"].as_str().unwrap().to_owned();
-    let (st, _) = s.call(Method::DELETE, &format!("/admin/v1/api-keys/{}", key["id"].as_str().unwrap()), Some(&admin), None).await;
+    let (st, _) = s
+        .call(Method::DELETE, &format!("/admin/v1/api-keys/{}", key["id"].as_str().unwrap()), Some(&admin), None)
+        .await;
     assert_eq!(st, StatusCode::OK);
 
     let (_, spec) = s.call(Method::GET, "/openapi.json", None, None).await;

@@ -57,6 +57,9 @@ fn client_config(ca: &CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Every handshake is a full one, so it shows the certificate served now (a resumed
+    // session would report the one of the session it resumes).
+    cfg.resumption = rustls::client::Resumption::disabled();
     Arc::new(cfg)
 }
 
@@ -146,7 +149,11 @@ async fn certificate_hot_swap_under_a_client_loop(backend: Backend) {
     assert!(get_healthz(&mut old).await, "an open connection was dropped by the swap");
     assert_eq!(old.get_ref().1.peer_certificates().unwrap()[0].to_vec(), der_a);
     let total = requests.load(Ordering::SeqCst);
-    println!("hot swap: {total} requests, {} on the new certificate, {} failed", saw_b.load(Ordering::SeqCst), failures.load(Ordering::SeqCst));
+    println!(
+        "hot swap: {total} requests, {} on the new certificate, {} failed",
+        saw_b.load(Ordering::SeqCst),
+        failures.load(Ordering::SeqCst)
+    );
     assert_eq!(failures.load(Ordering::SeqCst), 0, "failed requests across the swap");
     drop(old);
     s.stop().await;

@@ -29,8 +29,9 @@ pub async fn queue_stats(conn: &Connection, timeout: Duration) -> Result<Vec<Que
     let mut stats = Vec::new();
     for name in topology::queue_names(Driver::ALL) {
         let opts = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
-        let q = timed("queue.declare", timeout, channel.queue_declare(name.as_str().into(), opts, FieldTable::default()))
-            .await?;
+        let q =
+            timed("queue.declare", timeout, channel.queue_declare(name.as_str().into(), opts, FieldTable::default()))
+                .await?;
         stats.push(QueueStats { queue: name, messages: q.message_count(), consumers: q.consumer_count() });
     }
     let _ = channel.close(200, "done".into()).await;

@@ -174,8 +174,24 @@ fn changes(patch: &AssetPatch, merged: &mut AssetInput) -> Vec<Change> {
 
 /// Applies `patch`: the asset with the patch applied must validate, and only the patched
 /// columns are written, in one `UPDATE`. Returns the asset as stored afterwards.
-pub async fn update(db: &DatabaseConnection, patch: &AssetPatch, issuers: &[&str]) -> Result<asset::Model, UpdateError> {
+pub async fn update(
+    db: &DatabaseConnection,
+    patch: &AssetPatch,
+    issuers: &[&str],
+) -> Result<asset::Model, UpdateError> {
     let txn = db.begin().await.map_err(DbError::from)?;
+    // Write first: the transaction takes the row lock (PostgreSQL) or the write lock
+    // (SQLite, where a read lock upgraded later would fail with SQLITE_BUSY at once), so
+    // concurrent updates of one asset run one after the other.
+    let touched = asset::Entity::update_many()
+        .col_expr(asset::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(asset::Column::SystemName.eq(patch.system_name.trim()))
+        .exec(&txn)
+        .await
+        .map_err(DbError::from)?;
+    if touched.rows_affected == 0 {
+        return Err(DbError::NotFound(format!("asset \"{}\"", patch.system_name.trim())).into());
+    }
     let current = by_name(&txn, patch.system_name.trim()).await?;
     let mut merged = AssetInput::from_model(&current);
     let cols = changes(patch, &mut merged);

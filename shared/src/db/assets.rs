@@ -89,7 +89,10 @@ fn check_name(field: &'static str, name: &str) -> Result<(), FieldError> {
     }
     let body = name.strip_prefix("*.").unwrap_or(name);
     if body.contains('*') {
-        return Err(field_err(field, format!("\"{name}\": a wildcard may only be the whole left-most label (*.example.com)")));
+        return Err(field_err(
+            field,
+            format!("\"{name}\": a wildcard may only be the whole left-most label (*.example.com)"),
+        ));
     }
     let labels: Vec<&str> = body.strip_suffix('.').unwrap_or(body).split('.').collect();
     let label_ok = |l: &&str| {
