@@ -7,12 +7,10 @@ use certfleet_proto::{Driver, JobId};
 use certfleet_scheduler::manual;
 use certfleet_scheduler::policy::{self, Decision, Facts};
 use certfleet_scheduler::routes::Routes;
-use certfleet_shared::amqp::{self, Publisher, timed, topology};
+use certfleet_shared::amqp::{self, Publisher, topology};
 use certfleet_shared::db::entity::{asset, dead_letter};
 use certfleet_shared::db::{self, assets, dead_letters};
 use certfleet_shared::{Config, shutdown, telemetry};
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use sea_orm::DatabaseConnection;
 
 /// Runs the parsed command line.
@@ -38,6 +36,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queues { json } => queues(&config, json).await,
         Command::History { system_name, json } => show::history(&open_db(&config).await?, &system_name, json).await,
         Command::Ca { command: CaCommand::Show { issuer, pem } } => show::ca(&config, issuer.as_deref(), pem).await,
+        Command::Users { command } => crate::users::users(&config, command).await,
+        Command::ApiKeys { command } => crate::users::api_keys(&config, command).await,
     }
 }
 
@@ -62,9 +62,18 @@ async fn up(config: &Config, drivers: Vec<Driver>, concurrency: Option<u16>) -> 
             r
         })
     };
-    let (s, w) = tokio::join!(scheduler, worker);
+    let api = {
+        let (config, cancel) = (config.clone(), cancel.clone());
+        tokio::spawn(async move {
+            let r = certfleet_api::run(&config, cancel.clone()).await;
+            cancel.cancel();
+            r
+        })
+    };
+    let (s, w, a) = tokio::join!(scheduler, worker, api);
     s.context("scheduler task")?.context("scheduler failed")?;
     w.context("worker task")?.context("worker failed")?;
+    a.context("API task")?.context("API failed")?;
     Ok(())
 }
 
@@ -227,25 +236,9 @@ async fn dlq_discard(config: &Config, job_id: JobId) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(serde::Serialize)]
-struct QueueStats {
-    queue: String,
-    messages: u32,
-    consumers: u32,
-}
-
 async fn queues(config: &Config, json: bool) -> anyhow::Result<()> {
     let conn = amqp::connect(&config.amqp_url, "certfleet-cli", config.connect_timeout).await?;
-    let t = config.connect_timeout;
-    let channel = timed("channel.open", t, conn.create_channel()).await?;
-    topology::declare(&channel, Driver::ALL, t).await?;
-    let mut stats = Vec::new();
-    for name in topology::queue_names(Driver::ALL) {
-        let opts = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
-        let q =
-            timed("queue.declare", t, channel.queue_declare(name.as_str().into(), opts, FieldTable::default())).await?;
-        stats.push(QueueStats { queue: name, messages: q.message_count(), consumers: q.consumer_count() });
-    }
+    let stats = amqp::stats::queue_stats(&conn, config.connect_timeout).await?;
     let _ = conn.close(200, "done".into()).await;
     if json {
         println!("{}", serde_json::to_string_pretty(&stats)?);

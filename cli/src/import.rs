@@ -2,7 +2,7 @@
 //! read before anything is written; errors name the row and the field.
 
 use anyhow::{Context as _, bail};
-use certfleet_shared::db::assets::{AssetInput, FieldError, RowError};
+use certfleet_shared::db::assets::{AssetInput, FieldError, RowError, RowSource};
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -24,74 +24,17 @@ pub fn guess(path: &Path) -> anyhow::Result<Format> {
     }
 }
 
-/// Where a row came from: the wording of a missing field differs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
-    Json,
-    Csv,
-}
-
-/// The example given with a bad date.
-const RFC3339_EXAMPLE: &str = "RFC 3339, for example 2027-01-31T00:00:00Z";
-
-/// Parses one row object, naming the field (the CSV column) on error.
-fn row(index: usize, value: Value, source: Source) -> Result<AssetInput, RowError> {
-    let name = value.get("system_name").and_then(Value::as_str).map(str::to_owned);
-    let original = value.clone();
-    serde_path_to_error::deserialize::<_, AssetInput>(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        let (field, reason) = if let Some(rest) = inner.strip_prefix("unknown field ") {
-            let what = if source == Source::Csv { "unknown column" } else { "unknown field" };
-            ("(unknown)", format!("{what} {rest}"))
-        } else if let Some(missing) = inner.strip_prefix("missing field ") {
-            let column = leak_field(missing.trim_matches('`'));
-            let reason = match source {
-                Source::Csv => "required, but the column is missing or the cell is empty",
-                Source::Json => "required, but missing",
-            };
-            (column, reason.to_owned())
-        } else {
-            let field = leak_field(&path);
-            match original.get(field) {
-                Some(Value::String(bad)) if field == "certificate_expiration" => {
-                    (field, format!("\"{bad}\" is not a date and time in {RFC3339_EXAMPLE} ({inner})"))
-                }
-                _ => (field, inner),
-            }
-        };
-        RowError { row: index + 1, name, error: FieldError { field, reason } }
-    })
-}
-
-/// Field names are a closed set; map the path back to its static name.
-fn leak_field(path: &str) -> &'static str {
-    const FIELDS: &[&str] = &[
-        "system_name",
-        "common_name",
-        "subject_alternative_name",
-        "certificate_authority",
-        "certificate_expiration",
-        "data_center",
-        "device_model",
-        "host_platform",
-        "ip_address",
-        "port",
-        "origin",
-        "os_version",
-        "certificate_validation",
-        "key_algorithm",
-        "settings",
-    ];
-    let head = path.split(['.', '[']).next().unwrap_or("");
-    FIELDS.iter().copied().find(|f| *f == head).unwrap_or("(row)")
+/// Parses one row object, naming the field (the CSV column) on error: the same parser as
+/// the API's.
+fn row(index: usize, value: Value, source: RowSource) -> Result<AssetInput, RowError> {
+    AssetInput::from_row(index, value, source)
 }
 
 /// Reads a JSON array of assets.
 fn from_json(text: &str) -> anyhow::Result<Vec<Result<AssetInput, RowError>>> {
     let value: Value = serde_json::from_str(text).context("the file is not valid JSON")?;
     let Value::Array(items) = value else { bail!("the JSON file must hold an array of asset objects") };
-    Ok(items.into_iter().enumerate().map(|(i, v)| row(i, v, Source::Json)).collect())
+    Ok(items.into_iter().enumerate().map(|(i, v)| row(i, v, RowSource::Json)).collect())
 }
 
 /// Converts one CSV cell to the JSON value its column expects. Empty cells are absent.
@@ -146,7 +89,7 @@ fn from_csv(text: &str) -> anyhow::Result<Vec<Result<AssetInput, RowError>>> {
                 name: object.get("system_name").and_then(Value::as_str).map(str::to_owned),
                 error,
             }),
-            None => row(i, Value::Object(object), Source::Csv),
+            None => row(i, Value::Object(object), RowSource::Csv),
         });
     }
     Ok(rows)

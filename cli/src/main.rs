@@ -5,6 +5,7 @@ mod commands;
 mod import;
 mod show;
 mod table;
+mod users;
 
 use certfleet_proto::Driver;
 use clap::{Parser, Subcommand};
@@ -66,6 +67,16 @@ enum Command {
         #[command(subcommand)]
         command: CaCommand,
     },
+    /// Control-plane users (bootstrap: `certfleet users create NAME --role admin`).
+    Users {
+        #[command(subcommand)]
+        command: users::UsersCommand,
+    },
+    /// Control-plane API keys.
+    ApiKeys {
+        #[command(subcommand)]
+        command: users::ApiKeysCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,8 +88,6 @@ enum CaCommand {
         /// Print the root certificate itself (PEM), to distribute to clients.
         #[arg(long)]
         pem: bool,
-    },
-}
 
 #[derive(Debug, Subcommand)]
 enum AssetsCommand {

@@ -3,6 +3,7 @@
 
 pub mod headers;
 mod publisher;
+pub mod stats;
 pub mod topology;
 
 pub use publisher::{Outgoing, PendingConfirm, Publisher};

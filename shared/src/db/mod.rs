@@ -2,12 +2,17 @@
 //! process uses. SQLite is the embedded default; PostgreSQL works identically.
 
 pub mod asset_history;
+pub mod api_keys;
+pub mod asset_edits;
 pub mod assets;
+pub mod audit;
 pub mod dead_letters;
 pub mod entity;
 pub mod history;
 mod job;
 pub mod migration;
+pub mod search;
+pub mod users;
 
 pub use job::{JobBuildError, job_from_asset};
 
@@ -60,6 +65,9 @@ pub enum DbError {
     /// A row that should exist does not.
     #[error("{0} not found")]
     NotFound(String),
+    /// A row with the same unique key exists already.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 // The query error is in the message; it is not also a `source()` (a chain would repeat it).
