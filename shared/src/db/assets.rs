@@ -162,19 +162,50 @@ impl AssetInput {
     }
 }
 
+/// Where a row came from: the wording of a missing or unknown field differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowSource {
+    /// A JSON object (an import file's array item, or an API body).
+    Json,
+    /// A CSV line turned into an object (columns are fields).
+    Csv,
+}
+
+/// The example given with a bad date.
+const RFC3339_EXAMPLE: &str = "RFC 3339, for example 2027-01-31T00:00:00Z";
+
 impl AssetInput {
     /// Parses one row object (row `index`, 0-based), naming the field on error: the one
     /// parser of the CLI's import files and the API's bodies.
     pub fn from_json(index: usize, value: serde_json::Value) -> Result<Self, RowError> {
+        Self::from_row(index, value, RowSource::Json)
+    }
+
+    /// Like [`AssetInput::from_json`], worded for `source` (a CSV names columns).
+    pub fn from_row(index: usize, value: serde_json::Value, source: RowSource) -> Result<Self, RowError> {
         let name = value.get("system_name").and_then(serde_json::Value::as_str).map(str::to_owned);
+        let original = value.clone();
         serde_path_to_error::deserialize::<_, AssetInput>(value).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner().to_string();
-            let quoted = inner.split('`').nth(1).unwrap_or("");
-            let (field, reason) = match inner.strip_prefix("unknown field ") {
-                Some(rest) => ("(unknown)", format!("unknown field {rest}")),
-                None if inner.starts_with("missing field") => (static_field(quoted).unwrap_or("(missing)"), inner),
-                None => (static_field(&path).unwrap_or("(row)"), inner),
+            let (field, reason) = if let Some(rest) = inner.strip_prefix("unknown field ") {
+                let what = if source == RowSource::Csv { "unknown column" } else { "unknown field" };
+                ("(unknown)", format!("{what} {rest}"))
+            } else if let Some(missing) = inner.strip_prefix("missing field ") {
+                let column = static_field(missing.trim_matches('`')).unwrap_or("(row)");
+                let reason = match source {
+                    RowSource::Csv => "required, but the column is missing or the cell is empty",
+                    RowSource::Json => "required, but missing",
+                };
+                (column, reason.to_owned())
+            } else {
+                let field = static_field(&path).unwrap_or("(row)");
+                match original.get(field) {
+                    Some(serde_json::Value::String(bad)) if field == "certificate_expiration" => {
+                        (field, format!("\"{bad}\" is not a date and time in {RFC3339_EXAMPLE} ({inner})"))
+                    }
+                    _ => (field, inner),
+                }
             };
             RowError { row: index + 1, name, error: FieldError { field, reason } }
         })
