@@ -6,6 +6,7 @@ pub mod dead_letters;
 pub mod entity;
 pub mod history;
 mod job;
+pub mod leader;
 pub mod migration;
 
 pub use job::{JobBuildError, job_from_asset};
