@@ -78,7 +78,7 @@ pub async fn consume(
             Some(Ok(d)) => d,
             Some(Err(e)) => {
                 warn!(error = %e, "dead-letter consumer error; waiting for recovery");
-                channel.wait_for_recovery(e).await.map_err(|source| AmqpError::Op { op: "recovery", source })?;
+                channel.wait_for_recovery(e).await.map_err(|cause| AmqpError::Op { op: "recovery", cause })?;
                 continue;
             }
             None => break,

@@ -150,6 +150,20 @@ if ! command -v moto_server >/dev/null; then
     command -v moto_server >/dev/null || die "moto_server still missing after pip install"
 fi
 
+# schemathesis (PyPI), the OpenAPI fuzzer of scripts/schemathesis.sh, in a venv of its own
+# from Debian's python3 (the python3 on PATH may be another one).
+venv=${CERTFLEET_VENV:-/var/tmp/certfleet-venv}
+if [[ ! -x $venv/bin/schemathesis ]]; then
+    log "installing schemathesis into $venv"
+    /usr/bin/python3 -m venv --help >/dev/null 2>&1 && [[ -e /usr/lib/python3/dist-packages ]] \
+        || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv; }
+    [[ -x $venv/bin/pip ]] || /usr/bin/python3 -m venv "$venv" \
+        || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv \
+             && /usr/bin/python3 -m venv "$venv"; }
+    (cd /tmp && "$venv/bin/pip" install --quiet 'schemathesis>=4,<5')
+    [[ -x $venv/bin/schemathesis ]] || die "schemathesis still missing after pip install"
+fi
+
 for p in "${packages[@]}"; do
     is_installed "$p" || die "package $p is still not installed"
 done

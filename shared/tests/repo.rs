@@ -263,6 +263,44 @@ async fn renewal_info_round_trips_to_scan_rows_and_jobs(db: DatabaseConnection) 
     assert_eq!(job_from_asset(&a3, Driver::Local, JobId::new(), 1, Utc::now()).unwrap().replaces, None);
 }
 
+/// `certfleet history`: every job of one asset, newest first, with outcome, class, error,
+/// worker and times; an unknown asset is "not found".
+async fn asset_history_lists_jobs_newest_first(db: DatabaseConnection) {
+    assets::import(&db, &[input("a"), input("other")], ISSUERS).await.unwrap();
+    let a = assets::by_name(&db, "a").await.unwrap();
+    let other = assets::by_name(&db, "other").await.unwrap();
+    let mut first = rotated(JobId::new(), a.id, "aa");
+    first.started_at = Utc::now() - Duration::hours(2);
+    let mut second = rotated(JobId::new(), a.id, "bb");
+    second.started_at = Utc::now() - Duration::hours(1);
+    second.attempt = 3;
+    second.worker = "worker-2".into();
+    second.outcome = RotationOutcome::RolledBack { cause: "reload command \"false\" exited with status 1".into() };
+    let elsewhere = rotated(JobId::new(), other.id, "cc");
+    history::apply_results(&db, &[first.clone(), second.clone(), elsewhere], StdDuration::from_secs(60)).await.unwrap();
+
+    let h = db::asset_history::of_asset(&db, "a").await.unwrap();
+    assert_eq!((h.system_name.as_str(), h.state), ("a", AssetState::Failed));
+    assert_eq!(h.jobs.iter().map(|j| j.job_id).collect::<Vec<_>>(), vec![second.job_id.0, first.job_id.0]);
+    let (newest, oldest) = (&h.jobs[0], &h.jobs[1]);
+    assert_eq!(
+        (newest.attempts, newest.outcome, newest.worker.as_deref()),
+        (3, RotationStatus::RolledBack, Some("worker-2"))
+    );
+    assert_eq!(newest.error_class.as_deref(), Some("rolled_back"));
+    assert_eq!(newest.error.as_deref(), Some("reload command \"false\" exited with status 1"));
+    assert!(newest.finished_at.is_some());
+    assert_eq!(
+        (oldest.outcome, oldest.error.as_deref(), oldest.driver.as_str()),
+        (RotationStatus::Rotated, None, "local")
+    );
+    let json = serde_json::to_value(&h).unwrap();
+    assert_eq!(json["jobs"][0]["outcome"], "rolled_back");
+    assert_eq!(json["state"], "failed");
+    let missing = db::asset_history::of_asset(&db, "nope").await.unwrap_err().to_string();
+    assert!(missing.contains("nope") && missing.contains("not found"), "{missing}");
+}
+
 /// Batches larger than the databases' bind-parameter limits are split, not refused.
 async fn large_batches_fit_bind_limits(db: DatabaseConnection) {
     let rows: Vec<AssetInput> = (0..5000).map(|i| input(&format!("big{i:04}"))).collect();
@@ -321,6 +359,7 @@ both_backends!(
     pages_stream_every_row_once_and_jobs_convert,
     large_batches_fit_bind_limits,
     renewal_info_round_trips_to_scan_rows_and_jobs,
+    asset_history_lists_jobs_newest_first,
 );
 
 #[tokio::test]

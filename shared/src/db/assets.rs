@@ -15,6 +15,7 @@ use std::net::IpAddr;
 
 /// One asset as operators write it (Ottr's field names). Unknown fields are rejected.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AssetInput {
     /// Unique key.
@@ -57,6 +58,7 @@ pub struct AssetInput {
     pub key_algorithm: Option<String>,
     /// Driver-specific settings object.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub settings: Option<serde_json::Value>,
 }
 
@@ -78,25 +80,49 @@ fn field_err(field: &'static str, reason: impl Into<String>) -> FieldError {
     FieldError { field, reason: reason.into() }
 }
 
-/// Checks that `name` looks like a DNS name (wildcards allowed) or an IP address.
+/// Checks that `name` is an FQDN (at least two labels of letters, digits and inner hyphens,
+/// a non-numeric top label), optionally with `*` as its whole left-most label, or an IPv4 or
+/// IPv6 address.
 fn check_name(field: &'static str, name: &str) -> Result<(), FieldError> {
     if name.parse::<IpAddr>().is_ok() {
         return Ok(());
     }
     let body = name.strip_prefix("*.").unwrap_or(name);
-    let ok = !body.is_empty()
-        && body.len() <= 253
-        && body.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        });
-    if ok { Ok(()) } else { Err(field_err(field, format!("{name:?} is not a DNS name or IP address"))) }
+    if body.contains('*') {
+        return Err(field_err(
+            field,
+            format!("\"{name}\": a wildcard may only be the whole left-most label (*.example.com)"),
+        ));
+    }
+    let labels: Vec<&str> = body.strip_suffix('.').unwrap_or(body).split('.').collect();
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let ok = body.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(label_ok)
+        && labels.last().is_some_and(|tld| !tld.chars().all(|c| c.is_ascii_digit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(field_err(field, format!("\"{name}\" is not a fully qualified domain name or an IP address")))
+    }
 }
 
 impl AssetInput {
+    /// The SANs to request: as given, or `[common_name]` when none are given.
+    pub fn sans(&self) -> Vec<String> {
+        if self.subject_alternative_name.is_empty() {
+            vec![self.common_name.clone()]
+        } else {
+            self.subject_alternative_name.clone()
+        }
+    }
+
     /// Validates the row; `issuers` are the issuer names the config knows.
     pub fn validate(&self, issuers: &[&str]) -> Result<(), FieldError> {
         let name = self.system_name.trim();
@@ -122,9 +148,9 @@ impl AssetInput {
             return Err(field_err("port", format!("{port} is not in 1..=65535")));
         }
         if let Some(ip) = &self.ip_address
-            && (ip.is_empty() || ip.chars().any(char::is_whitespace))
+            && ip.parse::<IpAddr>().is_err()
         {
-            return Err(field_err("ip_address", format!("{ip:?} is not an address or host name")));
+            return Err(field_err("ip_address", format!("\"{ip}\" is not an IPv4 or IPv6 address")));
         }
         if let Some(alg) = &self.key_algorithm {
             alg.parse::<KeyAlgorithm>().map_err(|e| field_err("key_algorithm", e.to_string()))?;
@@ -134,6 +160,48 @@ impl AssetInput {
             Some(other) => Err(field_err("settings", format!("must be a JSON object, not {other}"))),
         }
     }
+}
+
+impl AssetInput {
+    /// Parses one row object (row `index`, 0-based), naming the field on error: the one
+    /// parser of the CLI's import files and the API's bodies.
+    pub fn from_json(index: usize, value: serde_json::Value) -> Result<Self, RowError> {
+        let name = value.get("system_name").and_then(serde_json::Value::as_str).map(str::to_owned);
+        serde_path_to_error::deserialize::<_, AssetInput>(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            let quoted = inner.split('`').nth(1).unwrap_or("");
+            let (field, reason) = match inner.strip_prefix("unknown field ") {
+                Some(rest) => ("(unknown)", format!("unknown field {rest}")),
+                None if inner.starts_with("missing field") => (static_field(quoted).unwrap_or("(missing)"), inner),
+                None => (static_field(&path).unwrap_or("(row)"), inner),
+            };
+            RowError { row: index + 1, name, error: FieldError { field, reason } }
+        })
+    }
+}
+
+/// Field names are a closed set; map a path back to its static name.
+fn static_field(path: &str) -> Option<&'static str> {
+    const FIELDS: &[&str] = &[
+        "system_name",
+        "common_name",
+        "subject_alternative_name",
+        "certificate_authority",
+        "certificate_expiration",
+        "data_center",
+        "device_model",
+        "host_platform",
+        "ip_address",
+        "port",
+        "origin",
+        "os_version",
+        "certificate_validation",
+        "key_algorithm",
+        "settings",
+    ];
+    let head = path.split(['.', '[']).next().unwrap_or("");
+    FIELDS.iter().copied().find(|f| *f == head)
 }
 
 /// A bad row in an import file.
@@ -174,7 +242,7 @@ fn active_model(row: &AssetInput, now: DateTime<Utc>) -> asset::ActiveModel {
     asset::ActiveModel {
         system_name: Set(row.system_name.trim().to_owned()),
         common_name: Set(row.common_name.clone()),
-        subject_alternative_name: Set(serde_json::json!(row.subject_alternative_name)),
+        subject_alternative_name: Set(serde_json::json!(row.sans())),
         certificate_authority: Set(row.certificate_authority.clone()),
         certificate_expiration: Set(row.certificate_expiration),
         data_center: Set(row.data_center.clone()),
@@ -247,6 +315,51 @@ pub async fn import(
     Ok(ImportSummary { written: rows.len() })
 }
 
+/// Like [`import`], but every `system_name` must be new: [`ImportError::Exists`] names the
+/// ones that are taken, and nothing is written (the API's `POST /api/v1/assets`).
+pub async fn create(
+    db: &DatabaseConnection,
+    rows: &[AssetInput],
+    issuers: &[&str],
+) -> Result<ImportSummary, ImportError> {
+    let errors = validate_all(rows, issuers);
+    if !errors.is_empty() {
+        return Err(ImportError::Rows(errors));
+    }
+    let now = Utc::now();
+    let txn = db.begin().await.map_err(DbError::from)?;
+    let names: Vec<String> = rows.iter().map(|r| r.system_name.trim().to_owned()).collect();
+    let mut taken = Vec::new();
+    for chunk in names.chunks(500) {
+        use sea_orm::QuerySelect;
+        let found: Vec<String> = asset::Entity::find()
+            .select_only()
+            .column(asset::Column::SystemName)
+            .filter(asset::Column::SystemName.is_in(chunk.iter().cloned()))
+            .into_tuple()
+            .all(&txn)
+            .await
+            .map_err(DbError::from)?;
+        taken.extend(found);
+    }
+    if !taken.is_empty() {
+        taken.sort();
+        return Err(ImportError::Exists(taken));
+    }
+    for chunk in rows.chunks(500) {
+        asset::Entity::insert_many(chunk.iter().map(|r| active_model(r, now)))
+            .exec_without_returning(&txn)
+            .await
+            .map_err(|e| match e.sql_err() {
+                // A concurrent create of the same name won the race.
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => ImportError::Exists(Vec::new()),
+                _ => ImportError::Db(e.into()),
+            })?;
+    }
+    txn.commit().await.map_err(DbError::from)?;
+    Ok(ImportSummary { written: rows.len() })
+}
+
 async fn reset_unroutable(db: &impl ConnectionTrait, names: &[String], now: DateTime<Utc>) -> Result<(), DbError> {
     asset::Entity::update_many()
         .col_expr(asset::Column::State, AssetState::Due.as_str().into())
@@ -266,6 +379,9 @@ pub enum ImportError {
     /// Some rows are invalid; every bad row is listed.
     #[error("{} invalid row(s), nothing imported:\n  {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
     Rows(Vec<RowError>),
+    /// Some `system_name`s exist already (create only); nothing was written.
+    #[error("asset(s) already exist: {}", .0.join(", "))]
+    Exists(Vec<String>),
     /// The database failed; the transaction was rolled back.
     #[error(transparent)]
     Db(#[from] DbError),
