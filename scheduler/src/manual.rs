@@ -97,7 +97,7 @@ async fn publish_for(
         .map_err(|e| ManualError::Unroutable { name: asset.system_name.clone(), reason: e.to_string() })?;
     let claim = Claim { asset_id: asset.id, job_id, driver };
     let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::hours(1));
-    if history::claim(db, &[asset.id], ClaimScope::Operator, now, lease_until).await?.is_empty() {
+    if history::claim(db, &[asset.id], ClaimScope::Operator, now, lease_until, None).await?.is_empty() {
         return Err(ManualError::InFlight {
             name: asset.system_name.clone(),
             until: asset.lease_until.map_or("unknown".into(), |t| t.to_rfc3339()),

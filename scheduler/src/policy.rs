@@ -192,6 +192,9 @@ fn renewal_window(f: &Facts, now: DateTime<Utc>) -> Option<Decision> {
     Some(if now >= renew_at { Decision::Due(DueReason::RenewalWindow) } else { Decision::NotDue(Some(renew_at)) })
 }
 
+mod due;
+pub use due::{PolicyInputs, disagrees, next_due_at};
+
 #[cfg(test)]
 mod suggested_tests;
 

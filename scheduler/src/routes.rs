@@ -193,6 +193,7 @@ mod tests {
             ari_cert_id: None,
             renewal_window_start: None,
             renewal_window_end: None,
+            next_due_at: None,
             updated_at: chrono::Utc::now(),
         }
     }

@@ -2,9 +2,14 @@
 //! narrow rows (keyset pagination, never all in memory) and decide; route and claim the due
 //! ones and build their jobs from the claimed rows; publish with confirms, keeping a few
 //! batches of confirms outstanding.
+//!
+//! A scan reads only the rows whose stored `next_due_at` has come (in that order), so its
+//! cost follows the due work, not the inventory. The full pass reads every row in id order
+//! and checks each stored time against the policy: a disagreement is a bug, counted,
+//! logged and corrected.
 
 use crate::SchedulerError;
-use crate::policy::{self, Decision, Facts};
+use crate::policy::{self, Decision, PolicyInputs};
 use crate::publish::{InFlight, retry_failed, send_jobs};
 use crate::routes::Routes;
 use certfleet_proto::{JobId, RotationJob};
@@ -12,23 +17,37 @@ use certfleet_shared::Config;
 use certfleet_shared::amqp::Publisher;
 use certfleet_shared::db::assets::{self, ScanRow};
 use certfleet_shared::db::history::{self, Claim, ClaimScope};
+use certfleet_shared::db::leader::Lease;
 use certfleet_shared::db::{DbError, job_from_asset};
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, TransactionTrait};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Batches of published jobs whose confirms may be outstanding at once.
 const CONFIRM_WINDOW: usize = 8;
 /// Due rows claimed in one transaction at most.
 const CLAIM_BATCH: usize = 5000;
 
+/// Which rows a scan reads.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanMode {
+    /// Only rows whose `next_due_at` has come, in that order.
+    #[default]
+    Due,
+    /// Every row, checking every stored `next_due_at` against the policy.
+    Full,
+}
+
 /// Counts from one scan.
 #[derive(Debug, Default, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct ScanReport {
+    /// Which rows were read.
+    pub mode: ScanMode,
     /// Rows read.
     pub scanned: u64,
     /// Rows found due.
@@ -41,6 +60,12 @@ pub struct ScanReport {
     pub skipped: u64,
     /// Jobs the broker would not take (their assets were released for the next scan).
     pub publish_failed: u64,
+    /// Rows read but not due whose `next_due_at` was stored anew (a writer had asked for a
+    /// decision, or the full pass corrected it).
+    pub rescheduled: u64,
+    /// Full pass only: rows whose stored `next_due_at` disagreed with the policy. Always 0
+    /// unless there is a bug; each is logged.
+    pub corrected: u64,
     /// Seconds spent reading pages.
     pub read_secs: f64,
     /// Seconds spent claiming (marking in flight, history rows).
@@ -57,6 +82,8 @@ impl ScanReport {
         self.unroutable += o.unroutable;
         self.skipped += o.skipped;
         self.publish_failed += o.publish_failed;
+        self.rescheduled += o.rescheduled;
+        self.corrected += o.corrected;
         self.read_secs += o.read_secs;
         self.claim_secs += o.claim_secs;
         self.publish_secs += o.publish_secs;
@@ -74,6 +101,8 @@ pub struct Scanner {
     pub routes: Arc<Routes>,
     /// Config (page size, lease, issuers' renewal overrides).
     pub config: Arc<Config>,
+    /// The scheduler lease this scan claims under (`None`: no fencing, for tests and tools).
+    pub lease: Option<Lease>,
 }
 
 /// Claimed jobs on their way to the broker.
@@ -83,22 +112,28 @@ struct Batch {
 }
 
 impl Scanner {
-    /// Scans the whole inventory once at `now`. The three stages run as tasks of their own,
-    /// so reading, claiming and publishing proceed in parallel.
-    pub async fn scan(&self, now: DateTime<Utc>) -> Result<ScanReport, SchedulerError> {
+    /// Scans once at `now`, reading the rows `mode` says. The three stages run as tasks of
+    /// their own, so reading, claiming and publishing proceed in parallel.
+    pub async fn scan(&self, now: DateTime<Utc>, mode: ScanMode) -> Result<ScanReport, SchedulerError> {
         let (due_tx, due_rx) = mpsc::channel(4);
         let (batch_tx, batch_rx) = mpsc::channel(4);
         let (s1, s2, s3) = (self.clone(), self.clone(), self.clone());
-        let read = tokio::spawn(async move { s1.read(now, due_tx).await });
+        let read = tokio::spawn(async move { s1.read(now, mode, due_tx).await });
         let claim = tokio::spawn(async move { s2.claim(now, due_rx, batch_tx).await });
         let publish = tokio::spawn(async move { s3.publish(batch_rx).await });
-        let mut report = ScanReport::default();
+        let mut report = ScanReport { mode, ..ScanReport::default() };
         for stage in [read.await, claim.await, publish.await] {
             report.add(&stage.map_err(|e| SchedulerError::Stage(format!("scan stage failed: {e}")))??);
         }
+        if report.corrected > 0 {
+            error!(corrected = report.corrected, "BUG: the full pass corrected stored next_due_at values");
+        }
         info!(
+            mode = ?report.mode,
             scanned = report.scanned,
             due = report.due,
+            rescheduled = report.rescheduled,
+            corrected = report.corrected,
             published = report.published,
             unroutable = report.unroutable,
             publish_failed = report.publish_failed,
@@ -110,32 +145,15 @@ impl Scanner {
         Ok(report)
     }
 
-    /// Stage 1: pages in id order; passes on the due rows of each page.
-    async fn read(&self, now: DateTime<Utc>, due_tx: mpsc::Sender<Vec<ScanRow>>) -> Result<ScanReport, SchedulerError> {
-        let mut report = ScanReport::default();
-        let renew_before: HashMap<&str, Option<std::time::Duration>> =
-            self.config.issuers.iter().map(|(name, c)| (name.as_str(), c.renew_before())).collect();
-        let mut after = 0;
-        loop {
-            let t = Instant::now();
-            let page = assets::scan_page(&self.db, after, self.config.scan_page_size).await?;
-            report.read_secs += t.elapsed().as_secs_f64();
-            let Some(last) = page.last() else { break };
-            after = last.id;
-            report.scanned += page.len() as u64;
-            let due: Vec<ScanRow> = page
-                .into_iter()
-                .filter(|a| {
-                    let rb = renew_before.get(a.certificate_authority.as_str()).copied().flatten();
-                    matches!(policy::decide(&Facts::of_scan(a, rb), now), Decision::Due(_))
-                })
-                .collect();
-            report.due += due.len() as u64;
-            if !due.is_empty() && due_tx.send(due).await.is_err() {
-                break; // a later stage failed; its error is reported
-            }
-        }
-        Ok(report)
+    /// Stage 1: see [`read_due`].
+    async fn read(
+        &self,
+        now: DateTime<Utc>,
+        mode: ScanMode,
+        due_tx: mpsc::Sender<Vec<ScanRow>>,
+    ) -> Result<ScanReport, SchedulerError> {
+        let inputs = PolicyInputs::of(&self.config);
+        read_due(&self.db, &inputs, self.config.scan_page_size, now, mode, due_tx).await
     }
 
     /// Stage 2: claims the due assets, then routes the claimed rows and builds their jobs.
@@ -161,7 +179,7 @@ impl Scanner {
             let txn = self.db.begin().await.map_err(DbError::from)?;
             history::relax_durability(&txn).await?;
             let ids: Vec<i64> = due.iter().map(|row| row.id).collect();
-            let claimed = history::claim(&txn, &ids, ClaimScope::Scan, now, lease_until).await?;
+            let claimed = history::claim(&txn, &ids, ClaimScope::Scan, now, lease_until, self.lease.as_ref()).await?;
             report.skipped += (ids.len() - claimed.len()) as u64;
             let mut batch =
                 Batch { claims: Vec::with_capacity(claimed.len()), jobs: Vec::with_capacity(claimed.len()) };
@@ -231,4 +249,76 @@ impl Scanner {
         history::release(&self.db, &claims, &reason).await?;
         Ok(())
     }
+}
+
+/// Reads pages (due-ordered, or every row in id order for the full pass), sends the due
+/// rows of each page on `due_tx`, and stores the computed `next_due_at` of the rows that
+/// are not due where it differs from the stored one.
+pub async fn read_due(
+    db: &DatabaseConnection,
+    inputs: &PolicyInputs,
+    page_size: u64,
+    now: DateTime<Utc>,
+    mode: ScanMode,
+    due_tx: mpsc::Sender<Vec<ScanRow>>,
+) -> Result<ScanReport, SchedulerError> {
+    let mut report = ScanReport::default();
+    let (mut after_id, mut after_due) = (0, None);
+    loop {
+        let t = Instant::now();
+        let page = match mode {
+            ScanMode::Due => assets::due_page(db, now, after_due, page_size).await?,
+            ScanMode::Full => assets::scan_page(db, after_id, page_size).await?,
+        };
+        report.read_secs += t.elapsed().as_secs_f64();
+        let Some(last) = page.last() else { break };
+        after_id = last.id;
+        after_due = last.next_due_at.map(|at| (at, last.id));
+        report.scanned += page.len() as u64;
+        let decided = decide_page(page, inputs, now, mode);
+        report.corrected += decided.corrected;
+        if !decided.reschedule.is_empty() {
+            let t = Instant::now();
+            report.rescheduled += assets::store_next_due(db, &decided.reschedule).await?;
+            report.read_secs += t.elapsed().as_secs_f64();
+        }
+        report.due += decided.due.len() as u64;
+        if !decided.due.is_empty() && due_tx.send(decided.due).await.is_err() {
+            break; // a later stage failed; its error is reported
+        }
+    }
+    Ok(report)
+}
+
+/// What one page of rows asks for.
+#[derive(Debug, Default)]
+pub struct DecidedPage {
+    /// The rows due now.
+    pub due: Vec<ScanRow>,
+    /// Rows not due whose stored `next_due_at` differs from the computed one:
+    /// (id, version, computed).
+    pub reschedule: Vec<(i64, DateTime<Utc>, Option<DateTime<Utc>>)>,
+    /// Full pass: rows whose stored value disagreed with the policy (a bug).
+    pub corrected: u64,
+}
+
+/// Decides every row of a page with the policy chain (pure: no I/O).
+pub fn decide_page(page: Vec<ScanRow>, inputs: &PolicyInputs, now: DateTime<Utc>, mode: ScanMode) -> DecidedPage {
+    let mut out = DecidedPage::default();
+    for row in page {
+        let facts = inputs.facts(&row);
+        let computed = policy::next_due_at(&facts, now);
+        if mode == ScanMode::Full && policy::disagrees(row.next_due_at, computed, now) {
+            out.corrected += 1;
+            if out.corrected <= 10 {
+                error!(asset_id = row.id, stored = ?row.next_due_at, computed = ?computed, "BUG: stored next_due_at disagrees with the policy");
+            }
+        }
+        match policy::decide(&facts, now) {
+            Decision::Due(_) => out.due.push(row),
+            Decision::NotDue(at) if at != row.next_due_at => out.reschedule.push((row.id, row.updated_at, at)),
+            Decision::NotDue(_) => {}
+        }
+    }
+    out
 }

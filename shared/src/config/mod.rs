@@ -45,6 +45,18 @@ pub struct Config {
     /// Scheduler: how long an asset whose rotation was rolled back waits before the next try.
     #[serde(with = "humantime_serde")]
     pub failed_retry_after: Duration,
+    /// Scheduler: time between two full passes over the whole inventory, which check (and
+    /// correct, logging each as a bug) every stored `next_due_at`. Scans in between read
+    /// only the rows whose `next_due_at` has come.
+    #[serde(with = "humantime_serde")]
+    pub scan_full_interval: Duration,
+    /// Scheduler: how long the leader lease lasts without renewal. Only the holder scans
+    /// and publishes; another scheduler takes over within two leases of the holder dying.
+    #[serde(with = "humantime_serde")]
+    pub leader_lease: Duration,
+    /// Scheduler: how often the leader renews its lease (and others try to take it).
+    #[serde(with = "humantime_serde")]
+    pub leader_renew: Duration,
     /// Timeout of every single broker or database round trip made at start-up.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -132,6 +144,9 @@ impl Default for Config {
             scan_page_size: 2000,
             lease: Duration::from_secs(600),
             failed_retry_after: Duration::from_secs(900),
+            scan_full_interval: Duration::from_secs(24 * 3600),
+            leader_lease: Duration::from_secs(15),
+            leader_renew: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             retry: RetryConfig::default(),
             worker: WorkerConfig::default(),
@@ -219,6 +234,9 @@ impl Config {
         if self.retry.max_attempts == 0 {
             return bad("retry.max_attempts", "must be at least 1");
         }
+        if self.leader_renew.is_zero() || self.leader_renew >= self.leader_lease {
+            return bad("leader_renew", "must be longer than zero and shorter than leader_lease");
+        }
         if self.lease.is_zero() {
             return bad("lease", "must be longer than zero");
         }
@@ -241,6 +259,9 @@ const ENV_KEYS: &[&str] = &[
     "scan_page_size",
     "lease",
     "failed_retry_after",
+    "scan_full_interval",
+    "leader_lease",
+    "leader_renew",
     "connect_timeout",
     "retry",
     "worker",

@@ -203,7 +203,9 @@ pub async fn update(
     for (col, value) in cols {
         q = q.col_expr(col, value);
     }
-    q.col_expr(asset::Column::UpdatedAt, Expr::value(Utc::now()))
+    // The edit may change the policy's inputs (expiry, issuer): decide at the next scan.
+    q.col_expr(asset::Column::NextDueAt, Expr::value(Utc::now()))
+        .col_expr(asset::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(asset::Column::Id.eq(current.id))
         .exec(&txn)
         .await

@@ -287,6 +287,8 @@ fn active_model(row: &AssetInput, now: DateTime<Utc>) -> asset::ActiveModel {
         key_algorithm: Set(row.key_algorithm.clone().unwrap_or_else(|| KeyAlgorithm::default().as_str().to_owned())),
         settings: Set(row.settings.clone().unwrap_or_else(|| serde_json::json!({}))),
         state: Set(AssetState::Due),
+        // Imported or updated: the scheduler asks the policy at its next scan.
+        next_due_at: Set(Some(now)),
         updated_at: Set(now),
         ..Default::default()
     }
@@ -308,6 +310,7 @@ const IMPORTED_COLUMNS: &[asset::Column] = &[
     asset::Column::CertificateValidation,
     asset::Column::KeyAlgorithm,
     asset::Column::Settings,
+    asset::Column::NextDueAt,
     asset::Column::UpdatedAt,
 ];
 
@@ -392,6 +395,7 @@ async fn reset_unroutable(db: &impl ConnectionTrait, names: &[String], now: Date
     asset::Entity::update_many()
         .col_expr(asset::Column::State, AssetState::Due.as_str().into())
         .col_expr(asset::Column::LastError, sea_orm::sea_query::Expr::value(Option::<String>::None))
+        .col_expr(asset::Column::NextDueAt, now.into())
         .col_expr(asset::Column::UpdatedAt, now.into())
         .filter(asset::Column::SystemName.is_in(names.iter().cloned()))
         .filter(asset::Column::State.eq(AssetState::Unroutable))
@@ -452,6 +456,11 @@ pub struct ScanRow {
     pub renewal_window_start: Option<DateTime<Utc>>,
     /// The CA's suggested renewal window, end.
     pub renewal_window_end: Option<DateTime<Utc>>,
+    /// The stored time of the next policy decision.
+    pub next_due_at: Option<DateTime<Utc>>,
+    /// Last change: a write of `next_due_at` computed from this row applies only if the
+    /// row is still at this version.
+    pub updated_at: DateTime<Utc>,
 }
 
 type ScanTuple = (
@@ -465,61 +474,104 @@ type ScanTuple = (
     Option<String>,
     Option<DateTime<Utc>>,
     Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    DateTime<Utc>,
 );
 
-/// A page of scan rows with `id > after`, in id order (keyset pagination). Columns are
-/// read by position, not by name.
-pub async fn scan_page(db: &impl ConnectionTrait, after: i64, limit: u64) -> Result<Vec<ScanRow>, DbError> {
+fn scan_select() -> sea_orm::Select<asset::Entity> {
     use asset::Column as C;
     use sea_orm::QuerySelect;
-    let rows: Vec<ScanTuple> = asset::Entity::find()
-        .select_only()
-        .columns([
-            C::Id,
-            C::State,
-            C::LeaseUntil,
-            C::NotBefore,
-            C::NotAfter,
-            C::CertificateExpiration,
-            C::CertificateAuthority,
-            C::AriCertId,
-            C::RenewalWindowStart,
-            C::RenewalWindowEnd,
-        ])
-        .filter(C::Id.gt(after))
-        .order_by_asc(C::Id)
+    asset::Entity::find().select_only().columns([
+        C::Id,
+        C::State,
+        C::LeaseUntil,
+        C::NotBefore,
+        C::NotAfter,
+        C::CertificateExpiration,
+        C::CertificateAuthority,
+        C::AriCertId,
+        C::RenewalWindowStart,
+        C::RenewalWindowEnd,
+        C::NextDueAt,
+        C::UpdatedAt,
+    ])
+}
+
+fn scan_row(t: ScanTuple) -> ScanRow {
+    ScanRow {
+        id: t.0,
+        state: t.1,
+        lease_until: t.2,
+        not_before: t.3,
+        not_after: t.4,
+        certificate_expiration: t.5,
+        certificate_authority: t.6,
+        ari_cert_id: t.7,
+        renewal_window_start: t.8,
+        renewal_window_end: t.9,
+        next_due_at: t.10,
+        updated_at: t.11,
+    }
+}
+
+/// A page of scan rows with `id > after`, in id order (keyset pagination): the full pass.
+/// Columns are read by position, not by name.
+pub async fn scan_page(db: &impl ConnectionTrait, after: i64, limit: u64) -> Result<Vec<ScanRow>, DbError> {
+    use sea_orm::QuerySelect;
+    let rows: Vec<ScanTuple> = scan_select()
+        .filter(asset::Column::Id.gt(after))
+        .order_by_asc(asset::Column::Id)
         .limit(limit)
         .into_tuple()
         .all(db)
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(
-                id,
-                state,
-                lease_until,
-                not_before,
-                not_after,
-                certificate_expiration,
-                certificate_authority,
-                ari_cert_id,
-                renewal_window_start,
-                renewal_window_end,
-            )| ScanRow {
-                id,
-                state,
-                lease_until,
-                not_before,
-                not_after,
-                certificate_expiration,
-                certificate_authority,
-                ari_cert_id,
-                renewal_window_start,
-                renewal_window_end,
-            },
-        )
-        .collect())
+    Ok(rows.into_iter().map(scan_row).collect())
+}
+
+/// A page of the rows whose `next_due_at <= now`, in (`next_due_at`, id) order after the
+/// keyset `after`: the due-ordered scan, which reads only what needs a decision.
+pub async fn due_page(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    after: Option<(DateTime<Utc>, i64)>,
+    limit: u64,
+) -> Result<Vec<ScanRow>, DbError> {
+    use asset::Column as C;
+    use sea_orm::{Condition, QuerySelect};
+    let mut q = scan_select().filter(C::NextDueAt.lte(now));
+    if let Some((t, id)) = after {
+        q = q.filter(
+            Condition::any().add(C::NextDueAt.gt(t)).add(Condition::all().add(C::NextDueAt.eq(t)).add(C::Id.gt(id))),
+        );
+    }
+    let rows: Vec<ScanTuple> =
+        q.order_by_asc(C::NextDueAt).order_by_asc(C::Id).limit(limit).into_tuple().all(db).await?;
+    Ok(rows.into_iter().map(scan_row).collect())
+}
+
+/// Stores computed `next_due_at` values, each only if its row is still at the version
+/// (`updated_at`) it was computed from: a row changed meanwhile keeps the writer's value.
+/// Returns how many rows were written.
+pub async fn store_next_due(
+    db: &DatabaseConnection,
+    updates: &[(i64, DateTime<Utc>, Option<DateTime<Utc>>)],
+) -> Result<u64, DbError> {
+    let mut written = 0;
+    for chunk in updates.chunks(500) {
+        let txn = db.begin().await?;
+        super::history::relax_durability(&txn).await?;
+        for (id, version, next) in chunk {
+            written += asset::Entity::update_many()
+                .col_expr(asset::Column::NextDueAt, sea_orm::sea_query::Expr::value(*next))
+                .filter(asset::Column::Id.eq(*id))
+                .filter(asset::Column::UpdatedAt.eq(*version))
+                .exec(&txn)
+                .await?
+                .rows_affected;
+        }
+        txn.commit().await?;
+    }
+    Ok(written)
 }
 
 /// A page of assets with `id > after`, in id order (keyset pagination).

@@ -3,13 +3,20 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+mod m0005_due_scan;
+
 /// The list of migrations, oldest first.
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Initial), Box::new(M0002RenewalInfo), Box::new(M0003ControlPlane)]
+        vec![
+            Box::new(M0001Initial),
+            Box::new(M0002RenewalInfo),
+            Box::new(M0003ControlPlane),
+            Box::new(m0005_due_scan::M0005DueScan),
+        ]
     }
 }
 

@@ -10,6 +10,7 @@ pub mod dead_letters;
 pub mod entity;
 pub mod history;
 mod job;
+pub mod leader;
 pub mod migration;
 pub mod search;
 pub mod users;
