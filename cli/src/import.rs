@@ -59,7 +59,7 @@ fn csv_cell(column: &str, cell: &str) -> Result<Option<Value>, String> {
 }
 
 fn static_column(column: &str) -> &'static str {
-    leak_field(column)
+    certfleet_shared::db::assets::static_field(column).unwrap_or("(row)")
 }
 
 /// Reads a CSV file with a header row.

@@ -88,6 +88,8 @@ enum CaCommand {
         /// Print the root certificate itself (PEM), to distribute to clients.
         #[arg(long)]
         pem: bool,
+    },
+}
 
 #[derive(Debug, Subcommand)]
 enum AssetsCommand {

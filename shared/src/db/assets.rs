@@ -212,8 +212,8 @@ impl AssetInput {
     }
 }
 
-/// Field names are a closed set; map a path back to its static name.
-fn static_field(path: &str) -> Option<&'static str> {
+/// Field names are a closed set; map a path (or a CSV column) back to its static name.
+pub fn static_field(path: &str) -> Option<&'static str> {
     const FIELDS: &[&str] = &[
         "system_name",
         "common_name",
