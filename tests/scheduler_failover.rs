@@ -1,6 +1,6 @@
 //! Two and three schedulers on one inventory: only the lease holder scans; SIGKILL the
 //! holder and another takes over within two leases; a holder paused (SIGSTOP) past its lease
-//! and resumed (SIGCONT) publishes nothing more, because every claim is fenced by the lease
+//! and resumed (SIGCONT) claims nothing more, because every claim is fenced by the lease
 //! epoch. Publishes are counted in the history: one `rotations` row per published job.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
@@ -113,14 +113,16 @@ async fn the_lease_holder_alone_scans_and_another_takes_over() {
     })
     .await;
     assert_eq!(holder_pid(&third.0), c.pid());
-    wait_for(Duration::from_secs(180), "all 190 rotated", || async { (tally(&env).await.0 == 190).then_some(()) })
-        .await;
+    // Resume the old leader after its lease expired: its stale scan claims nothing more
+    // (fenced); what it had claimed before the pause is still its own to publish, and no
+    // other scheduler could claim it meanwhile.
     b.signal("CONT");
-    // Let the resumed scheduler run its stale scan and notice it lost the lease.
     wait_for(Duration::from_secs(30), "the resumed scheduler standing by", || async {
         b.log_text().contains("lost the scheduler lease").then_some(())
     })
     .await;
+    wait_for(Duration::from_secs(180), "all 190 rotated", || async { (tally(&env).await.0 == 190).then_some(()) })
+        .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (ok, published) = tally(&env).await;
     assert_eq!(ok, 190);

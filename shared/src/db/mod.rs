@@ -1,9 +1,9 @@
 //! The inventory database: connection, migrations and the repository functions every
 //! process uses. SQLite is the embedded default; PostgreSQL works identically.
 
-pub mod asset_history;
 pub mod api_keys;
 pub mod asset_edits;
+pub mod asset_history;
 pub mod assets;
 pub mod audit;
 pub mod dead_letters;
