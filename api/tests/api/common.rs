@@ -85,7 +85,10 @@ impl Server {
         let cancel = CancellationToken::new();
         let task = tokio::spawn(bound.serve(cancel.clone()));
         let db = certfleet_shared::db::connect(&config.database_url, Duration::from_secs(10)).await.unwrap();
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+        // No pooled connections: a server may close one after refusing a body unread (413), and a
+        // reused, closed connection would fail the next request with IncompleteMessage.
+        let client =
+            reqwest::Client::builder().timeout(Duration::from_secs(60)).pool_max_idle_per_host(0).build().unwrap();
         Self { dir, base, config, db, client, signing_key, cancel, task: Some(task), vhost, pg_db }
     }
 

@@ -46,7 +46,7 @@ async fn bad_assets_name_their_field(backend: Backend) {
         (with("b11", "port", json!("eighty")), "port", "invalid type"),
         (with("b12", "key_algorithm", json!("dsa-512")), "key_algorithm", "dsa-512"),
         (with("b13", "settings", json!([1])), "settings", "JSON object"),
-        (with("b14", "-common_name", Value::Null), "common_name", "missing field"),
+        (with("b14", "-common_name", Value::Null), "common_name", "required, but missing"),
         (with("b15", "colour", json!("red")), "(unknown)", "colour"),
         (with("", "system_name", json!("")), "system_name", "printable"),
         (with("b17", "certificate_expiration", json!("next tuesday")), "certificate_expiration", "input"),
