@@ -1,8 +1,8 @@
 //! "Is renewal due?" as a chain of small pure policies with an injected clock. The first
 //! policy with an opinion decides; if none has one, the asset is not due.
 
-use certfleet_shared::db::assets::ScanRow;
 use certfleet_shared::db::entity::asset::{self, AssetState};
+use certfleet_shared::db::scan_rows::ScanRow;
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 

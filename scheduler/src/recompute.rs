@@ -4,7 +4,7 @@
 
 use crate::SchedulerError;
 use crate::policy::{self, PolicyInputs};
-use certfleet_shared::db::{assets, leader};
+use certfleet_shared::db::{leader, scan_rows};
 use chrono::Utc;
 use sea_orm::DatabaseConnection;
 use tracing::info;
@@ -23,7 +23,7 @@ pub async fn run(db: &DatabaseConnection, inputs: &PolicyInputs, page_size: u64)
     let started = std::time::Instant::now();
     let (mut after, mut read, mut written) = (0, 0u64, 0u64);
     loop {
-        let page = assets::scan_page(db, after, page_size).await?;
+        let page = scan_rows::scan_page(db, after, page_size).await?;
         let Some(last) = page.last() else { break };
         after = last.id;
         read += page.len() as u64;
@@ -35,7 +35,7 @@ pub async fn run(db: &DatabaseConnection, inputs: &PolicyInputs, page_size: u64)
                 (computed != row.next_due_at).then_some((row.id, row.updated_at, computed))
             })
             .collect();
-        written += assets::store_next_due(db, &updates).await?;
+        written += scan_rows::store_next_due(db, &updates).await?;
     }
     leader::state_set(db, FINGERPRINT_KEY, &inputs.fingerprint()).await?;
     info!(

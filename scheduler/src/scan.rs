@@ -15,9 +15,9 @@ use crate::routes::Routes;
 use certfleet_proto::{JobId, RotationJob};
 use certfleet_shared::Config;
 use certfleet_shared::amqp::Publisher;
-use certfleet_shared::db::assets::{self, ScanRow};
 use certfleet_shared::db::history::{self, Claim, ClaimScope};
 use certfleet_shared::db::leader::Lease;
+use certfleet_shared::db::scan_rows::{self, ScanRow};
 use certfleet_shared::db::{DbError, job_from_asset};
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, TransactionTrait};
@@ -267,8 +267,8 @@ pub async fn read_due(
     loop {
         let t = Instant::now();
         let page = match mode {
-            ScanMode::Due => assets::due_page(db, now, after_due, page_size).await?,
-            ScanMode::Full => assets::scan_page(db, after_id, page_size).await?,
+            ScanMode::Due => scan_rows::due_page(db, now, after_due, page_size).await?,
+            ScanMode::Full => scan_rows::scan_page(db, after_id, page_size).await?,
         };
         report.read_secs += t.elapsed().as_secs_f64();
         let Some(last) = page.last() else { break };
@@ -279,7 +279,7 @@ pub async fn read_due(
         report.corrected += decided.corrected;
         if !decided.reschedule.is_empty() {
             let t = Instant::now();
-            report.rescheduled += assets::store_next_due(db, &decided.reschedule).await?;
+            report.rescheduled += scan_rows::store_next_due(db, &decided.reschedule).await?;
             report.read_secs += t.elapsed().as_secs_f64();
         }
         report.due += decided.due.len() as u64;

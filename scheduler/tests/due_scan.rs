@@ -13,6 +13,7 @@ use certfleet_shared::db;
 use certfleet_shared::db::assets::{self, AssetInput};
 use certfleet_shared::db::dead_letters::{self, DeadLetter};
 use certfleet_shared::db::history::{self, Claim, ClaimScope};
+use certfleet_shared::db::scan_rows;
 use chrono::{DateTime, Duration, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -34,7 +35,7 @@ async fn full_due(db: &DatabaseConnection, inputs: &PolicyInputs, now: DateTime<
     let mut due = BTreeSet::new();
     let mut after = 0;
     loop {
-        let page = assets::scan_page(db, after, PAGE).await.unwrap();
+        let page = scan_rows::scan_page(db, after, PAGE).await.unwrap();
         let Some(last) = page.last() else { break };
         after = last.id;
         for row in page {
@@ -222,8 +223,8 @@ async fn the_full_pass_counts_and_corrects_a_wrong_stored_time() {
     let later = now + Duration::seconds(1);
     assert_eq!(scan(&db, &current, later, ScanMode::Due).await.0.len(), 1, "3 days left of an unknown lifetime: due");
     // Corrupt the stored time (as a buggy writer would), far in the future.
-    let page = assets::scan_page(&db, 0, 10).await.unwrap();
-    assets::store_next_due(&db, &[(page[0].id, page[0].updated_at, Some(now + Duration::days(300)))]).await.unwrap();
+    let page = scan_rows::scan_page(&db, 0, 10).await.unwrap();
+    scan_rows::store_next_due(&db, &[(page[0].id, page[0].updated_at, Some(now + Duration::days(300)))]).await.unwrap();
     assert!(scan(&db, &current, later, ScanMode::Due).await.0.is_empty(), "the cheap scan trusts the stored time");
     let (due, corrected) = scan(&db, &current, later, ScanMode::Full).await;
     assert_eq!((due.len(), corrected), (1, 1));

@@ -250,7 +250,7 @@ async fn renewal_info_round_trips_to_scan_rows_and_jobs(db: DatabaseConnection) 
     let job = job_from_asset(&a2, Driver::Local, JobId::new(), 1, Utc::now()).unwrap();
     assert_eq!(job.replaces.as_deref(), Some("aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"));
 
-    let rows = assets::scan_page(&db, 0, 10).await.unwrap();
+    let rows = certfleet_shared::db::scan_rows::scan_page(&db, 0, 10).await.unwrap();
     let (ra, rb) = (rows.iter().find(|r| r.id == a.id).unwrap(), rows.iter().find(|r| r.id != a.id).unwrap());
     assert_eq!(ra.ari_cert_id.as_deref(), Some("aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"));
     assert_eq!((ra.renewal_window_start, ra.renewal_window_end), (Some(start), Some(end)));

@@ -3,7 +3,7 @@
 
 use super::{Decision, Facts, decide};
 use certfleet_shared::Config;
-use certfleet_shared::db::assets::ScanRow;
+use certfleet_shared::db::scan_rows::ScanRow;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

@@ -12,6 +12,7 @@ pub mod history;
 mod job;
 pub mod leader;
 pub mod migration;
+pub mod scan_rows;
 pub mod search;
 pub mod users;
 
