@@ -3,11 +3,11 @@
 
 use certfleet_shared::db::entity::{api_key, asset, audit, dead_letter, role::Role, rotation, user};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// The certificate the last rotation installed.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CertificateView {
     /// Start of validity.
     pub not_before: Option<DateTime<Utc>>,
@@ -22,7 +22,7 @@ pub struct CertificateView {
 }
 
 /// One asset.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AssetView {
     /// Unique name.
     pub system_name: String,
@@ -98,7 +98,7 @@ impl From<asset::Model> for AssetView {
 }
 
 /// One history row.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RotationView {
     /// The job id.
     pub job_id: uuid::Uuid,
@@ -140,7 +140,7 @@ impl From<rotation::Model> for RotationView {
 }
 
 /// One dead letter.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeadLetterView {
     /// The job id.
     pub job_id: uuid::Uuid,

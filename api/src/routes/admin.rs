@@ -7,8 +7,9 @@ use crate::state::AppState;
 use crate::views::{ApiKeyView, AssetView, AuditView, UserView};
 use axum::extract::State;
 use axum::http::StatusCode;
+use certfleet_shared::db::audit::{self, Action};
 use certfleet_shared::db::entity::role::Role;
-use certfleet_shared::db::{api_keys, asset_edits, audit, users};
+use certfleet_shared::db::{api_keys, asset_edits, users};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -128,7 +129,7 @@ async fn set_validation(cap: &Admin, s: &AppState, name: &str, on: bool) -> Resu
     accounts::audit(
         &s.db,
         cap.caller(),
-        "asset.certificate_validation",
+        Action::AssetCertificateValidation,
         Some(name),
         json!({"certificate_validation": on}),
     )
@@ -197,16 +198,11 @@ pub async fn audit_log(
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let limit = crate::routes::limit(q.limit)?;
+    let action =
+        q.action.as_deref().map(str::parse::<Action>).transpose().map_err(|e| ApiError::bad_param("action", e))?;
     let rows = audit::list(
         &s.db,
-        &audit::Filter {
-            actor: q.actor,
-            action: q.action,
-            target: q.target,
-            since: q.since,
-            before_id: q.cursor,
-            limit,
-        },
+        &audit::Filter { actor: q.actor, action, target: q.target, since: q.since, before_id: q.cursor, limit },
     )
     .await?;
     let next_cursor = if rows.len() as u64 == limit { rows.last().map(|r| r.id) } else { None };

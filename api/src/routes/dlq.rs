@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use certfleet_proto::JobId;
 use certfleet_scheduler::manual;
+use certfleet_shared::db::audit::Action;
 use certfleet_shared::db::dead_letters;
 use certfleet_shared::db::entity::dead_letter::DeadLetterStatus;
 use serde::{Deserialize, Serialize};
@@ -70,7 +71,7 @@ async fn retry_ids(cap: &Privileged, s: &AppState, ids: &[JobId]) -> Result<Retr
             .await;
         match r {
             Ok(job) => {
-                audit(&s.db, cap.caller(), "dlq.retry", Some(&job.to_string()), json!({})).await?;
+                audit(&s.db, cap.caller(), Action::DlqRetry, Some(&job.to_string()), json!({})).await?;
                 answer.retried.push(job.to_string());
             }
             Err(e) if ids.len() == 1 => return Err(e),
@@ -111,7 +112,7 @@ pub struct RetryFilter {
 }
 
 /// One dead letter that could not be retried.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RetryFailure {
     /// The job id.
     pub job_id: String,
@@ -120,7 +121,7 @@ pub struct RetryFailure {
 }
 
 /// What a retry did.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RetryAnswer {
     /// Job ids republished.
     pub retried: Vec<String>,
@@ -174,6 +175,6 @@ pub async fn discard(
     let id = job_id(&id)?;
     dead_letters::get(&s.db, id).await?;
     dead_letters::set_status(&s.db, id, DeadLetterStatus::Discarded).await?;
-    audit(&s.db, cap.caller(), "dlq.discard", Some(&id.to_string()), json!({})).await?;
+    audit(&s.db, cap.caller(), Action::DlqDiscard, Some(&id.to_string()), json!({})).await?;
     Ok(Json(dead_letters::get(&s.db, id).await?.into()))
 }

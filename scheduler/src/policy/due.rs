@@ -37,6 +37,13 @@ impl PolicyInputs {
         Facts::of_scan(row, rb)
     }
 
+    /// Whether the chain says `asset` is due at `now` (`certfleet assets list --due`, the
+    /// API's `due=true`).
+    pub fn is_due(&self, asset: &certfleet_shared::db::entity::asset::Model, now: DateTime<Utc>) -> bool {
+        let rb = self.renew_before.get(&asset.certificate_authority).copied().flatten();
+        matches!(decide(&Facts::of(asset, rb), now), Decision::Due(_))
+    }
+
     /// A stable digest of the inputs: when it changes, every stored `next_due_at` is
     /// recomputed once.
     pub fn fingerprint(&self) -> String {
