@@ -19,9 +19,11 @@ use utoipa::{IntoParams, ToSchema};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
-    /// Login name.
+    /// Login name: 1 to 64 letters, digits, `.`, `_`, `-` or `@`.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._@-]+$")]
     pub username: String,
     /// Password: at least 12 characters, not the username.
+    #[schema(min_length = 12)]
     pub password: String,
     /// Role.
     #[schema(value_type = crate::views::RoleName)]
@@ -64,7 +66,8 @@ pub async fn delete_user(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
-    /// Name (what uses it).
+    /// Name (what uses it): 1 to 128 printable characters.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\x00-\\x1f\\x7f]+$")]
     pub name: String,
     /// Role.
     #[schema(value_type = crate::views::RoleName)]
@@ -168,13 +171,15 @@ pub async fn validation_unset(
 pub struct AuditQuery {
     /// Exact actor.
     pub actor: Option<String>,
-    /// Exact action (`asset.create`, `login.failed`, ...).
+    /// Exact action.
+    #[param(value_type = Option<Action>, inline)]
     pub action: Option<String>,
     /// Exact target.
     pub target: Option<String>,
     /// At or after (RFC 3339).
     pub since: Option<DateTime<Utc>>,
     /// Page size (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<i64>,

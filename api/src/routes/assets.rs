@@ -166,7 +166,7 @@ pub struct SearchQuery {
     /// Exact origin.
     pub origin: Option<String>,
     /// Lifecycle state.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<AssetState>, inline)]
     pub state: Option<AssetState>,
     /// Exact issuer name.
     pub certificate_authority: Option<String>,
@@ -176,6 +176,7 @@ pub struct SearchQuery {
     /// fewer than `limit` items; follow `next_cursor` to the end.
     pub due: Option<bool>,
     /// Page size (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<i64>,
@@ -252,11 +253,12 @@ pub struct RotationsQuery {
     /// Only this asset.
     pub system_name: Option<String>,
     /// Only this status (`queued`, `rotated`, `rolled_back`, `dead`, `discarded`).
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<RotationStatus>, inline)]
     pub status: Option<RotationStatus>,
     /// Queued at or after (RFC 3339).
     pub since: Option<DateTime<Utc>>,
     /// Page size (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<i64>,

@@ -47,7 +47,7 @@ pub async fn list(
 
 /// Reads one dead letter.
 #[utoipa::path(get, path = "/api/v1/dlq/{job_id}", tag = "dlq", security(("bearer" = ["DEVELOPER"])),
-    params(("job_id" = String, Path, description = "The job id (UUID)")),
+    params(("job_id" = uuid::Uuid, Path, description = "The job id")),
     responses((status = 200, body = DeadLetterView), (status = 404, body = crate::error::Problem)))]
 pub async fn get(
     _: Developer,
@@ -83,7 +83,7 @@ async fn retry_ids(cap: &Privileged, s: &AppState, ids: &[JobId]) -> Result<Retr
 
 /// Republishes one dead job (same job id, fresh attempts, built from the asset's current row).
 #[utoipa::path(post, path = "/api/v1/dlq/{job_id}/retry", tag = "dlq", security(("bearer" = ["PRIVILEGED"])),
-    params(("job_id" = String, Path, description = "The job id (UUID)")),
+    params(("job_id" = uuid::Uuid, Path, description = "The job id")),
     responses((status = 202, body = JobAnswer), (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem)))]
 pub async fn retry_one(
@@ -165,7 +165,7 @@ pub async fn retry_many(
 
 /// Drops a dead letter; the asset stays `dead` until rotated by hand.
 #[utoipa::path(post, path = "/api/v1/dlq/{job_id}/discard", tag = "dlq", security(("bearer" = ["PRIVILEGED"])),
-    params(("job_id" = String, Path, description = "The job id (UUID)")),
+    params(("job_id" = uuid::Uuid, Path, description = "The job id")),
     responses((status = 200, body = DeadLetterView), (status = 404, body = crate::error::Problem)))]
 pub async fn discard(
     cap: Privileged,

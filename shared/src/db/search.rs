@@ -60,7 +60,8 @@ pub async fn assets(
     if let Some(days) = f.days_until_expiration {
         // A rotation writes its notAfter into certificate_expiration too, so one indexed
         // column answers for imported and rotated certificates alike.
-        cond = cond.add(C::CertificateExpiration.lte(now + chrono::Duration::days(i64::from(days))));
+        let until = now.checked_add_signed(chrono::Duration::days(i64::from(days))).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        cond = cond.add(C::CertificateExpiration.lte(until));
     }
     if let Some(state) = f.state {
         cond = cond.add(C::State.eq(state));
