@@ -162,6 +162,7 @@ pub struct SearchQuery {
     /// Exact name.
     pub system_name: Option<String>,
     /// Expiring within this many days (or expired).
+    #[param(minimum = 0, maximum = 36500)]
     pub days_until_expiration: Option<u32>,
     /// Exact origin.
     pub origin: Option<String>,
@@ -181,6 +182,9 @@ pub struct SearchQuery {
     /// `next_cursor` of the previous page.
     pub cursor: Option<i64>,
 }
+
+/// The farthest expiry horizon a search takes (100 years).
+const MAX_DAYS: u32 = 36_500;
 
 /// A page of assets.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -205,7 +209,12 @@ pub async fn search_assets(
         data_center: q.data_center,
         ip_address: q.ip_address,
         system_name: q.system_name,
-        days_until_expiration: q.days_until_expiration,
+        days_until_expiration: match q.days_until_expiration {
+            Some(d) if d > MAX_DAYS => {
+                return Err(ApiError::bad_param("days_until_expiration", format!("{d} is not in 0..={MAX_DAYS}")));
+            }
+            d => d,
+        },
         origin: q.origin,
         state: q.state,
         certificate_authority: q.certificate_authority,
