@@ -68,9 +68,22 @@ pub fn queues(stats: Vec<QueueStats>, as_json: bool) -> anyhow::Result<()> {
     if as_json {
         return json(&stats);
     }
-    let cells: Vec<Vec<String>> =
-        stats.into_iter().map(|s| vec![s.queue, s.messages.to_string(), s.consumers.to_string()]).collect();
-    print!("{}", table::render(&["QUEUE", "MESSAGES", "CONSUMERS"], &cells));
+    let known = |n: Option<u32>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
+    let rate = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.1}/s"));
+    let cells: Vec<Vec<String>> = stats
+        .into_iter()
+        .map(|s| {
+            vec![
+                s.queue,
+                s.messages.to_string(),
+                known(s.unacked),
+                s.consumers.to_string(),
+                rate(s.publish_rate),
+                rate(s.deliver_rate),
+            ]
+        })
+        .collect();
+    print!("{}", table::render(&["QUEUE", "READY", "UNACKED", "CONSUMERS", "IN", "OUT"], &cells));
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! a publisher that waits for the broker's confirm, and the message headers.
 
 pub mod headers;
+pub mod management;
 mod publisher;
 pub mod stats;
 pub mod topology;

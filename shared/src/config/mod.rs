@@ -32,6 +32,10 @@ pub struct Config {
     pub database_url: String,
     /// RabbitMQ URL, for example `amqp://guest:guest@127.0.0.1:5672/%2f`.
     pub amqp_url: String,
+    /// RabbitMQ's management API, for example `http://127.0.0.1:15672` (optional): adds
+    /// the unacked count and the publish / deliver rates to the queue numbers. The user,
+    /// password and vhost are those of `amqp_url` unless this URL carries a user.
+    pub amqp_management_url: Option<String>,
     /// Routing table mapping assets to drivers (see `routes.example.toml`).
     pub routes_file: PathBuf,
     /// Scheduler: time between two inventory scans, for example `30s`.
@@ -139,6 +143,7 @@ impl Default for Config {
         Self {
             database_url: "sqlite://certfleet.db?mode=rwc".into(),
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            amqp_management_url: None,
             routes_file: PathBuf::from("routes.toml"),
             scan_interval: Duration::from_secs(30),
             scan_page_size: 2000,
@@ -228,6 +233,11 @@ impl Config {
         if self.scan_page_size == 0 {
             return bad("scan_page_size", "must be at least 1");
         }
+        if let Some(url) = &self.amqp_management_url
+            && let Err(e) = crate::amqp::management::Management::new(url, &self.amqp_url, self.connect_timeout)
+        {
+            return Err(ConfigError::Value { key: "amqp_management_url", reason: e.to_string() });
+        }
         if self.worker.concurrency == 0 {
             return bad("worker.concurrency", "must be at least 1");
         }
@@ -254,6 +264,7 @@ impl Config {
 const ENV_KEYS: &[&str] = &[
     "database_url",
     "amqp_url",
+    "amqp_management_url",
     "routes_file",
     "scan_interval",
     "scan_page_size",
