@@ -111,7 +111,7 @@ impl BenchEnv {
         }
     }
 
-    async fn insert(&self, rows: Vec<asset::ActiveModel>) -> anyhow::Result<()> {
+    pub async fn insert(&self, rows: Vec<asset::ActiveModel>) -> anyhow::Result<()> {
         for chunk in rows.chunks(1000) {
             asset::Entity::insert_many(chunk.to_vec()).exec_without_returning(&self.db).await?;
         }
@@ -222,6 +222,18 @@ impl BenchEnv {
         let sys: f64 = parts.next().context("sys")?.parse()?;
         eprintln!("scheduler CPU: user {user:.2}s sys {sys:.2}s");
         Ok((wall, rss, String::from_utf8_lossy(&out.stdout).into_owned()))
+    }
+
+    /// The inventory.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// A release binary with this config, not started.
+    pub fn command(&self, binary: &str) -> anyhow::Result<Command> {
+        let mut cmd = Command::new(sibling(binary)?);
+        cmd.arg("--config").arg(&self.config).env("RUST_LOG", "warn");
+        Ok(cmd)
     }
 
     pub fn spawn(&self, binary: &str, args: &[&str]) -> anyhow::Result<Proc> {

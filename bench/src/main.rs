@@ -7,6 +7,7 @@
 mod baseline;
 mod env;
 mod fleet;
+mod search;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
@@ -68,6 +69,22 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         runs: usize,
     },
+    /// `GET /api/v1/search` under wrk against the same query issued directly.
+    Search {
+        /// `sqlite` or `postgres`.
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// Concurrent connections (wrk) and tasks (direct).
+        #[arg(long, default_value_t = 32)]
+        clients: u16,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 15)]
+        secs: u64,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// RSS of a worker that has connected and sits idle.
     IdleRss {
         #[arg(long, default_value_t = 5)]
@@ -86,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Scan { backend, rows, due_percent, runs } => scan(&backend, rows, due_percent, runs).await,
         Cmd::E2e { assets, workers, concurrency, runs } => e2e(assets, workers, concurrency, runs).await,
         Cmd::IdleRss { settle_secs } => idle_rss(settle_secs).await,
+        Cmd::Search { backend, rows, clients, secs, runs } => search::search(&backend, rows, clients, secs, runs).await,
         Cmd::Acme { certs, concurrency, peer_certs } => fleet::acme(certs, concurrency, peer_certs).await,
         Cmd::Ssh { devices, concurrency, runs } => fleet::ssh(devices, &concurrency, runs).await,
         Cmd::Baseline { messages } => {
