@@ -106,6 +106,8 @@ impl BenchEnv {
             state: Set(if due { AssetState::Due } else { AssetState::Ok }),
             not_before: Set((!due).then(|| now - ChronoDuration::days(1))),
             not_after: Set((!due).then(|| now + ChronoDuration::days(3))),
+            // A decision is due now (the import path does the same).
+            next_due_at: Set(Some(now)),
             updated_at: Set(now),
             ..Default::default()
         }
@@ -116,19 +118,6 @@ impl BenchEnv {
             asset::Entity::insert_many(chunk.to_vec()).exec_without_returning(&self.db).await?;
         }
         Ok(())
-    }
-
-    /// `rows` assets, every `100/due_percent`-th one due (expiry unknown), the rest current.
-    pub async fn seed(&self, rows: u64, due_percent: u64) -> anyhow::Result<()> {
-        let every = 100 / due_percent.max(1);
-        let mut batch = Vec::with_capacity(20_000);
-        for i in 0..rows {
-            batch.push(self.row(i, i % every == 0, serde_json::json!({})));
-            if batch.len() == 20_000 {
-                self.insert(std::mem::take(&mut batch)).await?;
-            }
-        }
-        self.insert(batch).await
     }
 
     /// `n` due `local` assets writing into this directory.
@@ -184,32 +173,21 @@ impl BenchEnv {
             .count() as u64)
     }
 
-    /// Puts every asset back to its seeded state and empties the job queue.
-    pub async fn reset(&self) -> anyhow::Result<()> {
-        self.db
-            .execute_unprepared(
-                "UPDATE assets SET state = CASE WHEN not_after IS NULL THEN 'due' ELSE 'ok' END, lease_until = NULL",
-            )
-            .await?;
-        self.db.execute_unprepared("DELETE FROM rotations").await?;
-        // The reset rewrote every row; let PostgreSQL clean up as autovacuum would have by
-        // the time a production scan runs (the reset is the benchmark's, not the product's).
-        if self.pg_name.is_some() {
-            self.db.execute_unprepared("VACUUM ANALYZE assets").await?;
-            self.db.execute_unprepared("VACUUM ANALYZE rotations").await?;
-        }
+    /// Empties the `local` job queue.
+    pub fn purge_jobs(&self) {
         let _ = rabbitmqctl(&["purge_queue", "-p", &self.vhost, "certfleet.jobs.local"]);
-        Ok(())
     }
 
-    /// Runs `certfleet-scheduler --once` under GNU time: (wall seconds, peak RSS KiB, stdout).
-    pub fn timed_once(&self) -> anyhow::Result<(f64, u64, String)> {
+    /// Runs `certfleet-scheduler --once ARGS` under GNU time: (wall seconds, peak RSS KiB,
+    /// stdout).
+    pub fn timed_once_with(&self, args: &[&str]) -> anyhow::Result<(f64, u64, String)> {
         let out = Command::new("/usr/bin/time")
             .args(["-f", "TIME %e %M %U %S"])
             .arg(sibling("certfleet-scheduler")?)
             .arg("--config")
             .arg(&self.config)
             .arg("--once")
+            .args(args)
             .env("RUST_LOG", "warn")
             .output()?;
         let stderr = String::from_utf8_lossy(&out.stderr);
