@@ -229,6 +229,19 @@ impl BenchEnv {
         Ok(Proc(child))
     }
 
+    /// Waits until `n` assets are in `state`.
+    pub async fn wait_state(&self, state: AssetState, n: u64, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let done = asset::Entity::find().filter(asset::Column::State.eq(state)).count(&self.db).await?;
+            if done >= n {
+                return Ok(());
+            }
+            anyhow::ensure!(Instant::now() < deadline, "only {done} of {n} {} after {timeout:?}", state.as_str());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until `n` assets are `ok`.
     pub async fn wait_rotated(&self, n: u64, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;

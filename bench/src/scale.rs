@@ -1,9 +1,11 @@
 //! `scale`: the same rotations with 1, 2, 4 ... worker processes when devices are slow
 //! (`local` assets whose reload command sleeps), for throughput per worker against the
-//! one-worker run, with the CPU each process used.
+//! one-worker run, with the CPU each process used. The scheduler has published every job
+//! before the workers start, so the time is the workers' alone.
 
 use crate::env::{BenchEnv, Proc};
 use crate::median;
+use certfleet_shared::db::entity::asset;
 use std::time::{Duration, Instant};
 
 /// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
@@ -17,7 +19,8 @@ fn cpu_secs(pid: u32) -> f64 {
 }
 
 fn broker_pid() -> Option<u32> {
-    let out = std::process::Command::new("pgrep").args(["-f", "beam.smp.*rabbit@"]).output().ok()?;
+    // The machine's node runs as the rabbitmq user (test nodes of other work run as root).
+    let out = std::process::Command::new("pgrep").args(["-u", "rabbitmq", "beam.smp"]).output().ok()?;
     String::from_utf8_lossy(&out.stdout).lines().next()?.trim().parse().ok()
 }
 
@@ -42,22 +45,24 @@ async fn one(assets: u64, workers: usize, concurrency: u16, sleep_secs: f64) -> 
         (format!("a-{i}.bench.test"), settings)
     })
     .await?;
+    // The scheduler publishes every job first, so the clock measures the workers alone.
+    let mut scheduler = env.spawn("certfleet-scheduler", &[])?;
+    env.wait_state(asset::AssetState::InFlight, assets, Duration::from_secs(300)).await?;
+    let broker = broker_pid();
+    let broker_before = broker.map_or(0.0, cpu_secs);
+    let scheduler_before = cpu_secs(scheduler.pid());
+    let start = Instant::now();
     let mut procs: Vec<Proc> = Vec::new();
     for w in 0..workers {
         let c = concurrency.to_string();
         procs.push(env.spawn("certfleet-worker", &["--drivers", "local", "--concurrency", &c, "--name", &format!("w{w}")])?);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let broker = broker_pid();
-    let broker_before = broker.map_or(0.0, cpu_secs);
-    let start = Instant::now();
-    let mut scheduler = env.spawn("certfleet-scheduler", &[])?;
     env.wait_rotated(assets, Duration::from_secs(1200)).await?;
     let secs = start.elapsed().as_secs_f64();
     let run = Run {
         rate: assets as f64 / secs,
         worker_cpu: procs.iter().map(|p| cpu_secs(p.pid())).sum(),
-        scheduler_cpu: cpu_secs(scheduler.pid()),
+        scheduler_cpu: cpu_secs(scheduler.pid()) - scheduler_before,
         broker_cpu: broker.map_or(0.0, cpu_secs) - broker_before,
         secs,
     };
