@@ -173,6 +173,25 @@ impl BenchEnv {
             .count() as u64)
     }
 
+    /// Runs `BINARY --config CONFIG ARGS` under GNU time: (wall seconds, peak RSS KiB, stdout).
+    pub fn timed(&self, binary: &str, args: &[&str]) -> anyhow::Result<(f64, u64, String)> {
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "TIME %e %M"])
+            .arg(sibling(binary)?)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        anyhow::ensure!(out.status.success(), "{binary} failed: {stderr}");
+        let line = stderr.lines().rev().find(|l| l.starts_with("TIME ")).context("no time output")?;
+        let mut parts = line.split_whitespace().skip(1);
+        let wall: f64 = parts.next().context("wall")?.parse()?;
+        let rss: u64 = parts.next().context("rss")?.parse()?;
+        Ok((wall, rss, String::from_utf8_lossy(&out.stdout).into_owned()))
+    }
+
     /// Empties the `local` job queue.
     pub fn purge_jobs(&self) {
         let _ = rabbitmqctl(&["purge_queue", "-p", &self.vhost, "certfleet.jobs.local"]);

@@ -7,6 +7,7 @@
 mod baseline;
 mod env;
 mod fleet;
+mod import;
 mod scale;
 mod scan;
 mod search;
@@ -107,6 +108,16 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         runs: usize,
     },
+    /// `certfleet assets import` of a generated CSV file.
+    Import {
+        /// `sqlite` or `postgres`.
+        #[arg(long, default_value = "postgres")]
+        backend: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// RSS of a worker that has connected and sits idle.
     IdleRss {
         #[arg(long, default_value_t = 5)]
@@ -125,6 +136,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Scan { backend, rows, due, runs, full } => scan::scan(&backend, rows, due, runs, full).await,
         Cmd::E2e { assets, workers, concurrency, runs } => e2e(assets, workers, concurrency, runs).await,
         Cmd::IdleRss { settle_secs } => idle_rss(settle_secs).await,
+        Cmd::Import { backend, rows, runs } => import::import(&backend, rows, runs).await,
         Cmd::Scale { assets, workers, concurrency, sleep_secs, runs } => {
             scale::scale(assets, &workers, concurrency, sleep_secs, runs).await
         }
