@@ -12,7 +12,6 @@ mod scale;
 mod scan;
 mod search;
 
-
 use clap::{Parser, Subcommand};
 use std::time::{Duration, Instant};
 

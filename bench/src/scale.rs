@@ -24,7 +24,26 @@ fn broker_pid() -> Option<u32> {
     String::from_utf8_lossy(&out.stdout).lines().next()?.trim().parse().ok()
 }
 
+/// PostgreSQL's counters for the inventory database: (commits, rows inserted, rows
+/// updated, WAL bytes so far).
+async fn pg_counters(env: &BenchEnv) -> anyhow::Result<(f64, f64, f64, f64)> {
+    use sea_orm::{ConnectionTrait as _, Statement};
+    let db = env.db();
+    let _ = db.execute_unprepared("SELECT pg_stat_force_next_flush()").await;
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT xact_commit::float8 AS c, tup_inserted::float8 AS i, tup_updated::float8 AS u, \
+             pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8 AS w \
+             FROM pg_stat_database WHERE datname = current_database()",
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no pg_stat_database row"))?;
+    Ok((row.try_get("", "c")?, row.try_get("", "i")?, row.try_get("", "u")?, row.try_get("", "w")?))
+}
+
 struct Run {
+    per_rotation: (f64, f64, f64, f64),
     rate: f64,
     worker_cpu: f64,
     scheduler_cpu: f64,
@@ -51,15 +70,27 @@ async fn one(assets: u64, workers: usize, concurrency: u16, sleep_secs: f64) -> 
     let broker = broker_pid();
     let broker_before = broker.map_or(0.0, cpu_secs);
     let scheduler_before = cpu_secs(scheduler.pid());
+    let before = pg_counters(&env).await?;
     let start = Instant::now();
     let mut procs: Vec<Proc> = Vec::new();
     for w in 0..workers {
         let c = concurrency.to_string();
-        procs.push(env.spawn("certfleet-worker", &["--drivers", "local", "--concurrency", &c, "--name", &format!("w{w}")])?);
+        procs.push(
+            env.spawn("certfleet-worker", &["--drivers", "local", "--concurrency", &c, "--name", &format!("w{w}")])?,
+        );
     }
     env.wait_rotated(assets, Duration::from_secs(1200)).await?;
     let secs = start.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(1500)).await; // let the counters flush
+    let after = pg_counters(&env).await?;
+    let n = assets as f64;
     let run = Run {
+        per_rotation: (
+            (after.0 - before.0) / n,
+            (after.1 - before.1) / n,
+            (after.2 - before.2) / n,
+            (after.3 - before.3) / n,
+        ),
         rate: assets as f64 / secs,
         worker_cpu: procs.iter().map(|p| cpu_secs(p.pid())).sum(),
         scheduler_cpu: cpu_secs(scheduler.pid()) - scheduler_before,
@@ -75,7 +106,13 @@ async fn one(assets: u64, workers: usize, concurrency: u16, sleep_secs: f64) -> 
 }
 
 /// Runs the benchmark and prints one JSON line per worker count.
-pub async fn scale(assets: u64, workers: &[usize], concurrency: u16, sleep_secs: f64, runs: usize) -> anyhow::Result<()> {
+pub async fn scale(
+    assets: u64,
+    workers: &[usize],
+    concurrency: u16,
+    sleep_secs: f64,
+    runs: usize,
+) -> anyhow::Result<()> {
     let mut one_worker_rate = None;
     for &w in workers {
         let mut results = Vec::new();
@@ -100,6 +137,8 @@ pub async fn scale(assets: u64, workers: &[usize], concurrency: u16, sleep_secs:
                 "worker_cpu_secs": cpu(|r| r.worker_cpu), "scheduler_cpu_secs": cpu(|r| r.scheduler_cpu),
                 "broker_cpu_secs": cpu(|r| r.broker_cpu), "wall_secs": secs,
                 "cores_busy": (cpu(|r| r.worker_cpu) + cpu(|r| r.scheduler_cpu) + cpu(|r| r.broker_cpu)) / secs,
+                "db_commits_per_rotation": cpu(|r| r.per_rotation.0), "db_rows_inserted_per_rotation": cpu(|r| r.per_rotation.1),
+                "db_rows_updated_per_rotation": cpu(|r| r.per_rotation.2), "db_wal_bytes_per_rotation": cpu(|r| r.per_rotation.3),
             })
         );
     }

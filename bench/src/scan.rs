@@ -16,7 +16,8 @@ use std::time::Instant;
 /// certificate with the exact `next_due_at` the policy chain computes, so that the full
 /// pass has nothing to correct.
 fn row(i: u64, due: bool, t0: DateTime<Utc>) -> asset::ActiveModel {
-    let (not_before, not_after) = if due { (None, None) } else { (Some(t0 - ChronoDuration::days(1)), Some(t0 + ChronoDuration::days(3))) };
+    let (not_before, not_after) =
+        if due { (None, None) } else { (Some(t0 - ChronoDuration::days(1)), Some(t0 + ChronoDuration::days(3))) };
     let state = if due { AssetState::Due } else { AssetState::Ok };
     let facts = Facts { state, lease_until: None, not_before, not_after, renew_before: None, suggested: None };
     asset::ActiveModel {

@@ -59,7 +59,8 @@ fn parse_wrk(out: &str) -> anyhow::Result<Figures> {
         })
     };
     let pct = |p: &str| -> anyhow::Result<f64> {
-        let line = out.lines().find(|l| l.trim_start().starts_with(p)).with_context(|| format!("no {p} in wrk output"))?;
+        let line =
+            out.lines().find(|l| l.trim_start().starts_with(p)).with_context(|| format!("no {p} in wrk output"))?;
         ms(line.split_whitespace().nth(1).context("latency value")?)
     };
     let rps: f64 = out
