@@ -35,6 +35,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq { command: DlqCommand::List { all, json } } => dlq_list(&config, all, json).await,
         Command::Dlq { command: DlqCommand::Retry { job_id, all } } => dlq_retry(&config, job_id, all).await,
         Command::Dlq { command: DlqCommand::Discard { job_id } } => dlq_discard(&config, job_id).await,
+        Command::Notify { command } => crate::notify::run(&config, command).await,
         Command::Queues { json } => queues(&config, json).await,
     }
 }
@@ -160,7 +161,7 @@ async fn dlq_list(config: &Config, all: bool, json: bool) -> anyhow::Result<()> 
         println!(
             "{:<36} {:<20} {:<9} {:<17} {:>3} {}",
             d.job_id,
-            d.system_name.as_deref().unwrap_or("-"),
+            dlq_subject(&d),
             format!("{:?}", d.status).to_lowercase(),
             d.error_class,
             d.attempts,
@@ -168,6 +169,14 @@ async fn dlq_list(config: &Config, all: bool, json: bool) -> anyhow::Result<()> 
         );
     }
     Ok(())
+}
+
+/// What a dead letter is about: the asset, or `notify:<channel>` for a dead notification.
+fn dlq_subject(d: &dead_letter::Model) -> String {
+    if dead_letters::is_notification(d) {
+        return d.driver.clone().unwrap_or_else(|| "notify".into());
+    }
+    d.system_name.clone().unwrap_or_else(|| "-".into())
 }
 
 async fn dlq_retry(config: &Config, job_id: Option<JobId>, all: bool) -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 
 mod commands;
 mod import;
+mod notify;
 
 use certfleet_proto::Driver;
 use clap::{Parser, Subcommand};
@@ -44,6 +45,11 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
+    },
+    /// Notification channels.
+    Notify {
+        #[command(subcommand)]
+        command: notify::NotifyCommand,
     },
     /// Depth and consumers of each certfleet queue.
     Queues {

@@ -1,6 +1,6 @@
 //! The versioned envelope every certfleet message travels in.
 
-use crate::{RotationJob, RotationResult};
+use crate::{Notification, RotationJob, RotationResult};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +15,8 @@ pub enum MessageKind {
     RotationJob,
     /// A [`RotationResult`].
     RotationResult,
+    /// A [`Notification`] for one channel.
+    Notification,
 }
 
 /// `{"v": 1, "kind": "...", "body": {...}}`.
@@ -63,6 +65,10 @@ impl Payload for RotationJob {
 
 impl Payload for RotationResult {
     const KIND: MessageKind = MessageKind::RotationResult;
+}
+
+impl Payload for Notification {
+    const KIND: MessageKind = MessageKind::Notification;
 }
 
 #[derive(Deserialize)]

@@ -108,6 +108,14 @@ pub async fn retry_dead(
     lease: Duration,
 ) -> Result<JobId, ManualError> {
     let dl = dead_letters::get(db, job_id).await?;
+    if dead_letters::is_notification(&dl) {
+        return match crate::notify::retry_dead(db, publisher, job_id).await {
+            Ok(()) => Ok(job_id),
+            Err(crate::notify::RetryError::Db(e)) => Err(e.into()),
+            Err(crate::notify::RetryError::Publish(e)) => Err(ManualError::Publish(e.to_string())),
+            Err(crate::notify::RetryError::NotRetriable(reason)) => Err(ManualError::NotRetriable { job_id, reason }),
+        };
+    }
     if dl.status != DeadLetterStatus::Pending {
         return Err(ManualError::NotRetriable { job_id, reason: format!("it is {:?} already", dl.status) });
     }

@@ -195,6 +195,7 @@ mod tests {
             renewal_window_start: None,
             renewal_window_end: None,
             updated_at: chrono::Utc::now(),
+            expiry_notice: None,
         }
     }
 

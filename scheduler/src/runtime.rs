@@ -3,6 +3,8 @@
 
 use crate::routes::Routes;
 use crate::scan::{ScanReport, Scanner};
+use crate::notify::channel::{Channels, pagerduty_names};
+use crate::notify::{self, Events};
 use crate::{SchedulerError, dead, results};
 use certfleet_proto::Driver;
 use certfleet_shared::Config;
@@ -17,15 +19,20 @@ use tracing::{error, info};
 /// Runs the scheduler. With `once`, performs a single scan and returns its report.
 pub async fn run(config: &Config, once: bool, cancel: CancellationToken) -> Result<Option<ScanReport>, SchedulerError> {
     let timeout = config.connect_timeout;
+    // Channels read their secrets now: a bad channel refuses the start, naming the key.
+    let channels = Channels::build(&config.notify)?;
     let mut routes = Arc::new(Routes::load(&config.routes_file)?);
     let shared_config = Arc::new(config.clone());
     let database = db::connect(&config.database_url, timeout).await?;
     let conn = amqp::connect(&config.amqp_url, "certfleet-scheduler", timeout).await?;
     let publisher = Publisher::open(&conn, timeout).await?;
     topology::declare(publisher.channel(), Driver::ALL, timeout).await?;
+    // Events go out on a channel of their own, so they never queue behind job publishes.
+    let events = Events::new(&config.notify, pagerduty_names(&config.notify), Publisher::open(&conn, timeout).await?);
 
     if once {
-        let scanner = Scanner { db: database.clone(), publisher: publisher.clone(), routes, config: shared_config };
+        let scanner =
+            Scanner { db: database.clone(), publisher: publisher.clone(), routes, config: shared_config, events };
         let report = scanner.scan(Utc::now()).await?;
         let _ = timed("connection.close", timeout, conn.close(200, "scan done".into())).await;
         return Ok(Some(report));
@@ -38,20 +45,29 @@ pub async fn run(config: &Config, once: bool, cancel: CancellationToken) -> Resu
     let (failed_tx, mut failed_rx) = tokio::sync::mpsc::channel::<String>(2);
     {
         let channel = timed("channel.open", timeout, conn.create_channel()).await?;
-        let (db, c, retry_after, failed) =
-            (database.clone(), consumers.clone(), config.failed_retry_after, failed_tx.clone());
+        let (db, c, retry_after, failed, ev) =
+            (database.clone(), consumers.clone(), config.failed_retry_after, failed_tx.clone(), events.clone());
         tracker.spawn(async move {
-            if let Err(e) = results::consume(db, channel, retry_after, timeout, c).await {
+            if let Err(e) = results::consume(db, channel, retry_after, timeout, c, ev).await {
                 let _ = failed.send(format!("results consumer stopped: {e}")).await;
             }
         });
         let channel = timed("channel.open", timeout, conn.create_channel()).await?;
-        let (db, c, failed) = (database.clone(), consumers.clone(), failed_tx);
+        let (db, c, failed, ev) = (database.clone(), consumers.clone(), failed_tx.clone(), events.clone());
         tracker.spawn(async move {
-            if let Err(e) = dead::consume(db, channel, timeout, c).await {
+            if let Err(e) = dead::consume(db, channel, timeout, c, ev).await {
                 let _ = failed.send(format!("dead-letter consumer stopped: {e}")).await;
             }
         });
+        if !channels.is_empty() && config.notify.deliver_in_scheduler {
+            let opened = notify::consumer::open(&conn, timeout).await?;
+            let (c, failed, cfg) = (consumers.clone(), failed_tx, config.clone());
+            tracker.spawn(async move {
+                if let Err(e) = notify::consumer::run(opened, channels, &cfg, c).await {
+                    let _ = failed.send(format!("notifier stopped: {e}")).await;
+                }
+            });
+        }
     }
     info!(interval = ?config.scan_interval, "scheduler ready");
 
@@ -78,6 +94,7 @@ pub async fn run(config: &Config, once: bool, cancel: CancellationToken) -> Resu
             publisher: publisher.clone(),
             routes: routes.clone(),
             config: shared_config.clone(),
+            events: events.clone(),
         };
         if let Err(e) = scanner.scan(Utc::now()).await {
             error!(error = %e, "scan failed; retrying at the next interval");

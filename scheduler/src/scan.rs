@@ -4,10 +4,12 @@
 //! batches of confirms outstanding.
 
 use crate::SchedulerError;
+use crate::notify::expiry::{self, Announcement, CertFacts};
+use crate::notify::{Events, summary};
 use crate::policy::{self, Decision, Facts};
 use crate::publish::{InFlight, retry_failed, send_jobs};
 use crate::routes::Routes;
-use certfleet_proto::{JobId, RotationJob};
+use certfleet_proto::{EventKind, JobId, Notification, RotationJob};
 use certfleet_shared::Config;
 use certfleet_shared::amqp::Publisher;
 use certfleet_shared::db::assets::{self, ScanRow};
@@ -39,6 +41,8 @@ pub struct ScanReport {
     pub unroutable: u64,
     /// Due rows another scheduler had just claimed.
     pub skipped: u64,
+    /// Expiry thresholds announced (each once per certificate and threshold).
+    pub expiry_announced: u64,
     /// Jobs the broker would not take (their assets were released for the next scan).
     pub publish_failed: u64,
     /// Seconds spent reading pages.
@@ -56,6 +60,7 @@ impl ScanReport {
         self.published += o.published;
         self.unroutable += o.unroutable;
         self.skipped += o.skipped;
+        self.expiry_announced += o.expiry_announced;
         self.publish_failed += o.publish_failed;
         self.read_secs += o.read_secs;
         self.claim_secs += o.claim_secs;
@@ -74,6 +79,8 @@ pub struct Scanner {
     pub routes: Arc<Routes>,
     /// Config (page size, lease, issuers' renewal overrides).
     pub config: Arc<Config>,
+    /// Notification events (expiry watch, unroutable assets).
+    pub events: Events,
 }
 
 /// Claimed jobs on their way to the broker.
@@ -101,6 +108,7 @@ impl Scanner {
             due = report.due,
             published = report.published,
             unroutable = report.unroutable,
+            expiry_announced = report.expiry_announced,
             publish_failed = report.publish_failed,
             read_secs = format!("{:.2}", report.read_secs),
             claim_secs = format!("{:.2}", report.claim_secs),
@@ -110,7 +118,8 @@ impl Scanner {
         Ok(report)
     }
 
-    /// Stage 1: pages in id order; passes on the due rows of each page.
+    /// Stage 1: pages in id order; passes on the due rows of each page. The expiry watch
+    /// looks at the same rows: no extra read of the inventory.
     async fn read(&self, now: DateTime<Utc>, due_tx: mpsc::Sender<Vec<ScanRow>>) -> Result<ScanReport, SchedulerError> {
         let mut report = ScanReport::default();
         let renew_before: HashMap<&str, Option<std::time::Duration>> =
@@ -123,6 +132,24 @@ impl Scanner {
             let Some(last) = page.last() else { break };
             after = last.id;
             report.scanned += page.len() as u64;
+            let thresholds = self.events.expiry_thresholds();
+            if !thresholds.is_empty() {
+                let due_notes: Vec<(i64, Option<String>, Announcement)> = page
+                    .iter()
+                    .filter_map(|a| {
+                        let facts = CertFacts {
+                            not_before: a.not_before,
+                            not_after: a.not_after.or(a.certificate_expiration),
+                            fingerprint: a.fingerprint_sha256.as_deref(),
+                            notice: a.expiry_notice.as_deref(),
+                        };
+                        expiry::announcement(&facts, thresholds, now).map(|n| (a.id, a.expiry_notice.clone(), n))
+                    })
+                    .collect();
+                if !due_notes.is_empty() {
+                    report.expiry_announced += self.announce_expiry(due_notes, now).await?;
+                }
+            }
             let due: Vec<ScanRow> = page
                 .into_iter()
                 .filter(|a| {
@@ -136,6 +163,37 @@ impl Scanner {
             }
         }
         Ok(report)
+    }
+
+    /// Records and announces newly crossed expiry thresholds. The record comes first
+    /// (compare-and-set, so two schedulers announce once); a notice that could not be
+    /// queued is undone, and the next scan tries again.
+    async fn announce_expiry(
+        &self,
+        due: Vec<(i64, Option<String>, Announcement)>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, SchedulerError> {
+        let ids: Vec<i64> = due.iter().map(|(id, _, _)| *id).collect();
+        let rows = assets::by_ids(&self.db, &ids).await?;
+        let mut announced = 0;
+        for (id, previous, note) in due {
+            let Some(row) = rows.iter().find(|r| r.id == id) else { continue };
+            if !assets::mark_expiry_notice(&self.db, id, previous.as_deref(), Some(&note.notice)).await? {
+                continue;
+            }
+            let kind = if note.threshold.is_some() { EventKind::CertificateExpiring } else { EventKind::CertificateExpired };
+            let mut n = Notification::new("", kind, Some(summary(row)), now);
+            n.threshold_seconds = note.threshold.map(|t| t.as_secs());
+            n.severity = kind.severity(n.threshold_seconds);
+            n.fingerprint = row.fingerprint_sha256.clone();
+            if self.events.emit(&n).await == 0 {
+                let _ = assets::mark_expiry_notice(&self.db, id, Some(&note.notice), previous.as_deref()).await;
+                continue;
+            }
+            info!(asset = %row.system_name, event = %kind, threshold = ?note.threshold, "expiry announced");
+            announced += 1;
+        }
+        Ok(announced)
     }
 
     /// Stage 2: claims the due assets, then routes the claimed rows and builds their jobs.
@@ -165,6 +223,7 @@ impl Scanner {
             report.skipped += (ids.len() - claimed.len()) as u64;
             let mut batch =
                 Batch { claims: Vec::with_capacity(claimed.len()), jobs: Vec::with_capacity(claimed.len()) };
+            let mut unroutable = Vec::new();
             for asset in claimed {
                 let job_id = JobId::new();
                 let built = self
@@ -180,12 +239,20 @@ impl Scanner {
                         report.unroutable += 1;
                         warn!(asset = %asset.system_name, %reason, "asset is unroutable");
                         history::mark_unroutable(&txn, asset.id, &reason).await?;
+                        unroutable.push((asset, reason));
                     }
                 }
             }
             history::record_queued(&txn, &batch.claims, now).await?;
             txn.commit().await.map_err(DbError::from)?;
             report.claim_secs += t.elapsed().as_secs_f64();
+            if self.events.wants(EventKind::AssetUnroutable) {
+                for (asset, reason) in &unroutable {
+                    let mut n = Notification::new("", EventKind::AssetUnroutable, Some(summary(asset)), now);
+                    n.reason = Some(reason.clone());
+                    self.events.emit(&n).await;
+                }
+            }
             if batch_tx.send(batch).await.is_err() {
                 break;
             }

@@ -150,6 +150,20 @@ if ! command -v moto_server >/dev/null; then
     command -v moto_server >/dev/null || die "moto_server still missing after pip install"
 fi
 
+# aiosmtpd (PyPI): the real SMTP server the notification tests (tests/notify_email.rs)
+# start, with STARTTLS. Installed into its own venv, since the python3 on PATH may be a
+# pyenv shim; the tests look for it at $CERTFLEET_VENV (default /var/tmp/certfleet-venv).
+venv=${CERTFLEET_VENV:-/var/tmp/certfleet-venv}
+if ! "$venv/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
+    log "installing aiosmtpd into $venv"
+    /usr/bin/python3 -m venv "$venv" 2>/dev/null || {
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv
+        /usr/bin/python3 -m venv "$venv"
+    }
+    "$venv/bin/pip" install --quiet 'aiosmtpd>=1.4,<2'
+    "$venv/bin/python" -c 'import aiosmtpd' || die "aiosmtpd still missing after pip install"
+fi
+
 for p in "${packages[@]}"; do
     is_installed "$p" || die "package $p is still not installed"
 done

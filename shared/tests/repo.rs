@@ -140,6 +140,8 @@ async fn claims_respect_leases_and_scope(db: DatabaseConnection) {
         class: ErrorClass::InvalidInput,
         reason: "bad path".into(),
         attempts: 1,
+        kind: None,
+        payload: None,
     };
     dead_letters::record(&db, &dl).await.unwrap();
     let retry = [Claim { asset_id: b.id, job_id: dl.job_id, driver: Driver::Local }];
@@ -192,6 +194,8 @@ async fn dead_letters_are_idempotent_and_operator_states_stick(db: DatabaseConne
         class: ErrorClass::RetriesExhausted,
         reason: "gave up".into(),
         attempts: 5,
+        kind: None,
+        payload: None,
     };
     dead_letters::record(&db, &dl).await.unwrap();
     dead_letters::record(&db, &dl).await.unwrap();
@@ -263,6 +267,36 @@ async fn renewal_info_round_trips_to_scan_rows_and_jobs(db: DatabaseConnection) 
     assert_eq!(job_from_asset(&a3, Driver::Local, JobId::new(), 1, Utc::now()).unwrap().replaces, None);
 }
 
+/// The expiry notice is a compare-and-set read back by the scan's narrow rows; a dead
+/// notification is listed but leaves the asset alone.
+async fn expiry_notices_and_dead_notifications(db: DatabaseConnection) {
+    assets::import(&db, &[input("a")], ISSUERS).await.unwrap();
+    let a = assets::by_name(&db, "a").await.unwrap();
+    assert!(assets::mark_expiry_notice(&db, a.id, None, Some("exp:1/2592000")).await.unwrap());
+    assert!(!assets::mark_expiry_notice(&db, a.id, None, Some("exp:1/2592000")).await.unwrap(), "announced once");
+    assert!(assets::mark_expiry_notice(&db, a.id, Some("exp:1/2592000"), Some("exp:1/1296000")).await.unwrap());
+    let rows = assets::scan_page(&db, 0, 10).await.unwrap();
+    assert_eq!(rows[0].expiry_notice.as_deref(), Some("exp:1/1296000"));
+    assert_eq!(assets::by_ids(&db, &[a.id]).await.unwrap()[0].system_name, "a");
+
+    let dead_note = DeadLetter {
+        job_id: JobId::new(),
+        asset_id: None,
+        system_name: Some("a".into()),
+        driver: None,
+        class: ErrorClass::RetriesExhausted,
+        reason: "slack answered 500".into(),
+        attempts: 8,
+        kind: Some(dead_letters::NOTIFICATION_KIND.into()),
+        payload: Some("{}".into()),
+    };
+    dead_letters::record(&db, &dead_note).await.unwrap();
+    let listed = dead_letters::list(&db, false).await.unwrap();
+    assert!(dead_letters::is_notification(&listed[0]));
+    assert_eq!(listed[0].payload.as_deref(), Some("{}"));
+    assert_eq!(assets::by_name(&db, "a").await.unwrap().state, AssetState::Due, "the asset is untouched");
+}
+
 /// Batches larger than the databases' bind-parameter limits are split, not refused.
 async fn large_batches_fit_bind_limits(db: DatabaseConnection) {
     let rows: Vec<AssetInput> = (0..5000).map(|i| input(&format!("big{i:04}"))).collect();
@@ -321,6 +355,7 @@ both_backends!(
     pages_stream_every_row_once_and_jobs_convert,
     large_batches_fit_bind_limits,
     renewal_info_round_trips_to_scan_rows_and_jobs,
+    expiry_notices_and_dead_notifications,
 );
 
 #[tokio::test]

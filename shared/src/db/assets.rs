@@ -305,6 +305,10 @@ pub struct ScanRow {
     pub renewal_window_start: Option<DateTime<Utc>>,
     /// The CA's suggested renewal window, end.
     pub renewal_window_end: Option<DateTime<Utc>>,
+    /// SHA-256 fingerprint of the current certificate (the expiry watch's dedup key).
+    pub fingerprint_sha256: Option<String>,
+    /// The last expiry threshold announced for the current certificate.
+    pub expiry_notice: Option<String>,
 }
 
 type ScanTuple = (
@@ -318,6 +322,8 @@ type ScanTuple = (
     Option<String>,
     Option<DateTime<Utc>>,
     Option<DateTime<Utc>>,
+    Option<String>,
+    Option<String>,
 );
 
 /// A page of scan rows with `id > after`, in id order (keyset pagination). Columns are
@@ -338,6 +344,8 @@ pub async fn scan_page(db: &impl ConnectionTrait, after: i64, limit: u64) -> Res
             C::AriCertId,
             C::RenewalWindowStart,
             C::RenewalWindowEnd,
+            C::FingerprintSha256,
+            C::ExpiryNotice,
         ])
         .filter(C::Id.gt(after))
         .order_by_asc(C::Id)
@@ -359,6 +367,8 @@ pub async fn scan_page(db: &impl ConnectionTrait, after: i64, limit: u64) -> Res
                 ari_cert_id,
                 renewal_window_start,
                 renewal_window_end,
+                fingerprint_sha256,
+                expiry_notice,
             )| ScanRow {
                 id,
                 state,
@@ -370,6 +380,8 @@ pub async fn scan_page(db: &impl ConnectionTrait, after: i64, limit: u64) -> Res
                 ari_cert_id,
                 renewal_window_start,
                 renewal_window_end,
+                fingerprint_sha256,
+                expiry_notice,
             },
         )
         .collect())
@@ -384,4 +396,32 @@ pub async fn page(db: &impl ConnectionTrait, after: i64, limit: u64) -> Result<V
         .limit(limit)
         .all(db)
         .await?)
+}
+
+/// Assets by id (for the few rows a scan found something to announce about).
+pub async fn by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<asset::Model>, DbError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(asset::Entity::find().filter(asset::Column::Id.is_in(ids.iter().copied())).all(db).await?)
+}
+
+/// Records `notice` as the last expiry threshold announced for asset `id`, if its notice
+/// is still `previous` (compare-and-set). Returns false when another scheduler (or an
+/// earlier scan) recorded something else first: then it is not announced again.
+pub async fn mark_expiry_notice(
+    db: &impl ConnectionTrait,
+    id: i64,
+    previous: Option<&str>,
+    notice: Option<&str>,
+) -> Result<bool, DbError> {
+    use sea_orm::sea_query::Expr;
+    let mut q = asset::Entity::update_many()
+        .col_expr(asset::Column::ExpiryNotice, Expr::value(notice.map(str::to_owned)))
+        .filter(asset::Column::Id.eq(id));
+    q = match previous {
+        Some(p) => q.filter(asset::Column::ExpiryNotice.eq(p)),
+        None => q.filter(asset::Column::ExpiryNotice.is_null()),
+    };
+    Ok(q.exec(db).await?.rows_affected == 1)
 }

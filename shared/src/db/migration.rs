@@ -9,7 +9,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Initial), Box::new(M0002RenewalInfo)]
+        vec![Box::new(M0001Initial), Box::new(M0002RenewalInfo), Box::new(M0004Notifications)]
     }
 }
 
@@ -142,6 +142,48 @@ impl MigrationTrait for M0002RenewalInfo {
         for name in RENEWAL_INFO_COLUMNS {
             if m.has_column("assets", name).await? {
                 m.alter_table(Table::alter().table("assets").drop_column(name).to_owned()).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Notifications: `assets.expiry_notice` records the last expiry threshold announced for
+/// the current certificate (`<fingerprint>/<seconds>`), so a threshold is announced once
+/// per certificate, across scans and restarts; `dead_letters.kind` and `payload` let a
+/// dead notification be listed and retried (the payload holds the event, never secrets).
+struct M0004Notifications;
+
+impl MigrationName for M0004Notifications {
+    fn name(&self) -> &str {
+        "m0004_notifications"
+    }
+}
+
+/// The columns M0004 adds, by table.
+const NOTIFICATION_COLUMNS: [(&str, &str); 3] =
+    [("assets", "expiry_notice"), ("dead_letters", "kind"), ("dead_letters", "payload")];
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0004Notifications {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for (table, name) in NOTIFICATION_COLUMNS {
+            if m.has_column(table, name).await? {
+                continue;
+            }
+            let column = match name {
+                "payload" => text_null(name),
+                _ => string_null(name),
+            };
+            m.alter_table(Table::alter().table(table).add_column(column).to_owned()).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for (table, name) in NOTIFICATION_COLUMNS {
+            if m.has_column(table, name).await? {
+                m.alter_table(Table::alter().table(table).drop_column(name).to_owned()).await?;
             }
         }
         Ok(())
