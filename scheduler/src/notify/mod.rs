@@ -82,3 +82,21 @@ pub async fn publish(publisher: &Publisher, n: &Notification) -> Result<(), cert
         })
         .await
 }
+
+/// Runs the notifier as a process of its own (`certfleet-notifier`) until `cancel` fires.
+pub async fn run_standalone(
+    config: &certfleet_shared::Config,
+    cancel: tokio_util::sync::CancellationToken,
+) -> Result<(), crate::SchedulerError> {
+    let timeout = config.connect_timeout;
+    let channels = channel::Channels::build(&config.notify)?;
+    if channels.is_empty() {
+        return Err(crate::SchedulerError::Stage("no notification channel is configured ([notify.channels])".into()));
+    }
+    let conn = certfleet_shared::amqp::connect(&config.amqp_url, "certfleet-notifier", timeout).await?;
+    let opened = consumer::open(&conn, timeout).await?;
+    certfleet_shared::amqp::topology::declare(opened.1.channel(), certfleet_proto::Driver::ALL, timeout).await?;
+    let result = consumer::run(opened, channels, config, cancel).await;
+    let _ = certfleet_shared::amqp::timed("connection.close", timeout, conn.close(200, "notifier stopping".into())).await;
+    result
+}
