@@ -68,7 +68,14 @@ async fn dead_job_gives_one_slack_message_with_the_fields() {
     let slack = Receiver::start(&pki, Check::Slack).await;
     let env = TestEnv::new(PUBLIC);
     let channels = slack_channel(&env, "ops", &slack, &pki);
-    std::fs::write(&env.config, format!("{}\n{channels}[[notify.rule]]\nevents = [\"rotation_dead\"]\nchannels = [\"ops\"]\n", std::fs::read_to_string(&env.config).unwrap())).unwrap();
+    std::fs::write(
+        &env.config,
+        format!(
+            "{}\n{channels}[[notify.rule]]\nevents = [\"rotation_dead\"]\nchannels = [\"ops\"]\n",
+            std::fs::read_to_string(&env.config).unwrap()
+        ),
+    )
+    .unwrap();
     env.import(&serde_json::json!([asset("web-dead", broken(&env, "web-dead"), None, "local")]));
     let _scheduler = env.spawn("certfleet-scheduler", "scheduler", &[]);
     let _worker = env.spawn("certfleet-worker", "worker", &["--drivers", "local"]);
@@ -78,8 +85,15 @@ async fn dead_job_gives_one_slack_message_with_the_fields() {
     assert_eq!(msg.path, "/services/T000/B000/XXXX");
     let text = String::from_utf8_lossy(&msg.body).to_string();
     for needle in [
-        "web-dead", "10.0.0.7", "Debian 12", "local", "internal", "invalid_input", "*Attempts*\\n1",
-        "No such file", "https://certfleet.example/assets/web-dead",
+        "web-dead",
+        "10.0.0.7",
+        "Debian 12",
+        "local",
+        "internal",
+        "invalid_input",
+        "*Attempts*\\n1",
+        "No such file",
+        "https://certfleet.example/assets/web-dead",
     ] {
         assert!(text.contains(needle), "Slack message lacks {needle:?}: {text}");
     }
@@ -100,7 +114,8 @@ async fn a_storm_of_300_dead_jobs_gives_at_most_3_messages_per_channel() {
     let slack = Receiver::start(&pki, Check::Slack).await;
     let hook = Receiver::start(&pki, Check::Webhook(SECRET.as_bytes().to_vec())).await;
     let env = TestEnv::new(&format!("{PUBLIC}[worker]\nconcurrency = 32\n"));
-    let channels = format!("{}{}", slack_channel(&env, "ops", &slack, &pki), webhook_channel(&env, "siem", &hook, &pki));
+    let channels =
+        format!("{}{}", slack_channel(&env, "ops", &slack, &pki), webhook_channel(&env, "siem", &hook, &pki));
     std::fs::write(
         &env.config,
         format!(
@@ -109,17 +124,26 @@ async fn a_storm_of_300_dead_jobs_gives_at_most_3_messages_per_channel() {
         ),
     )
     .unwrap();
-    let assets: Vec<serde_json::Value> =
-        (0..300).map(|i| asset(&format!("storm-{i:03}"), broken(&env, &format!("storm-{i:03}")), None, "local")).collect();
+    let assets: Vec<serde_json::Value> = (0..300)
+        .map(|i| asset(&format!("storm-{i:03}"), broken(&env, &format!("storm-{i:03}")), None, "local"))
+        .collect();
     env.import(&serde_json::Value::Array(assets));
     let _scheduler = env.spawn("certfleet-scheduler", "scheduler", &[]);
     let _worker = env.spawn("certfleet-worker", "worker", &["--drivers", "local"]);
 
-    wait_for(Duration::from_secs(120), "300 recorded dead letters", || async { (dlq(&env).len() == 300).then_some(()) }).await;
+    wait_for(Duration::from_secs(120), "300 recorded dead letters", || async {
+        (dlq(&env).len() == 300).then_some(())
+    })
+    .await;
     for (name, rx) in [("slack", &slack), ("webhook", &hook)] {
         let all = wait_for(Duration::from_secs(90), &format!("the {name} digest"), || async {
             let seen = rx.seen();
-            seen.iter().any(|r| String::from_utf8_lossy(&r.body).contains("digest") || String::from_utf8_lossy(&r.body).contains("Top reasons")).then_some(seen)
+            seen.iter()
+                .any(|r| {
+                    String::from_utf8_lossy(&r.body).contains("digest")
+                        || String::from_utf8_lossy(&r.body).contains("Top reasons")
+                })
+                .then_some(seen)
         })
         .await;
         assert!(all.len() <= 3, "{name}: {} messages for 300 dead jobs", all.len());
@@ -131,10 +155,20 @@ async fn a_storm_of_300_dead_jobs_gives_at_most_3_messages_per_channel() {
     assert_eq!(digest["digest"]["count"].as_u64().unwrap() + singles, 300, "every event is counted once: {digest}");
     assert_eq!(digest["digest"]["assets"].as_array().unwrap().len(), 10);
     assert!(digest["digest"]["top_reasons"][0]["reason"].as_str().unwrap().contains("No such file"), "{digest}");
-    assert!(digest["links"]["dlq"].as_str().unwrap().starts_with("https://certfleet.example/dlq?status=pending&event=rotation_dead&since="), "{digest}");
+    assert!(
+        digest["links"]["dlq"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://certfleet.example/dlq?status=pending&event=rotation_dead&since="),
+        "{digest}"
+    );
     assert_eq!(digest["schema"], "certfleet.notification.v1");
-    let slack_digest = slack.seen().into_iter().find(|r| String::from_utf8_lossy(&r.body).contains("Top reasons")).unwrap();
-    assert!(String::from_utf8_lossy(&slack_digest.body).contains("https://certfleet.example/dlq?"), "the digest links to the DLQ");
+    let slack_digest =
+        slack.seen().into_iter().find(|r| String::from_utf8_lossy(&r.body).contains("Top reasons")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&slack_digest.body).contains("https://certfleet.example/dlq?"),
+        "the digest links to the DLQ"
+    );
 }
 
 /// The webhook is signed; a 500 and a 429 (Retry-After: 1) are retried, the event is
@@ -150,7 +184,8 @@ async fn webhook_is_retried_until_a_2xx_and_dead_notifications_are_retried_from_
     hook.script(&[(500, &[]), (429, &[("Retry-After", "1")])]);
     down.answer_always(Some(400));
     let env = TestEnv::new(&format!("{PUBLIC}[notify]\nbase_delay = \"1s\"\n"));
-    let channels = format!("{}{}", webhook_channel(&env, "siem", &hook, &pki), webhook_channel(&env, "down", &down, &pki));
+    let channels =
+        format!("{}{}", webhook_channel(&env, "siem", &hook, &pki), webhook_channel(&env, "down", &down, &pki));
     std::fs::write(
         &env.config,
         format!(
@@ -163,7 +198,9 @@ async fn webhook_is_retried_until_a_2xx_and_dead_notifications_are_retried_from_
     env.import(&serde_json::json!([asset("lost-01", env.local_settings("lost-01"), None, "mainframe")]));
     let _scheduler = env.spawn("certfleet-scheduler", "scheduler", &[]);
 
-    let delivered = wait_for(Duration::from_secs(60), "the webhook delivered", || async { hook.accepted().into_iter().next() }).await;
+    let delivered =
+        wait_for(Duration::from_secs(60), "the webhook delivered", || async { hook.accepted().into_iter().next() })
+            .await;
     let seen = hook.seen();
     assert_eq!(seen.iter().map(|r| r.status).collect::<Vec<_>>(), vec![500, 429, 200], "retried after 500 and 429");
     let ids: Vec<String> = seen.iter().map(|r| r.headers["x-certfleet-delivery"].clone()).collect();
@@ -191,7 +228,10 @@ async fn webhook_is_retried_until_a_2xx_and_dead_notifications_are_retried_from_
     down.answer_always(None);
     let out = env.cli_ok(&["dlq", "retry", dead["job_id"].as_str().unwrap()]);
     assert!(out.contains("retried"), "{out}");
-    wait_for(Duration::from_secs(30), "the retried notification delivered", || async { (!down.accepted().is_empty()).then_some(()) }).await;
+    wait_for(Duration::from_secs(30), "the retried notification delivered", || async {
+        (!down.accepted().is_empty()).then_some(())
+    })
+    .await;
 
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(hook.accepted().len(), 1, "never delivered twice after a 2xx");
@@ -241,15 +281,27 @@ async fn crossing_30_days_mails_once_across_scans_and_restarts() {
     env.import(&serde_json::json!([
         asset("mail-01", env.local_settings("mail-01"), Some(expires), "local"),
         // Far from any threshold: never announced.
-        asset("calm-01", env.local_settings("calm-01"), Some((chrono::Utc::now() + chrono::Duration::days(300)).to_rfc3339()), "local"),
+        asset(
+            "calm-01",
+            env.local_settings("calm-01"),
+            Some((chrono::Utc::now() + chrono::Duration::days(300)).to_rfc3339()),
+            "local"
+        ),
     ]));
     let mut scheduler = env.spawn("certfleet-scheduler", "scheduler", &[]);
-    let mail = wait_for(Duration::from_secs(60), "the expiry e-mail", || async { smtp.messages().into_iter().next() }).await;
+    let mail =
+        wait_for(Duration::from_secs(60), "the expiry e-mail", || async { smtp.messages().into_iter().next() }).await;
     assert!(mail.tls, "the session was upgraded with STARTTLS");
     assert_eq!(mail.mail_from, "certfleet@fleet.test");
     assert_eq!(mail.rcpt_tos, vec!["pki@fleet.test", "oncall@fleet.test"], "one message to the whole list");
     assert!(mail.subject.contains("mail-01") && mail.subject.contains("30 days"), "{}", mail.subject);
-    for needle in ["Hostname: mail-01", "IPv4: 10.0.0.7", "OS version: Debian 12", "CA: internal", "https://certfleet.example/assets/mail-01"] {
+    for needle in [
+        "Hostname: mail-01",
+        "IPv4: 10.0.0.7",
+        "OS version: Debian 12",
+        "CA: internal",
+        "https://certfleet.example/assets/mail-01",
+    ] {
         assert!(mail.text.contains(needle), "text lacks {needle:?}: {}", mail.text);
     }
     assert!(mail.html.contains("<table>") && mail.html.contains("mail-01"), "{}", mail.html);
@@ -273,7 +325,11 @@ async fn notify_test_reports_the_outcome() {
     let pki = TestPki::new(dir.path());
     let hook = Receiver::start(&pki, Check::Webhook(SECRET.as_bytes().to_vec())).await;
     let env = TestEnv::new("");
-    std::fs::write(&env.config, format!("{}\n{}", std::fs::read_to_string(&env.config).unwrap(), webhook_channel(&env, "siem", &hook, &pki))).unwrap();
+    std::fs::write(
+        &env.config,
+        format!("{}\n{}", std::fs::read_to_string(&env.config).unwrap(), webhook_channel(&env, "siem", &hook, &pki)),
+    )
+    .unwrap();
     // The receiver runs on the other runtime thread while the CLI blocks this one.
     let out = env.cli(&["notify", "test", "siem"]);
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -312,8 +368,13 @@ fn bad_channel_configs_refuse_to_start_naming_the_key() {
     for (text, key) in cases {
         let config = dir.path().join("certfleet.toml");
         std::fs::write(&config, format!("amqp_url = \"amqp://guest:guest@127.0.0.1:1/%2f\"\n{text}")).unwrap();
-        let out =
-            command("certfleet-scheduler").arg("--config").arg(&config).arg("--once").current_dir(dir.path()).output().unwrap();
+        let out = command("certfleet-scheduler")
+            .arg("--config")
+            .arg(&config)
+            .arg("--once")
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "started with {text}");
         assert!(err.contains(key), "the error names {key}: {err}");
@@ -348,7 +409,8 @@ async fn pagerduty_triggers_on_a_dead_job_and_resolves_when_it_rotates() {
     let _scheduler = env.spawn("certfleet-scheduler", "scheduler", &[]);
     let _worker = env.spawn("certfleet-worker", "worker", &["--drivers", "local"]);
 
-    let trigger = wait_for(Duration::from_secs(60), "the trigger", || async { pd.accepted().into_iter().next() }).await.json();
+    let trigger =
+        wait_for(Duration::from_secs(60), "the trigger", || async { pd.accepted().into_iter().next() }).await.json();
     assert_eq!(trigger["event_action"], "trigger");
     assert_eq!(trigger["dedup_key"], "certfleet/fw-01");
     assert_eq!(trigger["routing_key"], "R0UT1NGKEY0123456789");
@@ -364,5 +426,8 @@ async fn pagerduty_triggers_on_a_dead_job_and_resolves_when_it_rotates() {
     })
     .await;
     assert_eq!(resolve["dedup_key"], "certfleet/fw-01");
-    assert!(!std::fs::read_to_string(env.path("scheduler.log")).unwrap().contains("R0UT1NGKEY"), "the routing key is never logged");
+    assert!(
+        !std::fs::read_to_string(env.path("scheduler.log")).unwrap().contains("R0UT1NGKEY"),
+        "the routing key is never logged"
+    );
 }

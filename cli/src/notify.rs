@@ -32,7 +32,10 @@ async fn test(config: &Config, name: &str, event: EventKind) -> anyhow::Result<(
     let channels = Channels::build(&config.notify)?;
     let Some(channel) = channels.get(name) else {
         let known: Vec<&str> = channels.names().collect();
-        bail!("no channel named \"{name}\" (configured: {})", if known.is_empty() { "none".into() } else { known.join(", ") });
+        bail!(
+            "no channel named \"{name}\" (configured: {})",
+            if known.is_empty() { "none".into() } else { known.join(", ") }
+        );
     };
     let mut n = Notification::new(name, event, None, chrono::Utc::now());
     n.reason = Some("test message from `certfleet notify test`".into());
@@ -41,7 +44,9 @@ async fn test(config: &Config, name: &str, event: EventKind) -> anyhow::Result<(
             println!("{name} ({}): delivered: {}", channel.kind(), sent.detail);
             Ok(())
         }
-        Err(ChannelError::Retry { cause, .. }) => bail!("{name} ({}): not delivered (would be retried): {cause}", channel.kind()),
+        Err(ChannelError::Retry { cause, .. }) => {
+            bail!("{name} ({}): not delivered (would be retried): {cause}", channel.kind())
+        }
         Err(ChannelError::Rejected(cause)) => bail!("{name} ({}): refused: {cause}", channel.kind()),
     }
 }

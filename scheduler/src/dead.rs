@@ -2,10 +2,12 @@
 //! dead letter in SQL (operators browse and retry from the table, never from the queue).
 
 use crate::SchedulerError;
-use crate::results::open_consumer;
 use crate::notify::{Events, summary};
+use crate::results::open_consumer;
 use certfleet_proto::{Envelope, ErrorClass, EventKind, JobId, Notification, RotationJob};
-use certfleet_shared::amqp::headers::{self, ASSET_ID, ATTEMPT, CHANNEL, DEAD_CLASS, DEAD_KIND, DEAD_REASON, JOB_ID, SYSTEM_NAME};
+use certfleet_shared::amqp::headers::{
+    self, ASSET_ID, ATTEMPT, CHANNEL, DEAD_CLASS, DEAD_KIND, DEAD_REASON, JOB_ID, SYSTEM_NAME,
+};
 use certfleet_shared::amqp::topology::DEAD_QUEUE;
 use certfleet_shared::amqp::{AmqpError, timed};
 use certfleet_shared::db::dead_letters::{self, DeadLetter, NOTIFICATION_KIND};

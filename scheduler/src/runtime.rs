@@ -1,10 +1,10 @@
 //! The scheduler's life: connect, declare, consume results and dead letters, and scan on
 //! an interval until cancelled.
 
-use crate::routes::Routes;
-use crate::scan::{ScanReport, Scanner};
 use crate::notify::channel::{Channels, pagerduty_names};
 use crate::notify::{self, Events};
+use crate::routes::Routes;
+use crate::scan::{ScanReport, Scanner};
 use crate::{SchedulerError, dead, results};
 use certfleet_proto::Driver;
 use certfleet_shared::Config;

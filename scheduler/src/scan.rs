@@ -181,7 +181,8 @@ impl Scanner {
             if !assets::mark_expiry_notice(&self.db, id, previous.as_deref(), Some(&note.notice)).await? {
                 continue;
             }
-            let kind = if note.threshold.is_some() { EventKind::CertificateExpiring } else { EventKind::CertificateExpired };
+            let kind =
+                if note.threshold.is_some() { EventKind::CertificateExpiring } else { EventKind::CertificateExpired };
             let mut n = Notification::new("", kind, Some(summary(row)), now);
             n.threshold_seconds = note.threshold.map(|t| t.as_secs());
             n.severity = kind.severity(n.threshold_seconds);

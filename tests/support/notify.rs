@@ -39,7 +39,8 @@ impl TestPki {
             .unwrap()
             .signed_by(&key, &issuer)
             .unwrap();
-        let (ca_file, cert_file, key_file) = (dir.join("notify-ca.pem"), dir.join("notify-server.pem"), dir.join("notify-server.key"));
+        let (ca_file, cert_file, key_file) =
+            (dir.join("notify-ca.pem"), dir.join("notify-server.pem"), dir.join("notify-server.key"));
         std::fs::write(&ca_file, ca_cert.pem()).unwrap();
         std::fs::write(&cert_file, cert.pem()).unwrap();
         std::fs::write(&key_file, key.serialize_pem()).unwrap();
@@ -138,17 +139,26 @@ fn slack_problem(v: &serde_json::Value) -> Option<String> {
     }
     for b in blocks {
         match b["type"].as_str() {
-            Some("header") if b["text"]["type"] == "plain_text" && b["text"]["text"].as_str().is_some_and(|t| t.chars().count() <= 150) => {}
+            Some("header")
+                if b["text"]["type"] == "plain_text"
+                    && b["text"]["text"].as_str().is_some_and(|t| t.chars().count() <= 150) => {}
             Some("section") => {
                 if let Some(fields) = b["fields"].as_array() {
-                    if fields.len() > 10 || fields.iter().any(|f| f["type"] != "mrkdwn" || f["text"].as_str().is_none_or(|t| t.len() > 2000)) {
+                    if fields.len() > 10
+                        || fields
+                            .iter()
+                            .any(|f| f["type"] != "mrkdwn" || f["text"].as_str().is_none_or(|t| t.len() > 2000))
+                    {
                         return Some("bad section fields".into());
                     }
                 } else if b["text"]["type"] != "mrkdwn" {
                     return Some("section without text or fields".into());
                 }
             }
-            Some("actions") if b["elements"].as_array().is_some_and(|e| e.iter().all(|x| x["type"] == "button" && x["url"].is_string())) => {}
+            Some("actions")
+                if b["elements"]
+                    .as_array()
+                    .is_some_and(|e| e.iter().all(|x| x["type"] == "button" && x["url"].is_string())) => {}
             Some("context") if b["elements"].is_array() => {}
             other => return Some(format!("unexpected block {other:?}")),
         }
@@ -184,7 +194,10 @@ impl Receiver {
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
-            .with_single_cert(vec![pki.cert_der.clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(pki.key_der.clone().into()))
+            .with_single_cert(
+                vec![pki.cert_der.clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(pki.key_der.clone().into()),
+            )
             .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -203,8 +216,11 @@ impl Receiver {
                             let sig = headers.get("x-certfleet-signature").cloned().unwrap_or_default();
                             verify_signature(secret, &sig, &body, chrono::Utc::now().timestamp()).err()
                         }
-                        Check::Slack => slack_problem(&serde_json::from_slice(&body).unwrap_or_default())
-                            .or_else(|| serde_json::from_slice::<serde_json::Value>(&body).is_err().then(|| "not JSON".into())),
+                        Check::Slack => {
+                            slack_problem(&serde_json::from_slice(&body).unwrap_or_default()).or_else(|| {
+                                serde_json::from_slice::<serde_json::Value>(&body).is_err().then(|| "not JSON".into())
+                            })
+                        }
                         Check::PagerDuty => pagerduty_problem(&serde_json::from_slice(&body).unwrap_or_default()),
                     };
                     let (status, extra) = {
@@ -217,7 +233,10 @@ impl Receiver {
                         (status, extra)
                     };
                     let reply = problem.unwrap_or_else(|| "ok".into());
-                    let mut head = format!("HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n", reply.len());
+                    let mut head = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n",
+                        reply.len()
+                    );
                     for (k, v) in extra {
                         head.push_str(&format!("{k}: {v}\r\n"));
                     }
@@ -255,7 +274,9 @@ impl Receiver {
     }
 }
 
-async fn read_request<S: tokio::io::AsyncRead + Unpin>(conn: &mut S) -> Option<(String, HashMap<String, String>, Vec<u8>)> {
+async fn read_request<S: tokio::io::AsyncRead + Unpin>(
+    conn: &mut S,
+) -> Option<(String, HashMap<String, String>, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {

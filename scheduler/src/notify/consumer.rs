@@ -18,9 +18,9 @@ use certfleet_shared::backoff::{delay_for_attempt, tier_for};
 use certfleet_shared::telemetry;
 use chrono::Utc;
 use futures_util::StreamExt as _;
-use lapin::{Channel, Connection};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::{Channel, Connection};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -121,7 +121,9 @@ pub async fn run(
     let tracker = TaskTracker::new();
     info!(channels = notifier.channels.names().collect::<Vec<_>>().join(", "), "notifier ready");
     loop {
-        let wake = storm.next_close().map_or(tokio::time::Instant::now() + Duration::from_secs(3600), tokio::time::Instant::from_std);
+        let wake = storm
+            .next_close()
+            .map_or(tokio::time::Instant::now() + Duration::from_secs(3600), tokio::time::Instant::from_std);
         let next = tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep_until(wake) => {
@@ -256,7 +258,8 @@ impl Notifier {
         let attempts = n.map_or(1, |n| n.attempt);
         warn!(id = ?n.map(|n| n.id), channel = ?n.map(|n| n.channel.as_str()), %class, %reason, "notification dead-lettered");
         let props = headers::dead_properties(&delivery.properties, class, reason, attempts, tp);
-        let msg = Outgoing { exchange: DEAD_EXCHANGE, routing_key: NOTIFY_QUEUE, body: &delivery.data, properties: props };
+        let msg =
+            Outgoing { exchange: DEAD_EXCHANGE, routing_key: NOTIFY_QUEUE, body: &delivery.data, properties: props };
         self.publish_then_ack(delivery, msg).await;
     }
 

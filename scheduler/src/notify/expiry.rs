@@ -76,10 +76,7 @@ pub fn announcement(f: &CertFacts<'_>, thresholds: &[Duration], now: DateTime<Ut
     if announced(f, &key).is_some_and(|done| done <= level) {
         return None;
     }
-    Some(Announcement {
-        threshold: (level > 0).then(|| Duration::from_secs(level)),
-        notice: format!("{key}/{level}"),
-    })
+    Some(Announcement { threshold: (level > 0).then(|| Duration::from_secs(level)), notice: format!("{key}/{level}") })
 }
 
 /// The instant the next announcement for this certificate falls due (possibly in the
@@ -126,7 +123,12 @@ mod tests {
         let mut sent = Vec::new();
         // One scan a day from issuance to a week after expiry.
         for day in 0..107 {
-            let f = CertFacts { not_before: Some(at(10)), not_after: Some(not_after), fingerprint: Some("ab"), notice: notice.as_deref() };
+            let f = CertFacts {
+                not_before: Some(at(10)),
+                not_after: Some(not_after),
+                fingerprint: Some("ab"),
+                notice: notice.as_deref(),
+            };
             if let Some(a) = announcement(&f, &defaults(), at(day)) {
                 sent.push((day, a.threshold));
                 notice = Some(a.notice);
@@ -144,7 +146,12 @@ mod tests {
         let f2 = CertFacts { notice: Some(&a.notice), ..f };
         assert_eq!(announcement(&f2, &defaults(), at(1)), None);
         // Rotated: a new fingerprint and expiry; the old marker does not hold it back.
-        let new = CertFacts { not_before: Some(at(1)), not_after: Some(at(91)), fingerprint: Some("cd"), notice: Some(&a.notice) };
+        let new = CertFacts {
+            not_before: Some(at(1)),
+            not_after: Some(at(91)),
+            fingerprint: Some("cd"),
+            notice: Some(&a.notice),
+        };
         assert_eq!(announcement(&new, &defaults(), at(2)), None, "not yet within 30 days");
         assert_eq!(announcement(&new, &defaults(), at(62)).unwrap().threshold, Some(days(30)));
     }

@@ -97,6 +97,7 @@ pub async fn run_standalone(
     let opened = consumer::open(&conn, timeout).await?;
     certfleet_shared::amqp::topology::declare(opened.1.channel(), certfleet_proto::Driver::ALL, timeout).await?;
     let result = consumer::run(opened, channels, config, cancel).await;
-    let _ = certfleet_shared::amqp::timed("connection.close", timeout, conn.close(200, "notifier stopping".into())).await;
+    let _ =
+        certfleet_shared::amqp::timed("connection.close", timeout, conn.close(200, "notifier stopping".into())).await;
     result
 }

@@ -30,7 +30,10 @@ impl Links {
     pub fn dlq(&self, n: &Notification) -> String {
         let mut url = format!("{}/dlq?status=pending&event={}", self.base, n.event);
         if let Some(d) = &n.digest {
-            url.push_str(&format!("&since={}", encode(&d.window_start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))));
+            url.push_str(&format!(
+                "&since={}",
+                encode(&d.window_start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            ));
         }
         url
     }

@@ -99,12 +99,8 @@ fn digest_of<T>(channel: &str, kind: EventKind, bucket: Bucket<T>, wall: DateTim
     top.truncate(DIGEST_REASONS);
     let mut digest = Notification::new(channel, kind, None, wall);
     digest.severity = bucket.held.iter().map(|(n, _)| n.severity).max().unwrap_or(digest.severity);
-    digest.digest = Some(Digest {
-        count: bucket.held.len() as u64,
-        window_start: bucket.opened_at,
-        top_reasons: top,
-        assets,
-    });
+    digest.digest =
+        Some(Digest { count: bucket.held.len() as u64, window_start: bucket.opened_at, top_reasons: top, assets });
     Closed { digest, held: bucket.held.into_iter().map(|(_, h)| h).collect() }
 }
 

@@ -243,7 +243,8 @@ impl NotifyConfig {
 
     /// The thresholds of `rule` (its own, or the default), most distant first.
     pub fn thresholds_of(&self, rule: &RuleConfig) -> Vec<Duration> {
-        let mut t: Vec<Duration> = rule.expiry_thresholds.as_ref().unwrap_or(&self.expiry_thresholds).iter().map(|t| t.0).collect();
+        let mut t: Vec<Duration> =
+            rule.expiry_thresholds.as_ref().unwrap_or(&self.expiry_thresholds).iter().map(|t| t.0).collect();
         t.sort_unstable_by(|a, b| b.cmp(a));
         t.dedup();
         t
@@ -341,7 +342,10 @@ impl SecretSource {
         if mode & 0o077 != 0 {
             return Err(setting(
                 key.to_owned(),
-                format!("{} has mode {mode:04o}; a secret file must not be readable by group or others (chmod 600)", path.display()),
+                format!(
+                    "{} has mode {mode:04o}; a secret file must not be readable by group or others (chmod 600)",
+                    path.display()
+                ),
             ));
         }
         let text =
@@ -375,7 +379,10 @@ mod tests {
         ))
         .unwrap();
         assert!(c.notify.rule[0].continue_matching);
-        assert_eq!(c.notify.thresholds_of(&c.notify.rule[0]), vec![Duration::from_secs(30 * 86_400), Duration::from_secs(7 * 86_400)]);
+        assert_eq!(
+            c.notify.thresholds_of(&c.notify.rule[0]),
+            vec![Duration::from_secs(30 * 86_400), Duration::from_secs(7 * 86_400)]
+        );
         assert_eq!(c.notify.expiry_thresholds.len(), 3);
     }
 
@@ -387,9 +394,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("notify.channels.hook.url"), "{err}");
-        let err = load("[notify.channels.hook]\nkind = \"webhook\"\nurl = \"http://example.com/\"\nsecret = { env = \"K\" }\n")
-            .unwrap_err()
-            .to_string();
+        let err = load(
+            "[notify.channels.hook]\nkind = \"webhook\"\nurl = \"http://example.com/\"\nsecret = { env = \"K\" }\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("https"), "{err}");
         let err = load("[notify.channels.s]\nkind = \"slack\"\nwebhook_url = { file = \"/a\", env = \"B\" }\n")
             .unwrap_err()

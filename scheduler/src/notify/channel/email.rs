@@ -41,16 +41,20 @@ impl Email {
                 let mut params = TlsParameters::builder(c.host.clone());
                 if let Some(path) = &c.ca_file {
                     let ca_key = format!("{key}.ca_file");
-                    let pem = std::fs::read(path).map_err(|e| setting(ca_key.clone(), format!("{}: {e}", path.display())))?;
-                    let cert = Certificate::from_pem(&pem).map_err(|e| setting(ca_key, format!("{}: {e}", path.display())))?;
+                    let pem =
+                        std::fs::read(path).map_err(|e| setting(ca_key.clone(), format!("{}: {e}", path.display())))?;
+                    let cert =
+                        Certificate::from_pem(&pem).map_err(|e| setting(ca_key, format!("{}: {e}", path.display())))?;
                     params = params.add_root_certificate(cert);
                 }
                 let params = params.build_rustls().map_err(|e| setting(key.to_owned(), e.to_string()))?;
                 if mode == SmtpTls::Implicit { Tls::Wrapper(params) } else { Tls::Required(params) }
             }
         };
-        let mut builder =
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(c.host.as_str()).port(c.port).tls(tls).timeout(Some(timeout));
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(c.host.as_str())
+            .port(c.port)
+            .tls(tls)
+            .timeout(Some(timeout));
         if let (Some(user), Some(password)) = (&c.username, &c.password) {
             let secret = SecretString::from(password.read_with(&format!("{key}.password"), env)?);
             builder = builder.credentials(Credentials::new(user.clone(), secret.expose_secret().to_owned()));

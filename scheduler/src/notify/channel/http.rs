@@ -17,7 +17,9 @@ pub fn client(key: &str, ca_file: Option<&Path>, timeout: Duration) -> Result<re
         let ca_key = format!("{key}.ca_file");
         let pem = std::fs::read(path).map_err(|e| setting(ca_key.clone(), format!("{}: {e}", path.display())))?;
         let mut added = 0;
-        for der in <rustls::pki_types::CertificateDer<'static> as rustls::pki_types::pem::PemObject>::pem_slice_iter(&pem) {
+        for der in
+            <rustls::pki_types::CertificateDer<'static> as rustls::pki_types::pem::PemObject>::pem_slice_iter(&pem)
+        {
             let der = der.map_err(|e| setting(ca_key.clone(), format!("{}: {e}", path.display())))?;
             roots.add(der).map_err(|e| setting(ca_key.clone(), format!("{}: {e}", path.display())))?;
             added += 1;
@@ -75,7 +77,11 @@ pub async fn send(what: &str, req: reqwest::RequestBuilder) -> Result<Sent, Chan
     // A short excerpt of the answer helps people; it never holds our secrets.
     let body = resp.text().await.unwrap_or_default();
     let excerpt: String = body.chars().take(200).collect();
-    let cause = format!("{what} answered HTTP {}{}", status.as_u16(), if excerpt.is_empty() { String::new() } else { format!(": {excerpt}") });
+    let cause = format!(
+        "{what} answered HTTP {}{}",
+        status.as_u16(),
+        if excerpt.is_empty() { String::new() } else { format!(": {excerpt}") }
+    );
     if status.as_u16() == 429 || status.as_u16() == 408 || status.is_server_error() {
         Err(ChannelError::Retry { after, cause })
     } else {

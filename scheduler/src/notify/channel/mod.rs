@@ -110,12 +110,7 @@ impl Channels {
 
 /// Names of PagerDuty channels in `config`, without reading any secret.
 pub fn pagerduty_names(config: &NotifyConfig) -> HashSet<String> {
-    config
-        .channels
-        .iter()
-        .filter(|(_, c)| matches!(c, ChannelConfig::Pagerduty(_)))
-        .map(|(n, _)| n.clone())
-        .collect()
+    config.channels.iter().filter(|(_, c)| matches!(c, ChannelConfig::Pagerduty(_))).map(|(n, _)| n.clone()).collect()
 }
 
 fn setting(key: String, reason: impl Into<String>) -> ConfigError {

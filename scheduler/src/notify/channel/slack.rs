@@ -49,13 +49,19 @@ pub fn payload(n: &Notification, links: &Links) -> Value {
     let title = render::title(n);
     let mut blocks = vec![json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&title, 150)}})];
     let fields = render::fields(n);
-    let (short, long): (Vec<_>, Vec<_>) = fields.into_iter().partition(|(k, _)| !matches!(*k, "Reason" | "Top reasons" | "First assets"));
+    let (short, long): (Vec<_>, Vec<_>) =
+        fields.into_iter().partition(|(k, _)| !matches!(*k, "Reason" | "Top reasons" | "First assets"));
     for chunk in short.chunks(FIELDS_PER_SECTION) {
-        let f: Vec<Value> = chunk.iter().map(|(k, v)| json!({"type": "mrkdwn", "text": truncate(&format!("*{k}*\n{v}"), 2000)})).collect();
+        let f: Vec<Value> = chunk
+            .iter()
+            .map(|(k, v)| json!({"type": "mrkdwn", "text": truncate(&format!("*{k}*\n{v}"), 2000)}))
+            .collect();
         blocks.push(json!({"type": "section", "fields": f}));
     }
     for (k, v) in long {
-        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&format!("*{k}*\n{v}"), 3000)}}));
+        blocks.push(
+            json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&format!("*{k}*\n{v}"), 3000)}}),
+        );
     }
     let (label, url) = match n.digest {
         Some(_) => ("Open the dead letters", links.dlq(n)),
