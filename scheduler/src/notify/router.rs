@@ -220,7 +220,7 @@ mod tests {
         assert_eq!(r.route(&facts(EventKind::CertificateExpiring, &a, Some(30))), vec!["mail"]);
         assert_eq!(r.route(&facts(EventKind::CertificateExpiring, &a, Some(7))), vec!["slack"]);
         assert_eq!(r.route(&facts(EventKind::CertificateExpiring, &a, Some(2))), vec!["pd", "mail"]);
-        let day = |d| Duration::from_secs(d * 86_400);
+        let day = |d: u64| Duration::from_secs(d * 86_400);
         assert_eq!(r.expiry_thresholds(), vec![day(30), day(15), day(7), day(2)]);
         assert!(!r.wants(EventKind::RotationSucceeded));
     }
