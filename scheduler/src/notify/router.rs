@@ -184,7 +184,7 @@ mod tests {
     fn facts(kind: EventKind, asset: &AssetSummary, threshold: Option<u64>) -> Facts<'_> {
         Facts {
             kind,
-            severity: kind.severity(threshold),
+            severity: kind.severity(threshold.map(|d| d * 86_400)),
             asset: Some(asset),
             threshold: threshold.map(|d| Duration::from_secs(d * 86_400)),
         }
