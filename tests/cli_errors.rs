@@ -130,3 +130,41 @@ fn bad_commands_and_arguments_fail_clearly() {
     std::fs::write(env.path("routes.toml"), "[[route]]\nhost_platform = \"local\"\ndriver = \"telnet\"\n").unwrap();
     assert_clean_failure(&env.cli(&["rotate", "x"]), &["routes.toml", "telnet"]);
 }
+
+#[test]
+fn unknown_variables_are_reported_only_when_they_could_be_config_keys() {
+    let env = TestEnv::new("");
+    let vars = [("CERTFLEET_BIN", "/usr/local/bin/certfleet"), ("CERTFLEET_WORKER_CONCURRENCY", "3")];
+    let out = env_cmd(&env, "certfleet", &["assets", "list"], &vars);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("unknown environment variable CERTFLEET_WORKER_CONCURRENCY"), "{err}");
+    assert!(!err.contains("CERTFLEET_BIN"), "a user's own variable is not a config typo: {err}");
+}
+
+#[test]
+fn a_missing_routes_file_and_bad_csv_cells_are_named_once() {
+    let env = TestEnv::new("");
+    std::fs::remove_file(env.path("routes.toml")).unwrap();
+    let out = env.cli(&["rotate", "x"]);
+    assert_clean_failure(&out, &["cannot read routes file", "routes.toml"]);
+    assert_eq!(stderr(&out).matches("No such file or directory").count(), 1, "{}", stderr(&out));
+
+    let csv = env.path("missing-column.csv");
+    std::fs::write(
+        &csv,
+        "system_name,certificate_authority,host_platform,certificate_expiration\n\
+         a,internal,local,\n\
+         b,internal,local,31/12/2026\n",
+    )
+    .unwrap();
+    let out = env.cli(&["assets", "import", csv.to_str().unwrap()]);
+    assert_clean_failure(
+        &out,
+        &[
+            "row 1 (a): field `common_name`: required, but the column is missing or the cell is empty",
+            "row 2 (b): field `certificate_expiration`: \"31/12/2026\" is not a date and time in RFC 3339",
+        ],
+    );
+    certfleet_shared::messages::check_text(&stderr(&out)).unwrap();
+}

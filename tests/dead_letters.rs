@@ -134,13 +134,19 @@ async fn poison_and_failing_assets_are_dead_lettered_then_retried() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    env.cli_ok(&["dlq", "discard", orphan_id]);
-    assert_eq!(dlq(&env).len(), 2);
 
-    // Fix the fault, then retry everything pending.
+    // Fix the fault, then retry everything pending: the poison letter (no asset) is skipped
+    // with the reason, and the run succeeds because everything retryable was retried.
     std::fs::create_dir_all(env.path("missing")).unwrap();
-    let out = env.cli_ok(&["dlq", "retry", "--all"]);
-    assert_eq!(out.lines().filter(|l| l.starts_with("retried ")).count(), 2, "{out}");
+    let out = env.cli(&["dlq", "retry", "--all"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "retry --all with a poison letter pending must exit 0:\n{stdout}\n{stderr}");
+    let per_letter = |l: &&str| l.starts_with("retried ") && !l.contains("dead letter(s)");
+    assert_eq!(stdout.lines().filter(per_letter).count(), 2, "{stdout}");
+    assert!(stdout.contains(&format!("skipped {orphan_id}: the message named no asset")), "{stdout}");
+    assert!(stdout.contains("retried 2 dead letter(s); skipped 1 that can never be retried"), "{stdout}");
+    env.cli_ok(&["dlq", "discard", orphan_id]);
+    assert!(dlq(&env).is_empty(), "the retried letters are no longer pending");
 
     wait_for(Duration::from_secs(30), "both assets rotated after the retry", || async {
         let list = assets::list(&db).await.unwrap();
@@ -157,6 +163,9 @@ async fn poison_and_failing_assets_are_dead_lettered_then_retried() {
     let runs = history::for_asset(&db, victim.id).await.unwrap();
     assert_eq!(runs.len(), 1, "the retry reused the dead job's id: {runs:?}");
     assert_eq!((runs[0].job_id, runs[0].status, runs[0].attempt), (poison_id, RotationStatus::Rotated, 1));
+    let history: serde_json::Value = serde_json::from_str(&env.cli_ok(&["history", "victim", "--json"])).unwrap();
+    assert_eq!(history["jobs"][0]["job_id"], poison_id.to_string());
+    assert_eq!((history["jobs"][0]["outcome"].as_str(), history["state"].as_str()), (Some("rotated"), Some("ok")));
 }
 
 /// A job that kills its worker every time is dead-lettered by the broker's delivery limit

@@ -159,3 +159,37 @@ async fn failed_validation_swaps_the_old_certificate_back() {
     assert_eq!(std::fs::read(pem).unwrap(), original, "the old bundle is back on disk");
     assert_eq!(haproxy_pid(&stack), pid_before, "HAProxy was not restarted");
 }
+
+/// A device whose sshd forbids forwarding (`AllowTcpForwarding no`): the channel to
+/// HAProxy's unix socket is refused for good, so the job is dead at once (no retries) with
+/// the fix in the message, and HAProxy keeps its certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_socket_channel_is_dead_at_once_with_the_fix() {
+    let stack = Stack::start();
+    let sshd = ExtraSshd::start(&stack, &[("AllowTcpForwarding local", "AllowTcpForwarding no")]);
+    let env = ssh_env(&stack, "");
+    let original = std::fs::read(stack.get("HAPROXY_PEM")).unwrap();
+    let mut asset = lb_asset(
+        &stack,
+        "lb",
+        stack.get("HAPROXY_TLS_PORT"),
+        serde_json::json!({"socket_path": stack.get("HAPROXY_SOCKET")}),
+    );
+    asset["settings"]["ssh_port"] = serde_json::json!(sshd.port);
+    env.import(&serde_json::json!([asset]));
+    let worker = env.spawn("certfleet-worker", "worker", &["--drivers", "haproxy"]);
+    let _scheduler = env.spawn("certfleet-scheduler", "scheduler", &[]);
+    let lb = settled(&env, "lb", Duration::from_secs(60)).await;
+    let error = lb.last_error.clone().unwrap_or_default();
+    assert_eq!(lb.state, AssetState::Dead, "{error}\n{}", worker.log_text());
+    for needle in ["sshd refused the channel", stack.get("HAPROXY_SOCKET"), "api_address", "AllowStreamLocalForwarding"]
+    {
+        assert!(error.contains(needle), "{needle:?} missing from: {error}");
+    }
+    assert!(!error.contains("ConnectFailed") && !error.contains("device unreachable"), "{error}");
+    let letters: Vec<serde_json::Value> = serde_json::from_str(&env.cli_ok(&["dlq", "list", "--json"])).unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["error_class"], "invalid_input", "dead at once, not after retries: {letters:?}");
+    assert_eq!(letters[0]["attempts"], 1, "{letters:?}");
+    assert_eq!(std::fs::read(stack.get("HAPROXY_PEM")).unwrap(), original, "nothing was installed");
+}

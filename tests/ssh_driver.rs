@@ -187,7 +187,7 @@ async fn failed_reload_and_failed_validation_keep_the_old_certificate_served() {
     };
     // nginx loads the new pair, then the command fails (it succeeds once the old pair is back).
     let failing = format!("nginx -c {conf} -s reload && cmp -s {cert} {cert}.prev");
-    env.import(&serde_json::json!([asset("bad-reload", stack.get("NGINX_TLS_PORT"), failing)]));
+    env.import(&serde_json::json!([asset("bad-reload", stack.get("NGINX_TLS_PORT"), failing.clone())]));
     let _worker = env.spawn("certfleet-worker", "worker", &["--drivers", "linux-ssh"]);
     let _scheduler = env.spawn("certfleet-scheduler", "scheduler", &[]);
     let connector = tls_connector();
@@ -200,7 +200,8 @@ async fn failed_reload_and_failed_validation_keep_the_old_certificate_served() {
 
     let a = settled(&env, "bad-reload", Duration::from_secs(60)).await;
     assert_eq!(a.state, AssetState::Failed, "{:?}", a.last_error);
-    assert!(a.last_error.as_deref().unwrap_or("").contains("reload command failed"), "{:?}", a.last_error);
+    let expected = format!("reload command \"{failing}\" exited with status 1");
+    assert!(a.last_error.as_deref().unwrap_or("").contains(&expected), "{:?}", a.last_error);
     old_served().await;
     assert_eq!((std::fs::read(cert).unwrap(), std::fs::read(key).unwrap()), original, "old files restored");
 

@@ -1,18 +1,16 @@
 //! The CLI's commands.
 
-use crate::import;
-use crate::{AssetsCommand, Cli, Command, DlqCommand};
+use crate::{AssetsCommand, CaCommand, Cli, Command, DlqCommand};
+use crate::{import, show, table};
 use anyhow::{Context as _, bail};
 use certfleet_proto::{Driver, JobId};
 use certfleet_scheduler::manual;
 use certfleet_scheduler::policy::{self, Decision, Facts};
 use certfleet_scheduler::routes::Routes;
-use certfleet_shared::amqp::{self, Publisher, timed, topology};
+use certfleet_shared::amqp::{self, Publisher, topology};
 use certfleet_shared::db::entity::{asset, dead_letter};
 use certfleet_shared::db::{self, assets, dead_letters};
 use certfleet_shared::{Config, shutdown, telemetry};
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use sea_orm::DatabaseConnection;
 
 /// Runs the parsed command line.
@@ -37,6 +35,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq { command: DlqCommand::Discard { job_id } } => dlq_discard(&config, job_id).await,
         Command::Notify { command } => crate::notify::run(&config, command).await,
         Command::Queues { json } => queues(&config, json).await,
+        Command::History { system_name, json } => show::history(&open_db(&config).await?, &system_name, json).await,
+        Command::Ca { command: CaCommand::Show { issuer, pem } } => show::ca(&config, issuer.as_deref(), pem).await,
+        Command::Users { command } => crate::users::users(&config, command).await,
+        Command::ApiKeys { command } => crate::users::api_keys(&config, command).await,
     }
 }
 
@@ -61,13 +63,22 @@ async fn up(config: &Config, drivers: Vec<Driver>, concurrency: Option<u16>) -> 
             r
         })
     };
-    let (s, w) = tokio::join!(scheduler, worker);
+    let api = {
+        let (config, cancel) = (config.clone(), cancel.clone());
+        tokio::spawn(async move {
+            let r = certfleet_api::run(&config, cancel.clone()).await;
+            cancel.cancel();
+            r
+        })
+    };
+    let (s, w, a) = tokio::join!(scheduler, worker, api);
     s.context("scheduler task")?.context("scheduler failed")?;
     w.context("worker task")?.context("worker failed")?;
+    a.context("API task")?.context("API failed")?;
     Ok(())
 }
 
-async fn open_db(config: &Config) -> anyhow::Result<DatabaseConnection> {
+pub(crate) async fn open_db(config: &Config) -> anyhow::Result<DatabaseConnection> {
     Ok(db::connect(&config.database_url, config.connect_timeout).await?)
 }
 
@@ -106,21 +117,22 @@ async fn list_assets(config: &Config, due: bool, json: bool) -> anyhow::Result<(
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    println!(
-        "{:<28} {:<11} {:<12} {:<25} {:<18} LAST ERROR",
-        "SYSTEM_NAME", "STATE", "ISSUER", "NOT_AFTER", "FINGERPRINT"
-    );
-    for a in rows {
-        println!(
-            "{:<28} {:<11} {:<12} {:<25} {:<18} {}",
-            a.system_name,
-            a.state.as_str(),
-            a.certificate_authority,
-            a.not_after.or(a.certificate_expiration).map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string()),
-            a.fingerprint_sha256.as_deref().map_or("-".into(), |f| format!("{}…", &f[..f.len().min(16)])),
-            a.last_error.unwrap_or_default()
-        );
-    }
+    let cells: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|a| {
+            vec![
+                a.system_name,
+                a.state.as_str().to_owned(),
+                a.certificate_authority,
+                a.not_after
+                    .or(a.certificate_expiration)
+                    .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string()),
+                a.fingerprint_sha256.as_deref().map_or("-".into(), |f| format!("{}…", &f[..f.len().min(16)])),
+                a.last_error.unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print!("{}", table::render(&["SYSTEM_NAME", "STATE", "ISSUER", "NOT_AFTER", "FINGERPRINT", "LAST ERROR"], &cells));
     Ok(())
 }
 
@@ -156,18 +168,20 @@ async fn dlq_list(config: &Config, all: bool, json: bool) -> anyhow::Result<()> 
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    println!("{:<36} {:<20} {:<9} {:<17} {:>3} REASON", "JOB_ID", "ASSET", "STATUS", "CLASS", "TRY");
-    for d in rows {
-        println!(
-            "{:<36} {:<20} {:<9} {:<17} {:>3} {}",
-            d.job_id,
-            dlq_subject(&d),
-            format!("{:?}", d.status).to_lowercase(),
-            d.error_class,
-            d.attempts,
-            d.reason
-        );
-    }
+    let cells: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|d| {
+            vec![
+                d.job_id.to_string(),
+                dlq_subject(&d),
+                d.status.as_str().to_owned(),
+                d.error_class,
+                d.attempts.to_string(),
+                d.reason,
+            ]
+        })
+        .collect();
+    print!("{}", table::render(&["JOB_ID", "ASSET", "STATUS", "CLASS", "TRY", "REASON"], &cells));
     Ok(())
 }
 
@@ -181,28 +195,45 @@ fn dlq_subject(d: &dead_letter::Model) -> String {
 
 async fn dlq_retry(config: &Config, job_id: Option<JobId>, all: bool) -> anyhow::Result<()> {
     let p = publishing(config).await?;
-    let ids: Vec<JobId> = match job_id {
-        Some(id) => vec![id],
-        None if all => dead_letters::list(&p.database, false).await?.into_iter().map(|d| JobId(d.job_id)).collect(),
-        None => bail!("give a JOB_ID or --all"),
+    let result = match job_id {
+        Some(id) => manual::retry_dead(&p.database, &p.publisher, &p.routes, id, config.lease)
+            .await
+            .map(|id| println!("retried {id}"))
+            .map_err(anyhow::Error::from),
+        None if all => match manual::retry_all_dead(&p.database, &p.publisher, &p.routes, config.lease).await {
+            Ok(done) => report_retry_all(&done),
+            Err(e) => Err(e.into()),
+        },
+        None => Err(anyhow::anyhow!("give a JOB_ID or --all")),
     };
-    let mut failures = 0;
-    for id in &ids {
-        match manual::retry_dead(&p.database, &p.publisher, &p.routes, *id, config.lease).await {
-            Ok(_) => println!("retried {id}"),
-            Err(e) => {
-                failures += 1;
-                eprintln!("certfleet: {e}");
-            }
-        }
-    }
     let _ = p.conn.close(200, "done".into()).await;
-    if failures > 0 {
-        bail!("{failures} of {} dead letter(s) could not be retried", ids.len());
+    result
+}
+
+/// Prints what `dlq retry --all` did; fails only when a retryable letter was not retried.
+fn report_retry_all(done: &manual::RetryAll) -> anyhow::Result<()> {
+    for id in &done.retried {
+        println!("retried {id}");
     }
-    if ids.is_empty() {
+    for (id, why) in &done.skipped {
+        println!("skipped {id}: {why}");
+    }
+    for (id, e) in &done.failed {
+        eprintln!("certfleet: {id}: {e}");
+    }
+    let (retried, skipped, failed) = (done.retried.len(), done.skipped.len(), done.failed.len());
+    if retried + skipped + failed == 0 {
         println!("no pending dead letters");
+        return Ok(());
     }
+    let mut summary = format!("retried {retried} dead letter(s)");
+    if skipped > 0 {
+        summary.push_str(&format!("; skipped {skipped} that can never be retried (reasons above)"));
+    }
+    if failed > 0 {
+        bail!("{summary}; {failed} could not be retried now (errors above)");
+    }
+    println!("{summary}");
     Ok(())
 }
 
@@ -214,25 +245,9 @@ async fn dlq_discard(config: &Config, job_id: JobId) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(serde::Serialize)]
-struct QueueStats {
-    queue: String,
-    messages: u32,
-    consumers: u32,
-}
-
 async fn queues(config: &Config, json: bool) -> anyhow::Result<()> {
     let conn = amqp::connect(&config.amqp_url, "certfleet-cli", config.connect_timeout).await?;
-    let t = config.connect_timeout;
-    let channel = timed("channel.open", t, conn.create_channel()).await?;
-    topology::declare(&channel, Driver::ALL, t).await?;
-    let mut stats = Vec::new();
-    for name in topology::queue_names(Driver::ALL) {
-        let opts = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
-        let q =
-            timed("queue.declare", t, channel.queue_declare(name.as_str().into(), opts, FieldTable::default())).await?;
-        stats.push(QueueStats { queue: name, messages: q.message_count(), consumers: q.consumer_count() });
-    }
+    let stats = amqp::stats::queue_stats(&conn, config.connect_timeout).await?;
     let _ = conn.close(200, "done".into()).await;
     if json {
         println!("{}", serde_json::to_string_pretty(&stats)?);

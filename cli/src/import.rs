@@ -2,7 +2,7 @@
 //! read before anything is written; errors name the row and the field.
 
 use anyhow::{Context as _, bail};
-use certfleet_shared::db::assets::{AssetInput, FieldError, RowError};
+use certfleet_shared::db::assets::{AssetInput, FieldError, RowError, RowSource};
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -24,49 +24,17 @@ pub fn guess(path: &Path) -> anyhow::Result<Format> {
     }
 }
 
-/// Parses one row object, naming the field on error.
-fn row(index: usize, value: Value) -> Result<AssetInput, RowError> {
-    let name = value.get("system_name").and_then(Value::as_str).map(str::to_owned);
-    serde_path_to_error::deserialize::<_, AssetInput>(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        let (field, reason) = match inner.strip_prefix("unknown field ") {
-            Some(rest) => ("(unknown)", format!("unknown field {rest}")),
-            None if inner.starts_with("missing field") => ("(missing)", inner),
-            None => (leak_field(&path), inner),
-        };
-        RowError { row: index + 1, name, error: FieldError { field, reason } }
-    })
-}
-
-/// Field names are a closed set; map the path back to its static name.
-fn leak_field(path: &str) -> &'static str {
-    const FIELDS: &[&str] = &[
-        "system_name",
-        "common_name",
-        "subject_alternative_name",
-        "certificate_authority",
-        "certificate_expiration",
-        "data_center",
-        "device_model",
-        "host_platform",
-        "ip_address",
-        "port",
-        "origin",
-        "os_version",
-        "certificate_validation",
-        "key_algorithm",
-        "settings",
-    ];
-    let head = path.split(['.', '[']).next().unwrap_or("");
-    FIELDS.iter().copied().find(|f| *f == head).unwrap_or("(row)")
+/// Parses one row object, naming the field (the CSV column) on error: the same parser as
+/// the API's.
+fn row(index: usize, value: Value, source: RowSource) -> Result<AssetInput, RowError> {
+    AssetInput::from_row(index, value, source)
 }
 
 /// Reads a JSON array of assets.
 fn from_json(text: &str) -> anyhow::Result<Vec<Result<AssetInput, RowError>>> {
     let value: Value = serde_json::from_str(text).context("the file is not valid JSON")?;
     let Value::Array(items) = value else { bail!("the JSON file must hold an array of asset objects") };
-    Ok(items.into_iter().enumerate().map(|(i, v)| row(i, v)).collect())
+    Ok(items.into_iter().enumerate().map(|(i, v)| row(i, v, RowSource::Json)).collect())
 }
 
 /// Converts one CSV cell to the JSON value its column expects. Empty cells are absent.
@@ -91,7 +59,7 @@ fn csv_cell(column: &str, cell: &str) -> Result<Option<Value>, String> {
 }
 
 fn static_column(column: &str) -> &'static str {
-    leak_field(column)
+    certfleet_shared::db::assets::static_field(column).unwrap_or("(row)")
 }
 
 /// Reads a CSV file with a header row.
@@ -121,7 +89,7 @@ fn from_csv(text: &str) -> anyhow::Result<Vec<Result<AssetInput, RowError>>> {
                 name: object.get("system_name").and_then(Value::as_str).map(str::to_owned),
                 error,
             }),
-            None => row(i, Value::Object(object)),
+            None => row(i, Value::Object(object), RowSource::Csv),
         });
     }
     Ok(rows)
@@ -178,6 +146,35 @@ mod tests {
         assert_eq!(a.settings.as_ref().unwrap()["cert_path"], "/x");
         let err = rows[1].as_ref().unwrap_err();
         assert_eq!((err.row, err.error.field), (2, "port"));
+    }
+
+    #[test]
+    fn csv_errors_name_the_missing_column_and_quote_bad_dates() {
+        let rows = from_csv(
+            "system_name,certificate_authority,host_platform,certificate_expiration\n\
+             a,internal,local,2027-13-01\n\
+             b,internal,local,\n",
+        )
+        .unwrap();
+        let missing = rows[1].as_ref().unwrap_err();
+        assert_eq!(missing.error.field, "common_name");
+        assert_eq!(
+            missing.to_string(),
+            "row 2 (b): field `common_name`: required, but the column is missing or the cell is empty"
+        );
+        let rows = from_csv(
+            "system_name,common_name,certificate_authority,host_platform,certificate_expiration\n\
+             a,a.test,internal,local,2027-13-01\n",
+        )
+        .unwrap();
+        let date = rows[0].as_ref().unwrap_err().to_string();
+        assert!(
+            date.starts_with(
+                "row 1 (a): field `certificate_expiration`: \"2027-13-01\" is not a date and time in RFC 3339"
+            ),
+            "{date}"
+        );
+        assert!(date.contains("2027-01-31T00:00:00Z"), "{date}");
     }
 
     #[test]

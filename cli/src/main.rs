@@ -4,6 +4,9 @@
 mod commands;
 mod import;
 mod notify;
+mod show;
+mod table;
+mod users;
 
 use certfleet_proto::Driver;
 use clap::{Parser, Subcommand};
@@ -56,6 +59,41 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// The rotation history of one asset: every job, newest first.
+    History {
+        /// The asset's system_name.
+        system_name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The internal CA.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Control-plane users (bootstrap: `certfleet users create NAME --role admin`).
+    Users {
+        #[command(subcommand)]
+        command: users::UsersCommand,
+    },
+    /// Control-plane API keys.
+    ApiKeys {
+        #[command(subcommand)]
+        command: users::ApiKeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Print where the internal CA's root is, its subject, expiry and SHA-256 fingerprint.
+    Show {
+        /// The internal issuer's name (default: the only internal issuer configured).
+        issuer: Option<String>,
+        /// Print the root certificate itself (PEM), to distribute to clients.
+        #[arg(long)]
+        pem: bool,
     },
 }
 

@@ -19,6 +19,22 @@ pub enum MessageKind {
     Notification,
 }
 
+impl MessageKind {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RotationJob => "rotation_job",
+            Self::RotationResult => "rotation_result",
+        }
+    }
+}
+
+impl std::fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// `{"v": 1, "kind": "...", "body": {...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,7 +52,7 @@ pub struct Envelope<T> {
 pub enum WireError {
     /// Not JSON, or not the expected shape.
     #[error("malformed message: {0}")]
-    Malformed(#[from] serde_json::Error),
+    Malformed(serde_json::Error),
     /// A version this build does not speak.
     #[error("unsupported wire version {found} (this build speaks {WIRE_VERSION})")]
     UnsupportedVersion {
@@ -44,13 +60,20 @@ pub enum WireError {
         found: u16,
     },
     /// A well-formed envelope of another kind.
-    #[error("expected a {expected:?} message, got {found:?}")]
+    #[error("expected a {expected} message, got {found}")]
     WrongKind {
         /// What the receiver expects.
         expected: MessageKind,
         /// What arrived.
         found: MessageKind,
     },
+}
+
+// serde's error is in the message; it is not also a `source()` (a chain would repeat it).
+impl From<serde_json::Error> for WireError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Malformed(e)
+    }
 }
 
 /// A payload type with a fixed [`MessageKind`].

@@ -106,6 +106,9 @@ pub enum ErrorClass {
     DeliveryLimit,
     /// The CA refused the request for good.
     Rejected,
+    /// A check made before asking the CA failed (a missing CNAME delegation): the CA was
+    /// never asked; fix the setup, then retry.
+    Preflight,
     /// A failure after install that was rolled back.
     RolledBack,
     /// Anything else.
@@ -124,6 +127,7 @@ impl ErrorClass {
             Self::RetriesExhausted => "retries_exhausted",
             Self::DeliveryLimit => "delivery_limit",
             Self::Rejected => "rejected",
+            Self::Preflight => "preflight",
             Self::RolledBack => "rolled_back",
             Self::Internal => "internal",
         }

@@ -113,7 +113,7 @@ pub async fn consume(
             Some(Ok(d)) => d,
             Some(Err(e)) => {
                 warn!(error = %e, "dead-letter consumer error; waiting for recovery");
-                channel.wait_for_recovery(e).await.map_err(|source| AmqpError::Op { op: "recovery", source })?;
+                channel.wait_for_recovery(e).await.map_err(|cause| AmqpError::Op { op: "recovery", cause })?;
                 continue;
             }
             None => break,
@@ -122,6 +122,12 @@ pub async fn consume(
         match dead_letters::record(&db, &dl).await {
             Ok(()) => {
                 warn!(job_id = %dl.job_id, asset = dl.system_name.as_deref().unwrap_or("-"), class = %dl.class, reason = %dl.reason, "dead letter recorded");
+                // A dead asset waits for an operator; its certificate's expiry is still watched.
+                if let Some(id) = dl.asset_id.filter(|_| !dl.is_notification())
+                    && let Err(e) = crate::notify::expiry::floor_ids(&db, events.expiry_watch(), &[id]).await
+                {
+                    warn!(error = %e, "could not keep the expiry watch of a dead asset; the full pass will");
+                }
                 announce(&db, &events, &dl).await;
                 let _ = delivery.ack(BasicAckOptions::default()).await;
             }

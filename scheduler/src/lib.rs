@@ -3,16 +3,18 @@
 //! records results and dead letters back into the inventory.
 
 pub mod dead;
+pub mod leader;
 pub mod manual;
 pub mod notify;
 pub mod policy;
 pub mod publish;
+pub mod recompute;
 pub mod results;
 pub mod routes;
 pub mod runtime;
 pub mod scan;
 
-pub use runtime::run;
+pub use runtime::{RunOptions, run, run_with};
 
 /// Errors of the scheduler library.
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,10 @@ struct Args {
     /// Scan once, publish what is due, and exit (prints the counts as JSON).
     #[arg(long)]
     once: bool,
+    /// With --once: the full pass over every row (checks every stored next_due_at)
+    /// instead of the due-ordered scan.
+    #[arg(long, requires = "once")]
+    full: bool,
 }
 
 #[tokio::main]
@@ -30,7 +34,8 @@ async fn main() -> std::process::ExitCode {
 async fn real_main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = certfleet_shared::startup(args.config.as_deref())?;
-    if let Some(report) = certfleet_scheduler::run(&config, args.once, shutdown::on_signals()).await? {
+    let opts = certfleet_scheduler::RunOptions { once: args.once, full: args.full };
+    if let Some(report) = certfleet_scheduler::run_with(&config, opts, shutdown::on_signals()).await? {
         println!("{}", serde_json::to_string(&report)?);
     }
     Ok(())

@@ -1,6 +1,6 @@
-//! Operator actions that publish: rotate one asset now, and retry a dead letter. Both build
-//! the job from the inventory's current row (the source of truth), so a fixed asset is
-//! what gets retried.
+//! Operator actions that publish: rotate one asset now, and retry a dead letter (or all of
+//! them). Both build the job from the inventory's current row (the source of truth), so a
+//! fixed asset is what gets retried.
 
 use crate::SchedulerError;
 use crate::publish::publish_jobs;
@@ -37,17 +37,42 @@ pub enum ManualError {
         /// Why.
         reason: String,
     },
-    /// The dead letter cannot be retried.
-    #[error("dead letter {job_id} cannot be retried: {reason}")]
+    /// The dead letter can never be retried (whatever the operator fixes).
+    #[error("dead letter {job_id} cannot be retried: {why}")]
     NotRetriable {
         /// The job.
         job_id: JobId,
         /// Why.
-        reason: String,
+        why: Unretriable,
     },
     /// The broker would not take the job.
     #[error("publishing the job failed: {0}")]
     Publish(String),
+}
+
+/// Why a dead letter can never be retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unretriable {
+    /// A poison message: it named no asset (undecodable, or without the asset header).
+    #[error("the message named no asset; discard it with `certfleet dlq discard`")]
+    NoAsset,
+    /// The asset it was for was deleted since.
+    #[error("asset {0} no longer exists; discard it with `certfleet dlq discard`")]
+    AssetGone(i64),
+    /// It was retried or discarded already.
+    #[error("it is {0} already")]
+    Settled(&'static str),
+}
+
+/// What `retry_all_dead` did with each pending dead letter.
+#[derive(Debug, Default)]
+pub struct RetryAll {
+    /// Republished.
+    pub retried: Vec<JobId>,
+    /// Left alone because they can never be retried, with the reason.
+    pub skipped: Vec<(JobId, Unretriable)>,
+    /// Retryable but not retried now (unroutable asset, lease running, broker refused).
+    pub failed: Vec<(JobId, ManualError)>,
 }
 
 impl From<DbError> for ManualError {
@@ -72,7 +97,7 @@ async fn publish_for(
         .map_err(|e| ManualError::Unroutable { name: asset.system_name.clone(), reason: e.to_string() })?;
     let claim = Claim { asset_id: asset.id, job_id, driver };
     let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::hours(1));
-    if history::claim(db, &[asset.id], ClaimScope::Operator, now, lease_until).await?.is_empty() {
+    if history::claim(db, &[asset.id], ClaimScope::Operator, now, lease_until, None).await?.is_empty() {
         return Err(ManualError::InFlight {
             name: asset.system_name.clone(),
             until: asset.lease_until.map_or("unknown".into(), |t| t.to_rfc3339()),
@@ -117,19 +142,72 @@ pub async fn retry_dead(
         };
     }
     if dl.status != DeadLetterStatus::Pending {
-        return Err(ManualError::NotRetriable { job_id, reason: format!("it is {:?} already", dl.status) });
+        return Err(ManualError::NotRetriable { job_id, why: Unretriable::Settled(dl.status.as_str()) });
     }
     let Some(asset_id) = dl.asset_id else {
-        return Err(ManualError::NotRetriable {
-            job_id,
-            reason: "the message named no asset; discard it with `certfleet dlq discard`".into(),
-        });
+        return Err(ManualError::NotRetriable { job_id, why: Unretriable::NoAsset });
     };
-    let asset =
-        asset::Entity::find_by_id(asset_id).one(db).await.map_err(DbError::from)?.ok_or_else(|| {
-            ManualError::NotRetriable { job_id, reason: format!("asset {asset_id} no longer exists") }
-        })?;
+    let asset = asset::Entity::find_by_id(asset_id)
+        .one(db)
+        .await
+        .map_err(DbError::from)?
+        .ok_or_else(|| ManualError::NotRetriable { job_id, why: Unretriable::AssetGone(asset_id) })?;
     publish_for(db, publisher, routes, &asset, job_id, lease).await?;
     dead_letters::set_status(db, job_id, DeadLetterStatus::Retried).await?;
     Ok(job_id)
+}
+
+/// `certfleet dlq retry --all`: retries every pending dead letter, skipping the ones that
+/// can never be retried (poison messages, deleted assets) instead of failing on them.
+/// Database failures while listing end the whole run; a failure of one letter does not.
+pub async fn retry_all_dead(
+    db: &DatabaseConnection,
+    publisher: &Publisher,
+    routes: &Routes,
+    lease: Duration,
+) -> Result<RetryAll, ManualError> {
+    let mut done = RetryAll::default();
+    for letter in dead_letters::list(db, false).await? {
+        let job_id = JobId(letter.job_id);
+        match retry_dead(db, publisher, routes, job_id, lease).await {
+            Ok(id) => done.retried.push(id),
+            Err(ManualError::NotRetriable { why, .. }) => done.skipped.push((job_id, why)),
+            Err(e) => done.failed.push((job_id, e)),
+        }
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use certfleet_shared::messages::check_error;
+
+    /// Operator-facing errors of the scheduler: a missing routes file names its OS error
+    /// once, and every refusal reads as a sentence.
+    #[test]
+    fn operator_errors_read_cleanly_and_never_repeat_a_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = Routes::load(&dir.path().join("routes.toml")).unwrap_err();
+        let text = format!("{:#}", anyhow::Error::from(SchedulerError::from(missing)));
+        assert_eq!(text.matches("No such file or directory").count(), 1, "{text}");
+        let job_id = JobId::new();
+        let errors: Vec<Box<dyn std::error::Error>> = vec![
+            Box::new(SchedulerError::from(Routes::load(&dir.path().join("routes.toml")).unwrap_err())),
+            Box::new(ManualError::InFlight { name: "web-01".into(), until: "2026-01-01T00:00:00+00:00".into() }),
+            Box::new(ManualError::Unroutable { name: "web-01".into(), reason: "no route matches".into() }),
+            Box::new(ManualError::NotRetriable { job_id, why: Unretriable::NoAsset }),
+            Box::new(ManualError::NotRetriable { job_id, why: Unretriable::AssetGone(7) }),
+            Box::new(ManualError::NotRetriable {
+                job_id,
+                why: Unretriable::Settled(DeadLetterStatus::Retried.as_str()),
+            }),
+            Box::new(ManualError::Publish("broker refused (nack)".into())),
+            Box::new(ManualError::from(DbError::NotFound("asset \"x\"".into()))),
+        ];
+        for e in &errors {
+            check_error(e.as_ref()).unwrap_or_else(|why| panic!("{why}"));
+        }
+        assert!(errors[3].to_string().contains("named no asset"));
+    }
 }

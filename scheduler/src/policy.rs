@@ -1,8 +1,8 @@
 //! "Is renewal due?" as a chain of small pure policies with an injected clock. The first
 //! policy with an opinion decides; if none has one, the asset is not due.
 
-use certfleet_shared::db::assets::ScanRow;
 use certfleet_shared::db::entity::asset::{self, AssetState};
+use certfleet_shared::db::scan_rows::ScanRow;
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
@@ -191,6 +191,9 @@ fn renewal_window(f: &Facts, now: DateTime<Utc>) -> Option<Decision> {
     let renew_at = not_after.checked_sub_signed(renew_before(f)).unwrap_or(DateTime::<Utc>::MIN_UTC);
     Some(if now >= renew_at { Decision::Due(DueReason::RenewalWindow) } else { Decision::NotDue(Some(renew_at)) })
 }
+
+mod due;
+pub use due::{PolicyInputs, disagrees, earliest, next_due_at};
 
 #[cfg(test)]
 mod suggested_tests;

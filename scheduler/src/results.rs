@@ -57,7 +57,7 @@ pub async fn consume(
             Some(Ok(d)) => vec![d],
             Some(Err(e)) => {
                 warn!(error = %e, "results consumer error; waiting for recovery");
-                channel.wait_for_recovery(e).await.map_err(|source| AmqpError::Op { op: "recovery", source })?;
+                channel.wait_for_recovery(e).await.map_err(|cause| AmqpError::Op { op: "recovery", cause })?;
                 continue;
             }
             None => break,
@@ -92,6 +92,17 @@ async fn apply_batch(db: &DatabaseConnection, batch: Vec<Delivery>, failed_retry
                 warn!(unknown, "results for assets that no longer exist were dropped");
             }
             info!(count = results.len(), "results recorded");
+            // A rolled-back asset waits `failed_retry_after`; an expiry announcement may
+            // fall due sooner.
+            let waiting: Vec<i64> = results
+                .iter()
+                .zip(&applied)
+                .filter(|(r, a)| **a == history::Applied::Updated && matches!(r.outcome, RotationOutcome::RolledBack { .. }))
+                .map(|(r, _)| r.asset_id.0)
+                .collect();
+            if let Err(e) = crate::notify::expiry::floor_ids(db, events.expiry_watch(), &waiting).await {
+                warn!(error = %e, "could not bring forward the expiry watch of rolled-back assets; the full pass will");
+            }
             announce(db, events, &results, &applied).await;
             if let Err(e) = last.ack(BasicAckOptions { multiple: true }).await {
                 warn!(error = %e, "ack of results failed; they will be redelivered and re-applied");

@@ -19,12 +19,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum RoutesError {
     /// The file could not be read.
-    #[error("cannot read routes file {path}: {source}")]
+    #[error("cannot read routes file {path}: {cause}")]
     Read {
         /// The path.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, not a `source()`, so a chain never repeats it).
+        cause: std::io::Error,
     },
     /// The file is not a valid routing table.
     #[error("invalid routes file {path}: {reason}")]
@@ -110,8 +110,7 @@ pub struct Routes(Vec<Route>);
 impl Routes {
     /// Loads and checks a routes file.
     pub fn load(path: &Path) -> Result<Self, RoutesError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| RoutesError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|cause| RoutesError::Read { path: path.to_owned(), cause })?;
         Self::parse(&text).map_err(|reason| RoutesError::Invalid { path: path.to_owned(), reason })
     }
 
@@ -194,6 +193,7 @@ mod tests {
             ari_cert_id: None,
             renewal_window_start: None,
             renewal_window_end: None,
+            next_due_at: None,
             updated_at: chrono::Utc::now(),
             expiry_notice: None,
         }

@@ -1,23 +1,68 @@
-//! The scheduler's life: connect, declare, consume results and dead letters, and scan on
-//! an interval until cancelled.
+//! The scheduler's life: connect, declare, consume results and dead letters, keep (or wait
+//! for) the leader lease, and, while leader, scan on an interval until cancelled.
 
 use crate::notify::channel::{Channels, pagerduty_names};
 use crate::notify::{self, Events};
+use crate::policy::PolicyInputs;
 use crate::routes::Routes;
-use crate::scan::{ScanReport, Scanner};
-use crate::{SchedulerError, dead, results};
+use crate::scan::{ScanMode, ScanReport, Scanner};
+use crate::{SchedulerError, dead, leader, recompute, results};
 use certfleet_proto::Driver;
 use certfleet_shared::Config;
 use certfleet_shared::amqp::{self, Publisher, timed, topology};
-use certfleet_shared::db;
+use certfleet_shared::db::{self, leader as lease_db};
 use chrono::Utc;
+use sea_orm::DatabaseConnection;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info};
+use tracing::{debug, error, info, warn};
+
+/// How the scheduler runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Scan once and return the report (takes the lease for that scan, refuses if another
+    /// scheduler holds it).
+    pub once: bool,
+    /// With `once`: the full pass instead of the due-ordered scan.
+    pub full: bool,
+}
 
 /// Runs the scheduler. With `once`, performs a single scan and returns its report.
 pub async fn run(config: &Config, once: bool, cancel: CancellationToken) -> Result<Option<ScanReport>, SchedulerError> {
+    run_with(config, RunOptions { once, full: false }, cancel).await
+}
+
+/// The `scheduler_state` key of the last full pass's time (RFC 3339).
+const LAST_FULL_KEY: &str = "last_full_scan";
+
+/// Which scan is next: the full pass once `scan_full_interval` has passed since the last.
+async fn next_mode(db: &DatabaseConnection, config: &Config) -> ScanMode {
+    let last = match lease_db::state_get(db, LAST_FULL_KEY).await {
+        Ok(v) => v.and_then(|v| chrono::DateTime::parse_from_rfc3339(&v).ok()),
+        Err(e) => {
+            warn!(error = %e, "cannot read the last full pass time");
+            return ScanMode::Due;
+        }
+    };
+    let interval = chrono::Duration::from_std(config.scan_full_interval).unwrap_or(chrono::Duration::days(1));
+    match last {
+        Some(t) if Utc::now() - t.with_timezone(&Utc) < interval => ScanMode::Due,
+        Some(_) => ScanMode::Full,
+        None => {
+            // A new inventory: start the clock rather than walk everything at once.
+            let _ = lease_db::state_set(db, LAST_FULL_KEY, &Utc::now().to_rfc3339()).await;
+            ScanMode::Due
+        }
+    }
+}
+
+/// Runs the scheduler with options.
+pub async fn run_with(
+    config: &Config,
+    opts: RunOptions,
+    cancel: CancellationToken,
+) -> Result<Option<ScanReport>, SchedulerError> {
     let timeout = config.connect_timeout;
     // Channels read their secrets now: a bad channel refuses the start, naming the key.
     let channels = Channels::build(&config.notify)?;
@@ -30,12 +75,36 @@ pub async fn run(config: &Config, once: bool, cancel: CancellationToken) -> Resu
     // Events go out on a channel of their own, so they never queue behind job publishes.
     let events = Events::new(&config.notify, pagerduty_names(&config.notify), Publisher::open(&conn, timeout).await?);
 
-    if once {
-        let scanner =
-            Scanner { db: database.clone(), publisher: publisher.clone(), routes, config: shared_config, events };
-        let report = scanner.scan(Utc::now()).await?;
+    let holder = leader::holder_id();
+    if opts.once {
+        let Some(lease) = leader::step(&database, &holder, None, config.leader_lease).await else {
+            let held = lease_db::current(&database).await?;
+            let _ = timed("connection.close", timeout, conn.close(200, "lease held".into())).await;
+            return Err(SchedulerError::Stage(match held {
+                Some(l) => format!(
+                    "another scheduler ({}) holds the scheduler lease until {}; --once scans only while no scheduler runs",
+                    l.holder,
+                    l.expires_at.to_rfc3339()
+                ),
+                None => "could not take the scheduler lease".to_owned(),
+            }));
+        };
+        let mode = if opts.full { ScanMode::Full } else { ScanMode::Due };
+        let scanner = Scanner {
+            db: database.clone(),
+            publisher: publisher.clone(),
+            routes,
+            config: shared_config,
+            lease: Some(lease.clone()),
+            events,
+        };
+        let report = scanner.scan(Utc::now(), mode).await;
+        if report.is_ok() && mode == ScanMode::Full {
+            lease_db::state_set(&database, LAST_FULL_KEY, &Utc::now().to_rfc3339()).await?;
+        }
+        let _ = lease_db::release(&database, &lease).await;
         let _ = timed("connection.close", timeout, conn.close(200, "scan done".into())).await;
-        return Ok(Some(report));
+        return Ok(Some(report?));
     }
 
     let tracker = TaskTracker::new();
@@ -69,7 +138,19 @@ pub async fn run(config: &Config, once: bool, cancel: CancellationToken) -> Resu
             });
         }
     }
-    info!(interval = ?config.scan_interval, "scheduler ready");
+    let first = leader::step(&database, &holder, None, config.leader_lease).await;
+    let (lease_tx, mut lease_rx) = tokio::sync::watch::channel(first);
+    tracker.spawn(leader::keep(
+        database.clone(),
+        holder.clone(),
+        config.leader_lease,
+        config.leader_renew,
+        lease_tx,
+        consumers.clone(),
+    ));
+    info!(interval = ?config.scan_interval, %holder, "scheduler ready");
+    let inputs = PolicyInputs::of(config);
+    let mut recomputing: Option<tokio::task::JoinHandle<()>> = None;
 
     let mut ticker = tokio::time::interval(config.scan_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -83,24 +164,56 @@ pub async fn run(config: &Config, once: bool, cancel: CancellationToken) -> Resu
                 break;
             }
             _ = ticker.tick() => {}
+            // Just took over the lease: scan now rather than at the next tick.
+            Ok(()) = lease_rx.changed() => {}
         }
         // Route changes apply at the next scan; a broken file keeps the previous table.
         match Routes::load(&config.routes_file) {
             Ok(r) => routes = Arc::new(r),
             Err(e) => error!(error = %e, "keeping the previous routing table"),
         }
+        let Some(lease) = lease_rx.borrow_and_update().clone() else {
+            debug!("standing by: another scheduler holds the lease");
+            continue;
+        };
+        // New policy inputs: recompute every stored time once, in the background.
+        if recomputing.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
+            match recompute::needed(&database, &inputs).await {
+                Ok(true) => {
+                    let (db, inputs, page) = (database.clone(), inputs.clone(), config.scan_page_size);
+                    recomputing = Some(tokio::spawn(async move {
+                        if let Err(e) = recompute::run(&db, &inputs, page).await {
+                            error!(error = %e, "recomputing next_due_at failed; retrying at the next scan");
+                        }
+                    }));
+                }
+                Ok(false) => {}
+                Err(e) => warn!(error = %e, "cannot read the policy fingerprint"),
+            }
+        }
+        let mode = next_mode(&database, config).await;
         let scanner = Scanner {
             db: database.clone(),
             publisher: publisher.clone(),
             routes: routes.clone(),
             config: shared_config.clone(),
             events: events.clone(),
+            lease: Some(lease),
         };
-        if let Err(e) = scanner.scan(Utc::now()).await {
-            error!(error = %e, "scan failed; retrying at the next interval");
+        match scanner.scan(Utc::now(), mode).await {
+            Ok(_) if mode == ScanMode::Full => {
+                if let Err(e) = lease_db::state_set(&database, LAST_FULL_KEY, &Utc::now().to_rfc3339()).await {
+                    warn!(error = %e, "cannot record the full pass time");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => error!(error = %e, "scan failed; retrying at the next interval"),
         }
     }
     info!("scheduler stopping");
+    if let Some(task) = recomputing {
+        task.abort(); // safe: each write is conditional, and the fingerprint is stored last
+    }
     consumers.cancel();
     tracker.close();
     tracker.wait().await;

@@ -2,35 +2,59 @@
 //! narrow rows (keyset pagination, never all in memory) and decide; route and claim the due
 //! ones and build their jobs from the claimed rows; publish with confirms, keeping a few
 //! batches of confirms outstanding.
+//!
+//! A scan reads only the rows whose stored `next_due_at` has come (in that order), so its
+//! cost follows the due work, not the inventory. The full pass reads every row in id order
+//! and checks each stored time against the policy: a disagreement is a bug, counted,
+//! logged and corrected.
+//!
+//! The expiry watch rides on the same rows: the stored time is the earlier of the
+//! rotation's and the next expiry announcement's, so a certificate crossing a threshold is
+//! read when it crosses it, announced once ([`Announcer`]), and rescheduled; the watch never
+//! reads the inventory on its own.
 
 use crate::SchedulerError;
-use crate::notify::expiry::{self, Announcement, CertFacts};
+use crate::notify::expiry::{self, Announcement};
 use crate::notify::{Events, summary};
-use crate::policy::{self, Decision, Facts};
+use crate::policy::{self, Decision, PolicyInputs};
 use crate::publish::{InFlight, retry_failed, send_jobs};
 use crate::routes::Routes;
 use certfleet_proto::{EventKind, JobId, Notification, RotationJob};
 use certfleet_shared::Config;
 use certfleet_shared::amqp::Publisher;
-use certfleet_shared::db::assets::{self, ScanRow};
 use certfleet_shared::db::history::{self, Claim, ClaimScope};
-use certfleet_shared::db::{DbError, job_from_asset};
+use certfleet_shared::db::leader::Lease;
+use certfleet_shared::db::scan_rows::{self, ScanRow};
+use certfleet_shared::db::{DbError, assets, job_from_asset};
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Batches of published jobs whose confirms may be outstanding at once.
 const CONFIRM_WINDOW: usize = 8;
 /// Due rows claimed in one transaction at most.
 const CLAIM_BATCH: usize = 5000;
 
+/// Which rows a scan reads.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanMode {
+    /// Only rows whose `next_due_at` has come, in that order.
+    #[default]
+    Due,
+    /// Every row, checking every stored `next_due_at` against the policy.
+    Full,
+}
+
 /// Counts from one scan.
 #[derive(Debug, Default, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct ScanReport {
+    /// Which rows were read.
+    pub mode: ScanMode,
     /// Rows read.
     pub scanned: u64,
     /// Rows found due.
@@ -45,6 +69,12 @@ pub struct ScanReport {
     pub expiry_announced: u64,
     /// Jobs the broker would not take (their assets were released for the next scan).
     pub publish_failed: u64,
+    /// Rows read but not due whose `next_due_at` was stored anew (a writer had asked for a
+    /// decision, or the full pass corrected it).
+    pub rescheduled: u64,
+    /// Full pass only: rows whose stored `next_due_at` disagreed with the policy. Always 0
+    /// unless there is a bug; each is logged.
+    pub corrected: u64,
     /// Seconds spent reading pages.
     pub read_secs: f64,
     /// Seconds spent claiming (marking in flight, history rows).
@@ -62,6 +92,8 @@ impl ScanReport {
         self.skipped += o.skipped;
         self.expiry_announced += o.expiry_announced;
         self.publish_failed += o.publish_failed;
+        self.rescheduled += o.rescheduled;
+        self.corrected += o.corrected;
         self.read_secs += o.read_secs;
         self.claim_secs += o.claim_secs;
         self.publish_secs += o.publish_secs;
@@ -79,6 +111,8 @@ pub struct Scanner {
     pub routes: Arc<Routes>,
     /// Config (page size, lease, issuers' renewal overrides).
     pub config: Arc<Config>,
+    /// The scheduler lease this scan claims under (`None`: no fencing, for tests and tools).
+    pub lease: Option<Lease>,
     /// Notification events (expiry watch, unroutable assets).
     pub events: Events,
 }
@@ -90,22 +124,28 @@ struct Batch {
 }
 
 impl Scanner {
-    /// Scans the whole inventory once at `now`. The three stages run as tasks of their own,
-    /// so reading, claiming and publishing proceed in parallel.
-    pub async fn scan(&self, now: DateTime<Utc>) -> Result<ScanReport, SchedulerError> {
+    /// Scans once at `now`, reading the rows `mode` says. The three stages run as tasks of
+    /// their own, so reading, claiming and publishing proceed in parallel.
+    pub async fn scan(&self, now: DateTime<Utc>, mode: ScanMode) -> Result<ScanReport, SchedulerError> {
         let (due_tx, due_rx) = mpsc::channel(4);
         let (batch_tx, batch_rx) = mpsc::channel(4);
         let (s1, s2, s3) = (self.clone(), self.clone(), self.clone());
-        let read = tokio::spawn(async move { s1.read(now, due_tx).await });
+        let read = tokio::spawn(async move { s1.read(now, mode, due_tx).await });
         let claim = tokio::spawn(async move { s2.claim(now, due_rx, batch_tx).await });
         let publish = tokio::spawn(async move { s3.publish(batch_rx).await });
-        let mut report = ScanReport::default();
+        let mut report = ScanReport { mode, ..ScanReport::default() };
         for stage in [read.await, claim.await, publish.await] {
             report.add(&stage.map_err(|e| SchedulerError::Stage(format!("scan stage failed: {e}")))??);
         }
+        if report.corrected > 0 {
+            error!(corrected = report.corrected, "BUG: the full pass corrected stored next_due_at values");
+        }
         info!(
+            mode = ?report.mode,
             scanned = report.scanned,
             due = report.due,
+            rescheduled = report.rescheduled,
+            corrected = report.corrected,
             published = report.published,
             unroutable = report.unroutable,
             expiry_announced = report.expiry_announced,
@@ -118,83 +158,16 @@ impl Scanner {
         Ok(report)
     }
 
-    /// Stage 1: pages in id order; passes on the due rows of each page. The expiry watch
-    /// looks at the same rows: no extra read of the inventory.
-    async fn read(&self, now: DateTime<Utc>, due_tx: mpsc::Sender<Vec<ScanRow>>) -> Result<ScanReport, SchedulerError> {
-        let mut report = ScanReport::default();
-        let renew_before: HashMap<&str, Option<std::time::Duration>> =
-            self.config.issuers.iter().map(|(name, c)| (name.as_str(), c.renew_before())).collect();
-        let mut after = 0;
-        loop {
-            let t = Instant::now();
-            let page = assets::scan_page(&self.db, after, self.config.scan_page_size).await?;
-            report.read_secs += t.elapsed().as_secs_f64();
-            let Some(last) = page.last() else { break };
-            after = last.id;
-            report.scanned += page.len() as u64;
-            let thresholds = self.events.expiry_thresholds();
-            if !thresholds.is_empty() {
-                let due_notes: Vec<(i64, Option<String>, Announcement)> = page
-                    .iter()
-                    .filter_map(|a| {
-                        let facts = CertFacts {
-                            not_before: a.not_before,
-                            not_after: a.not_after.or(a.certificate_expiration),
-                            fingerprint: a.fingerprint_sha256.as_deref(),
-                            notice: a.expiry_notice.as_deref(),
-                        };
-                        expiry::announcement(&facts, thresholds, now).map(|n| (a.id, a.expiry_notice.clone(), n))
-                    })
-                    .collect();
-                if !due_notes.is_empty() {
-                    report.expiry_announced += self.announce_expiry(due_notes, now).await?;
-                }
-            }
-            let due: Vec<ScanRow> = page
-                .into_iter()
-                .filter(|a| {
-                    let rb = renew_before.get(a.certificate_authority.as_str()).copied().flatten();
-                    matches!(policy::decide(&Facts::of_scan(a, rb), now), Decision::Due(_))
-                })
-                .collect();
-            report.due += due.len() as u64;
-            if !due.is_empty() && due_tx.send(due).await.is_err() {
-                break; // a later stage failed; its error is reported
-            }
-        }
-        Ok(report)
-    }
-
-    /// Records and announces newly crossed expiry thresholds. The record comes first
-    /// (compare-and-set, so two schedulers announce once); a notice that could not be
-    /// queued is undone, and the next scan tries again.
-    async fn announce_expiry(
+    /// Stage 1: see [`read_due`].
+    async fn read(
         &self,
-        due: Vec<(i64, Option<String>, Announcement)>,
         now: DateTime<Utc>,
-    ) -> Result<u64, SchedulerError> {
-        let ids: Vec<i64> = due.iter().map(|(id, _, _)| *id).collect();
-        let rows = assets::by_ids(&self.db, &ids).await?;
-        let mut announced = 0;
-        for (id, previous, note) in due {
-            let Some(row) = rows.iter().find(|r| r.id == id) else { continue };
-            if !assets::mark_expiry_notice(&self.db, id, previous.as_deref(), Some(&note.notice)).await? {
-                continue;
-            }
-            let kind =
-                if note.threshold.is_some() { EventKind::CertificateExpiring } else { EventKind::CertificateExpired };
-            let mut n = Notification::new("", kind, Some(summary(row)), now);
-            n.threshold_seconds = note.threshold.map(|t| t.as_secs());
-            n.severity = kind.severity(n.threshold_seconds);
-            n.fingerprint = row.fingerprint_sha256.clone();
-            if self.events.emit(&n).await == 0 {
-                let _ = assets::mark_expiry_notice(&self.db, id, Some(&note.notice), previous.as_deref()).await;
-                continue;
-            }
-            info!(asset = %row.system_name, event = %kind, threshold = ?note.threshold, "expiry announced");
-            announced += 1;
-        }
-        Ok(announced)
+        mode: ScanMode,
+        due_tx: mpsc::Sender<Vec<ScanRow>>,
+    ) -> Result<ScanReport, SchedulerError> {
+        let inputs = PolicyInputs::of(&self.config);
+        let announcer = EventAnnouncer { db: &self.db, events: &self.events };
+        read_due(&self.db, &inputs, self.config.scan_page_size, now, mode, due_tx, &announcer).await
     }
 
     /// Stage 2: claims the due assets, then routes the claimed rows and builds their jobs.
@@ -208,6 +181,7 @@ impl Scanner {
     ) -> Result<ScanReport, SchedulerError> {
         let mut report = ScanReport::default();
         let lease_until = now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::hours(1));
+        let inputs = PolicyInputs::of(&self.config);
         while let Some(first) = due_rx.recv().await {
             // Take what else the reader has ready: one transaction for several pages.
             let mut due = first;
@@ -220,7 +194,7 @@ impl Scanner {
             let txn = self.db.begin().await.map_err(DbError::from)?;
             history::relax_durability(&txn).await?;
             let ids: Vec<i64> = due.iter().map(|row| row.id).collect();
-            let claimed = history::claim(&txn, &ids, ClaimScope::Scan, now, lease_until).await?;
+            let claimed = history::claim(&txn, &ids, ClaimScope::Scan, now, lease_until, self.lease.as_ref()).await?;
             report.skipped += (ids.len() - claimed.len()) as u64;
             let mut batch =
                 Batch { claims: Vec::with_capacity(claimed.len()), jobs: Vec::with_capacity(claimed.len()) };
@@ -246,6 +220,12 @@ impl Scanner {
             }
             history::record_queued(&txn, &batch.claims, now).await?;
             txn.commit().await.map_err(DbError::from)?;
+            // The claim stored the lease (or, for an unroutable asset, no time at all): pull
+            // it back to the next expiry announcement where that comes first.
+            let taken: HashSet<i64> =
+                batch.claims.iter().map(|c| c.asset_id).chain(unroutable.iter().map(|(a, _)| a.id)).collect();
+            let rows: Vec<ScanRow> = due.into_iter().filter(|r| taken.contains(&r.id)).collect();
+            expiry::floor_rows(&self.db, inputs.watch(), &rows).await?;
             report.claim_secs += t.elapsed().as_secs_f64();
             if self.events.wants(EventKind::AssetUnroutable) {
                 for (asset, reason) in &unroutable {
@@ -299,4 +279,198 @@ impl Scanner {
         history::release(&self.db, &claims, &reason).await?;
         Ok(())
     }
+}
+
+/// Where the read stage hands the expiry announcements it has recorded.
+pub trait Announcer: Sync {
+    /// Queues one event per announcement (asset id, what to announce); returns the ids of
+    /// those that could not be queued (their record is undone and the next scan tries again).
+    fn announce(
+        &self,
+        notes: &[(i64, Announcement)],
+        now: DateTime<Utc>,
+    ) -> impl std::future::Future<Output = Vec<i64>> + Send;
+}
+
+/// The scheduler's announcer: one `certificate_expiring` / `certificate_expired` event per
+/// announcement, routed and queued on `certfleet.notify`.
+struct EventAnnouncer<'a> {
+    db: &'a DatabaseConnection,
+    events: &'a Events,
+}
+
+impl Announcer for EventAnnouncer<'_> {
+    async fn announce(&self, notes: &[(i64, Announcement)], now: DateTime<Utc>) -> Vec<i64> {
+        let ids: Vec<i64> = notes.iter().map(|(id, _)| *id).collect();
+        let rows = match assets::by_ids(self.db, &ids).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                warn!(error = %e, "could not read the assets of expiry announcements; the next scan tries again");
+                return ids;
+            }
+        };
+        let mut lost = Vec::new();
+        for (id, note) in notes {
+            let Some(row) = rows.iter().find(|r| r.id == *id) else { continue };
+            let kind =
+                if note.threshold.is_some() { EventKind::CertificateExpiring } else { EventKind::CertificateExpired };
+            let mut n = Notification::new("", kind, Some(summary(row)), now);
+            n.threshold_seconds = note.threshold.map(|t| t.as_secs());
+            n.severity = kind.severity(n.threshold_seconds);
+            n.fingerprint = row.fingerprint_sha256.clone();
+            if self.events.emit(&n).await.lost() {
+                lost.push(*id);
+                continue;
+            }
+            info!(asset = %row.system_name, event = %kind, threshold = ?note.threshold, "expiry announced");
+        }
+        lost
+    }
+}
+
+/// Records the page's due announcements (compare-and-set on the asset's marker, so a
+/// threshold is announced once even with two schedulers), hands them to `announcer`, and
+/// undoes the record of those it could not queue. Returns (announced, ids to look at again).
+async fn announce_page(
+    db: &DatabaseConnection,
+    announcer: &impl Announcer,
+    notes: Vec<(i64, Option<String>, Announcement)>,
+    now: DateTime<Utc>,
+) -> Result<(u64, Vec<i64>), SchedulerError> {
+    let mut again = Vec::new();
+    let mut recorded = Vec::with_capacity(notes.len());
+    let mut previous = HashMap::new();
+    for (id, prev, note) in notes {
+        if assets::mark_expiry_notice(db, id, prev.as_deref(), Some(&note.notice)).await? {
+            previous.insert(id, (prev, note.notice.clone()));
+            recorded.push((id, note));
+        } else {
+            again.push(id); // changed meanwhile: decide it afresh
+        }
+    }
+    let lost = announcer.announce(&recorded, now).await;
+    for id in &lost {
+        if let Some((prev, notice)) = previous.get(id) {
+            assets::mark_expiry_notice(db, *id, Some(notice), prev.as_deref()).await?;
+        }
+    }
+    let announced = (recorded.len() - lost.iter().filter(|id| previous.contains_key(id)).count()) as u64;
+    again.extend(lost);
+    Ok((announced, again))
+}
+
+/// Reads pages (due-ordered, or every row in id order for the full pass), announces the
+/// expiry thresholds newly crossed, sends the rotation-due rows of each page on `due_tx`,
+/// and stores the computed `next_due_at` of the other rows where it differs from the
+/// stored one.
+pub async fn read_due(
+    db: &DatabaseConnection,
+    inputs: &PolicyInputs,
+    page_size: u64,
+    now: DateTime<Utc>,
+    mode: ScanMode,
+    due_tx: mpsc::Sender<Vec<ScanRow>>,
+    announcer: &impl Announcer,
+) -> Result<ScanReport, SchedulerError> {
+    let mut report = ScanReport::default();
+    let (mut after_id, mut after_due) = (0, None);
+    loop {
+        let t = Instant::now();
+        let page = match mode {
+            ScanMode::Due => scan_rows::due_page(db, now, after_due, page_size).await?,
+            ScanMode::Full => scan_rows::scan_page(db, after_id, page_size).await?,
+        };
+        report.read_secs += t.elapsed().as_secs_f64();
+        let Some(last) = page.last() else { break };
+        after_id = last.id;
+        after_due = last.next_due_at.map(|at| (at, last.id));
+        report.scanned += page.len() as u64;
+        let mut decided = decide_page(page, inputs, now, mode);
+        report.corrected += decided.corrected;
+        if !decided.announce.is_empty() {
+            let t = Instant::now();
+            let (announced, again) = announce_page(db, announcer, std::mem::take(&mut decided.announce), now).await?;
+            report.expiry_announced += announced;
+            if !again.is_empty() {
+                // Not announced after all: the stored time must ask for it again now, and a
+                // due row goes on with the marker it really has.
+                let again_set: HashSet<i64> = again.iter().copied().collect();
+                decided.reschedule.retain(|(id, _, _)| !again_set.contains(id));
+                for row in decided.due.iter_mut().filter(|r| again_set.contains(&r.id)) {
+                    row.expiry_notice = decided.notice_before.remove(&row.id).flatten();
+                }
+                let pulls: Vec<(i64, DateTime<Utc>)> = again.iter().map(|id| (*id, now)).collect();
+                scan_rows::pull_next_due(db, &pulls).await?;
+            }
+            report.read_secs += t.elapsed().as_secs_f64();
+        }
+        if !decided.reschedule.is_empty() {
+            let t = Instant::now();
+            report.rescheduled += scan_rows::store_next_due(db, &decided.reschedule).await?;
+            report.read_secs += t.elapsed().as_secs_f64();
+        }
+        report.due += decided.due.len() as u64;
+        if !decided.due.is_empty() && due_tx.send(decided.due).await.is_err() {
+            break; // a later stage failed; its error is reported
+        }
+    }
+    Ok(report)
+}
+
+/// What one page of rows asks for.
+#[derive(Debug, Default)]
+pub struct DecidedPage {
+    /// The rows due now (for a rotation). A row with an announcement carries the marker it
+    /// will have once announced.
+    pub due: Vec<ScanRow>,
+    /// Expiry announcements due now: (id, marker before, announcement).
+    pub announce: Vec<(i64, Option<String>, Announcement)>,
+    /// The marker before the announcement of the due rows that have one.
+    pub notice_before: HashMap<i64, Option<String>>,
+    /// Rows not due whose stored `next_due_at` differs from the computed one:
+    /// (id, version, computed).
+    pub reschedule: Vec<(i64, DateTime<Utc>, Option<DateTime<Utc>>)>,
+    /// Full pass: rows whose stored value disagreed with the policy (a bug).
+    pub corrected: u64,
+}
+
+/// Decides every row of a page with the policy chain and the expiry watch (pure: no I/O).
+/// The times to store assume the page's announcements go out; [`read_due`] asks again
+/// for those that do not.
+pub fn decide_page(page: Vec<ScanRow>, inputs: &PolicyInputs, now: DateTime<Utc>, mode: ScanMode) -> DecidedPage {
+    let mut out = DecidedPage::default();
+    for mut row in page {
+        let facts = inputs.facts(&row);
+        let computed = inputs.next_due_at(&row, now);
+        if mode == ScanMode::Full && policy::disagrees(row.next_due_at, computed, now) {
+            out.corrected += 1;
+            if out.corrected <= 10 {
+                error!(asset_id = row.id, stored = ?row.next_due_at, computed = ?computed, "BUG: stored next_due_at disagrees with the policy");
+            }
+        }
+        let announcement = inputs.announcement(&row, now);
+        let notice_after = match &announcement {
+            Some(a) => Some(a.notice.clone()),
+            None => row.expiry_notice.clone(),
+        };
+        let next_notice = inputs.next_notice_at(&row, notice_after.as_deref());
+        if let Some(a) = announcement {
+            out.announce.push((row.id, row.expiry_notice.clone(), a));
+        }
+        match policy::decide(&facts, now) {
+            Decision::Due(_) => {
+                if notice_after != row.expiry_notice {
+                    out.notice_before.insert(row.id, std::mem::replace(&mut row.expiry_notice, notice_after));
+                }
+                out.due.push(row);
+            }
+            Decision::NotDue(at) => {
+                let at = policy::earliest(at, next_notice);
+                if at != row.next_due_at {
+                    out.reschedule.push((row.id, row.updated_at, at));
+                }
+            }
+        }
+    }
+    out
 }

@@ -67,7 +67,7 @@ async fn claim(
     lease: chrono::DateTime<Utc>,
 ) -> usize {
     let ids: Vec<i64> = claims.iter().map(|c| c.asset_id).collect();
-    let taken = history::claim(db, &ids, scope, now, lease).await.unwrap();
+    let taken = history::claim(db, &ids, scope, now, lease, None).await.unwrap();
     let queued: Vec<Claim> = claims.iter().filter(|c| taken.iter().any(|a| a.id == c.asset_id)).copied().collect();
     history::record_queued(db, &queued, now).await.unwrap();
     queued.len()
@@ -254,7 +254,7 @@ async fn renewal_info_round_trips_to_scan_rows_and_jobs(db: DatabaseConnection) 
     let job = job_from_asset(&a2, Driver::Local, JobId::new(), 1, Utc::now()).unwrap();
     assert_eq!(job.replaces.as_deref(), Some("aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"));
 
-    let rows = assets::scan_page(&db, 0, 10).await.unwrap();
+    let rows = certfleet_shared::db::scan_rows::scan_page(&db, 0, 10).await.unwrap();
     let (ra, rb) = (rows.iter().find(|r| r.id == a.id).unwrap(), rows.iter().find(|r| r.id != a.id).unwrap());
     assert_eq!(ra.ari_cert_id.as_deref(), Some("aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"));
     assert_eq!((ra.renewal_window_start, ra.renewal_window_end), (Some(start), Some(end)));
@@ -275,7 +275,7 @@ async fn expiry_notices_and_dead_notifications(db: DatabaseConnection) {
     assert!(assets::mark_expiry_notice(&db, a.id, None, Some("exp:1/2592000")).await.unwrap());
     assert!(!assets::mark_expiry_notice(&db, a.id, None, Some("exp:1/2592000")).await.unwrap(), "announced once");
     assert!(assets::mark_expiry_notice(&db, a.id, Some("exp:1/2592000"), Some("exp:1/1296000")).await.unwrap());
-    let rows = assets::scan_page(&db, 0, 10).await.unwrap();
+    let rows = db::scan_rows::scan_page(&db, 0, 10).await.unwrap();
     assert_eq!(rows[0].expiry_notice.as_deref(), Some("exp:1/1296000"));
     assert_eq!(assets::by_ids(&db, &[a.id]).await.unwrap()[0].system_name, "a");
 
@@ -295,6 +295,44 @@ async fn expiry_notices_and_dead_notifications(db: DatabaseConnection) {
     assert!(dead_letters::is_notification(&listed[0]));
     assert_eq!(listed[0].payload.as_deref(), Some("{}"));
     assert_eq!(assets::by_name(&db, "a").await.unwrap().state, AssetState::Due, "the asset is untouched");
+}
+
+/// `certfleet history`: every job of one asset, newest first, with outcome, class, error,
+/// worker and times; an unknown asset is "not found".
+async fn asset_history_lists_jobs_newest_first(db: DatabaseConnection) {
+    assets::import(&db, &[input("a"), input("other")], ISSUERS).await.unwrap();
+    let a = assets::by_name(&db, "a").await.unwrap();
+    let other = assets::by_name(&db, "other").await.unwrap();
+    let mut first = rotated(JobId::new(), a.id, "aa");
+    first.started_at = Utc::now() - Duration::hours(2);
+    let mut second = rotated(JobId::new(), a.id, "bb");
+    second.started_at = Utc::now() - Duration::hours(1);
+    second.attempt = 3;
+    second.worker = "worker-2".into();
+    second.outcome = RotationOutcome::RolledBack { cause: "reload command \"false\" exited with status 1".into() };
+    let elsewhere = rotated(JobId::new(), other.id, "cc");
+    history::apply_results(&db, &[first.clone(), second.clone(), elsewhere], StdDuration::from_secs(60)).await.unwrap();
+
+    let h = db::asset_history::of_asset(&db, "a").await.unwrap();
+    assert_eq!((h.system_name.as_str(), h.state), ("a", AssetState::Failed));
+    assert_eq!(h.jobs.iter().map(|j| j.job_id).collect::<Vec<_>>(), vec![second.job_id.0, first.job_id.0]);
+    let (newest, oldest) = (&h.jobs[0], &h.jobs[1]);
+    assert_eq!(
+        (newest.attempts, newest.outcome, newest.worker.as_deref()),
+        (3, RotationStatus::RolledBack, Some("worker-2"))
+    );
+    assert_eq!(newest.error_class.as_deref(), Some("rolled_back"));
+    assert_eq!(newest.error.as_deref(), Some("reload command \"false\" exited with status 1"));
+    assert!(newest.finished_at.is_some());
+    assert_eq!(
+        (oldest.outcome, oldest.error.as_deref(), oldest.driver.as_str()),
+        (RotationStatus::Rotated, None, "local")
+    );
+    let json = serde_json::to_value(&h).unwrap();
+    assert_eq!(json["jobs"][0]["outcome"], "rolled_back");
+    assert_eq!(json["state"], "failed");
+    let missing = db::asset_history::of_asset(&db, "nope").await.unwrap_err().to_string();
+    assert!(missing.contains("nope") && missing.contains("not found"), "{missing}");
 }
 
 /// Batches larger than the databases' bind-parameter limits are split, not refused.
@@ -356,6 +394,7 @@ both_backends!(
     large_batches_fit_bind_limits,
     renewal_info_round_trips_to_scan_rows_and_jobs,
     expiry_notices_and_dead_notifications,
+    asset_history_lists_jobs_newest_first,
 );
 
 #[tokio::test]

@@ -174,3 +174,73 @@ pub fn files_with(dir: &Path, suffixes: &[&str]) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A second sshd for one test, on the stack's host key and authorized keys, with its
+/// config edited (for example `AllowTcpForwarding no`); killed when it drops.
+pub struct ExtraSshd {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl ExtraSshd {
+    /// Starts it with each `(from, to)` replacement applied to the stack's sshd_config.
+    pub fn start(stack: &Stack, replacements: &[(&str, &str)]) -> Self {
+        let state = stack.get("STATE_DIR");
+        let base = std::fs::read_to_string(format!("{state}/ssh/sshd_config")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // A port the kernel picks from its ephemeral range (the stack uses 20000-31999).
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut config: String = base
+            .lines()
+            .map(|l| {
+                if l.starts_with("Port ") {
+                    format!("Port {port}")
+                } else if l.starts_with("PidFile ") {
+                    format!("PidFile {}", dir.path().join("sshd.pid").display())
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        for (from, to) in replacements {
+            assert!(config.contains(from), "sshd_config has no {from:?}");
+            config = config.replace(from, to);
+        }
+        let conf = dir.path().join("sshd_config");
+        std::fs::write(&conf, config + "\n").unwrap();
+        let log = dir.path().join("sshd.log");
+        // -D: stay in the foreground, so this guard owns the process.
+        let child = std::process::Command::new("/usr/sbin/sshd")
+            .arg("-D")
+            .arg("-f")
+            .arg(&conf)
+            .arg("-E")
+            .arg(&log)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut me = Self { port, child, _dir: dir };
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                matches!(me.child.try_wait(), Ok(None)),
+                "sshd exited: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            assert!(std::time::Instant::now() < deadline, "sshd did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50)); // test code, outside any runtime
+        }
+        me.port = port;
+        me
+    }
+}
+
+impl Drop for ExtraSshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

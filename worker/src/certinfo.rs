@@ -53,6 +53,12 @@ pub fn describe(der: &[u8]) -> Result<CertificateInfo, CertError> {
     })
 }
 
+/// The subject of a DER certificate, as a distinguished name string.
+pub fn subject(der: &[u8]) -> Result<String, CertError> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| CertError(e.to_string()))?;
+    Ok(cert.subject().to_string())
+}
+
 /// The public key bits of a certificate (the BIT STRING inside its SubjectPublicKeyInfo),
 /// comparable with `rcgen::PublicKeyData::der_bytes` of a key pair or a CSR.
 pub fn public_key_bits(der: &[u8]) -> Result<Vec<u8>, CertError> {

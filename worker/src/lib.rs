@@ -8,6 +8,8 @@ pub mod driver;
 pub mod fsutil;
 pub mod issuer;
 pub mod keygen;
+#[cfg(test)]
+mod messages_tests;
 pub mod outcome;
 pub mod rotation;
 pub mod runtime;

@@ -78,6 +78,7 @@ impl JobError {
             JobError::Issuer(i) => match i {
                 IssuerError::BadCsr(_) => (C::InvalidInput, None),
                 IssuerError::Rejected(_) => (C::Rejected, None),
+                IssuerError::Preflight(_) => (C::Preflight, None),
                 IssuerError::RateLimited { retry_after, .. } => (C::Transient, Some(*retry_after)),
                 IssuerError::Unavailable(_) => (C::Transient, Some(None)),
                 IssuerError::Internal(_) => (C::Internal, None),
@@ -114,6 +115,7 @@ mod tests {
         assert_eq!(class_of(DriverError::Unreachable("refused".into()).into()), Err(None));
         assert_eq!(class_of(JobError::Timeout(Duration::from_secs(1))), Err(None));
         assert_eq!(class_of(IssuerError::Rejected("caa".into()).into()), Ok(ErrorClass::Rejected));
+        assert_eq!(class_of(IssuerError::Preflight("no CNAME".into()).into()), Ok(ErrorClass::Preflight));
         let limited = IssuerError::RateLimited { retry_after: Some(Duration::from_secs(90)), detail: "slow".into() };
         assert_eq!(class_of(limited.into()), Err(Some(Duration::from_secs(90))));
     }

@@ -40,7 +40,14 @@ pub enum WorkerError {
     Issuer(#[from] IssuerError),
     /// A driver's worker-side settings are unusable.
     #[error("driver setup: {0}")]
-    Driver(#[from] crate::driver::DriverError),
+    Driver(crate::driver::DriverError),
+}
+
+// The driver's error is in the message; it is not also a `source()`.
+impl From<crate::driver::DriverError> for WorkerError {
+    fn from(e: crate::driver::DriverError) -> Self {
+        Self::Driver(e)
+    }
 }
 
 /// Runs a worker until `cancel` fires.
@@ -110,7 +117,7 @@ pub async fn run(config: &Config, opts: WorkerOptions, cancel: CancellationToken
             }
             Some(Err(e)) => {
                 warn!(error = %e, "consumer error; waiting for the broker connection to recover");
-                channel.wait_for_recovery(e).await.map_err(|source| AmqpError::Op { op: "recovery", source })?;
+                channel.wait_for_recovery(e).await.map_err(|cause| AmqpError::Op { op: "recovery", cause })?;
                 info!("broker connection recovered");
             }
             None => {

@@ -258,7 +258,12 @@ async fn missing_cname_is_permanent_and_names_the_name() {
     let missing = stack.name("nocname");
     let (result, _) = sign(&issuer, "delegated2.certfleet.test", std::slice::from_ref(&missing)).await;
     let err = result.unwrap_err();
-    assert!(matches!(&err, IssuerError::Rejected(m) if m.contains(&missing)), "{err}");
+    assert!(matches!(&err, IssuerError::Preflight(m) if m.contains(&missing)), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("pre-flight check failed, the CA was not asked: ") && !text.contains("CA rejected"),
+        "{text}"
+    );
     assert!(matches!(JobError::Issuer(err).classify(), Outcome::Dead { .. }));
     assert_eq!(stack.update_log("delegated2.certfleet.test.acme-delegate.test").0, 0, "nothing written");
 }

@@ -1,8 +1,9 @@
 //! The notifier: consumes `certfleet.notify`, holds bursts for a digest, delivers through
-//! the channel, and settles each delivery in one place ([`Notifier::settle`]): delivered
-//! → ack; a passing fault → the retry tier for its delay (Retry-After wins over backoff);
-//! attempts exhausted or a permanent refusal → `certfleet.dead` with class, reason and
-//! attempts. A delivery is acked only once what it led to was confirmed by the broker.
+//! the channel, and settles each delivery with the worker's settlement
+//! ([`certfleet_shared::amqp::settle`]): delivered → ack; a passing fault → the retry tier
+//! for its delay (Retry-After wins over backoff); attempts exhausted or a permanent
+//! refusal → `certfleet.dead` with class, reason and attempts. A delivery is acked only
+//! once what it led to was confirmed by the broker.
 
 use super::channel::{ChannelError, Channels};
 use super::render::Links;
@@ -12,14 +13,15 @@ use crate::results::open_consumer;
 use certfleet_proto::{Envelope, ErrorClass, Notification, NotificationId};
 use certfleet_shared::Config;
 use certfleet_shared::amqp::headers::{self, TRACEPARENT};
-use certfleet_shared::amqp::topology::{DEAD_EXCHANGE, NOTIFY_QUEUE, notify_retry_queue};
-use certfleet_shared::amqp::{AmqpError, Outgoing, Publisher, timed};
-use certfleet_shared::backoff::{delay_for_attempt, tier_for};
+use certfleet_shared::amqp::settle::{self, Settled};
+use certfleet_shared::amqp::topology::NOTIFY_QUEUE;
+use certfleet_shared::amqp::{AmqpError, Publisher, timed};
+use certfleet_shared::config::RetryConfig;
 use certfleet_shared::telemetry;
 use chrono::Utc;
 use futures_util::StreamExt as _;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::options::BasicAckOptions;
 use lapin::{Channel, Connection};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -56,6 +58,17 @@ impl From<ChannelError> for Outcome {
     }
 }
 
+impl Outcome {
+    /// The shared settlement's view (a delivered notification has no reply to publish).
+    fn settlement(self) -> settle::Outcome<'static> {
+        match self {
+            Outcome::Done(_) => settle::Outcome::Done(None),
+            Outcome::Retry { after, cause } => settle::Outcome::Retry { after, cause },
+            Outcome::Dead { class, reason } => settle::Outcome::Dead { class, reason },
+        }
+    }
+}
+
 /// Ids delivered lately.
 #[derive(Default)]
 struct Recent {
@@ -81,9 +94,7 @@ struct Notifier {
     channels: Channels,
     links: Links,
     publisher: Publisher,
-    max_attempts: u32,
-    base_delay: Duration,
-    max_delay: Duration,
+    retry: RetryConfig,
     timeout: Duration,
     recent: Mutex<Recent>,
 }
@@ -110,9 +121,7 @@ pub async fn run(
         channels,
         links: Links::new(&config.api.base_url()),
         publisher,
-        max_attempts: n.max_attempts,
-        base_delay: n.base_delay,
-        max_delay: n.max_delay,
+        retry: RetryConfig { max_attempts: n.max_attempts, base_delay: n.base_delay, max_delay: n.max_delay },
         timeout: n.request_timeout,
         recent: Mutex::new(Recent::default()),
     });
@@ -138,7 +147,7 @@ pub async fn run(
             Some(Ok(d)) => d,
             Some(Err(e)) => {
                 warn!(error = %e, "notifier consumer error; waiting for recovery");
-                channel.wait_for_recovery(e).await.map_err(|source| AmqpError::Op { op: "recovery", source })?;
+                channel.wait_for_recovery(e).await.map_err(|cause| AmqpError::Op { op: "recovery", cause })?;
                 continue;
             }
             None => break,
@@ -158,7 +167,7 @@ pub async fn run(
         let notifier = Arc::clone(&notifier);
         tracker.spawn(async move {
             let _permit = permit;
-            notifier.handle(delivery, decoded.ok()).await;
+            let _ = notifier.handle(delivery, decoded.ok()).await;
         });
     }
     // Held events go back to the queue when the channel closes; deliveries in flight finish.
@@ -169,7 +178,7 @@ pub async fn run(
 }
 
 impl Notifier {
-    async fn handle(&self, delivery: Delivery, n: Option<Notification>) {
+    async fn handle(&self, delivery: Delivery, n: Option<Notification>) -> Settled {
         let tp = telemetry::child_traceparent(headers::get_str(&delivery.properties, TRACEPARENT).as_deref());
         let Some(n) = n else {
             let reason = "not a readable certfleet notification".to_owned();
@@ -182,7 +191,7 @@ impl Notifier {
             }
         }
         let outcome = self.deliver(&n).await;
-        self.settle(&delivery, Some(&n), outcome, &tp).await;
+        self.settle(&delivery, Some(&n), outcome, &tp).await
     }
 
     async fn deliver(&self, n: &Notification) -> Outcome {
@@ -205,73 +214,17 @@ impl Notifier {
         }
     }
 
-    /// The one mapping from outcome to broker actions.
-    async fn settle(&self, delivery: &Delivery, n: Option<&Notification>, outcome: Outcome, tp: &str) {
-        match outcome {
-            Outcome::Done(detail) => {
-                if let Some(n) = n {
-                    info!(id = %n.id, channel = %n.channel, event = %n.event, asset = n.system_name(), %detail, "notification delivered");
-                }
-                if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
-                    warn!(error = %e, "ack failed after delivery; a redelivery is recognized by its id");
-                }
-            }
-            Outcome::Retry { after, cause } => {
-                let Some(n) = n else {
-                    return self.dead(delivery, None, ErrorClass::Internal, &cause, tp).await;
-                };
-                if n.attempt >= self.max_attempts {
-                    let reason = format!("gave up after {} attempts; last error: {cause}", n.attempt);
-                    return self.dead(delivery, Some(n), ErrorClass::RetriesExhausted, &reason, tp).await;
-                }
-                let backoff = delay_for_attempt(n.attempt, self.base_delay, self.max_delay, &mut rand::rng());
-                let wait = after.unwrap_or(backoff);
-                warn!(id = %n.id, channel = %n.channel, attempt = n.attempt, retry_in = ?wait, %cause, "notification will be retried");
-                let mut next = n.clone();
-                next.attempt += 1;
-                self.park(delivery, &next, wait, tp).await;
-            }
-            Outcome::Dead { class, reason } => self.dead(delivery, n, class, &reason, tp).await,
+    /// Settles through the one shared mapping from outcome to broker actions.
+    async fn settle(&self, delivery: &Delivery, n: Option<&Notification>, outcome: Outcome, tp: &str) -> Settled {
+        if let (Some(n), Outcome::Done(detail)) = (n, &outcome) {
+            info!(id = %n.id, channel = %n.channel, event = %n.event, asset = n.system_name(), %detail, "notification delivered");
         }
+        settle::settle(&self.publisher, delivery, n, outcome.settlement(), &self.retry, NOTIFY_QUEUE, tp).await
     }
 
     /// Parks `n` in the retry tier serving `wait`; a longer wait rides in `not_before`.
-    async fn park(&self, delivery: &Delivery, n: &Notification, wait: Duration, tp: &str) {
-        let tier = tier_for(wait);
-        let mut parked = n.clone();
-        if wait > tier {
-            parked.not_before = Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX));
-        }
-        let body = Envelope::encode(&parked);
-        let expiration = wait.min(tier).as_millis().max(1).to_string();
-        let queue = notify_retry_queue(tier);
-        let msg = Outgoing {
-            exchange: "",
-            routing_key: &queue,
-            body: &body,
-            properties: headers::notification_properties(&parked, tp).with_expiration(expiration.into()),
-        };
-        self.publish_then_ack(delivery, msg).await;
-    }
-
-    async fn dead(&self, delivery: &Delivery, n: Option<&Notification>, class: ErrorClass, reason: &str, tp: &str) {
-        let attempts = n.map_or(1, |n| n.attempt);
-        warn!(id = ?n.map(|n| n.id), channel = ?n.map(|n| n.channel.as_str()), %class, %reason, "notification dead-lettered");
-        let props = headers::dead_properties(&delivery.properties, class, reason, attempts, tp);
-        let msg =
-            Outgoing { exchange: DEAD_EXCHANGE, routing_key: NOTIFY_QUEUE, body: &delivery.data, properties: props };
-        self.publish_then_ack(delivery, msg).await;
-    }
-
-    async fn publish_then_ack(&self, delivery: &Delivery, msg: Outgoing<'_>) {
-        match self.publisher.publish(msg).await {
-            Ok(()) => {
-                if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
-                    warn!(error = %e, "ack failed after the outcome was published");
-                }
-            }
-            Err(e) => requeue(delivery, &e).await,
-        }
+    async fn park(&self, delivery: &Delivery, n: &Notification, wait: Duration, tp: &str) -> Settled {
+        settle::park(&self.publisher, delivery, n, wait, tp, Settled::Deferred).await
     }
 
     /// Queues a window's digest, then settles the events it summarizes.
@@ -288,16 +241,9 @@ impl Notifier {
             }
             Err(e) => {
                 for d in held {
-                    requeue(&d, &e).await;
+                    settle::requeue(&d, &e).await;
                 }
             }
         }
-    }
-}
-
-async fn requeue(delivery: &Delivery, cause: &AmqpError) {
-    warn!(error = %cause, "could not publish a notification's outcome; returning it to its queue");
-    if let Err(e) = delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await {
-        warn!(error = %e, "nack failed; the broker redelivers when the channel closes");
     }
 }

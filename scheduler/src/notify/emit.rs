@@ -31,7 +31,23 @@ pub fn summary(a: &asset::Model) -> AssetSummary {
 struct Inner {
     router: Router,
     publisher: Publisher,
-    thresholds: Vec<Duration>,
+    watch: Option<Vec<Duration>>,
+}
+
+/// What one [`Events::emit`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Emitted {
+    /// Channels the rules routed the event to.
+    pub routed: usize,
+    /// Copies the broker confirmed.
+    pub queued: usize,
+}
+
+impl Emitted {
+    /// Whether the event was routed somewhere and nothing of it went out (worth another try).
+    pub fn lost(&self) -> bool {
+        self.routed > 0 && self.queued == 0
+    }
 }
 
 /// The emitting side, cheap to clone. Without rules it does nothing.
@@ -52,8 +68,8 @@ impl Events {
             return Self::off();
         }
         let router = Router::new(config, pagerduty);
-        let thresholds = router.expiry_thresholds();
-        Self { inner: Some(Arc::new(Inner { router, publisher, thresholds })) }
+        let watch = super::router::expiry_watch(config);
+        Self { inner: Some(Arc::new(Inner { router, publisher, watch })) }
     }
 
     /// Whether some rule takes `kind`.
@@ -61,18 +77,15 @@ impl Events {
         self.inner.as_ref().is_some_and(|i| i.router.wants(kind))
     }
 
-    /// The expiry thresholds the scan evaluates (empty: no rule watches expiry).
-    pub fn expiry_thresholds(&self) -> &[Duration] {
-        match &self.inner {
-            Some(i) if i.router.watches_expiry() => &i.thresholds,
-            _ => &[],
-        }
+    /// The expiry watch's thresholds (as in [`crate::policy::PolicyInputs`]), `None` when
+    /// no rule watches expiry: writers that store a later `next_due_at` floor it with these.
+    pub fn expiry_watch(&self) -> Option<&[Duration]> {
+        self.inner.as_ref().and_then(|i| i.watch.as_deref())
     }
 
     /// Routes `event` (its `channel` is ignored) and publishes one copy per channel.
-    /// Returns how many were queued.
-    pub async fn emit(&self, event: &Notification) -> usize {
-        let Some(inner) = &self.inner else { return 0 };
+    pub async fn emit(&self, event: &Notification) -> Emitted {
+        let Some(inner) = &self.inner else { return Emitted::default() };
         let facts = Facts {
             kind: event.event,
             severity: event.severity,
@@ -80,6 +93,7 @@ impl Events {
             threshold: event.threshold_seconds.map(Duration::from_secs),
         };
         let channels = inner.router.route(&facts);
+        let routed = channels.len();
         let mut queued = 0;
         for channel in channels {
             let mut n = event.clone();
@@ -94,6 +108,6 @@ impl Events {
         if queued > 0 {
             debug!(event = %event.event, asset = event.system_name(), queued, "notification queued");
         }
-        queued
+        Emitted { routed, queued }
     }
 }

@@ -9,7 +9,10 @@
 //! threshold announced so far (0 for "expired"). A new certificate has a new key, so its
 //! thresholds are announced afresh; the same certificate never hears a threshold twice.
 
+use certfleet_shared::db::scan_rows::{self, ScanRow};
+use certfleet_shared::db::DbError;
 use chrono::{DateTime, Utc};
+use sea_orm::DatabaseConnection;
 use std::time::Duration;
 
 /// What the scan knows about an asset's current certificate.
@@ -23,6 +26,18 @@ pub struct CertFacts<'a> {
     pub fingerprint: Option<&'a str>,
     /// The marker of the last announcement.
     pub notice: Option<&'a str>,
+}
+
+impl<'a> CertFacts<'a> {
+    /// The facts of a scan row, with `notice` as the last announcement.
+    pub fn of(row: &'a ScanRow, notice: Option<&'a str>) -> Self {
+        Self {
+            not_before: row.not_before,
+            not_after: row.not_after.or(row.certificate_expiration),
+            fingerprint: row.fingerprint_sha256.as_deref(),
+            notice,
+        }
+    }
 }
 
 /// An announcement that is due now.
@@ -62,21 +77,27 @@ fn applicable(f: &CertFacts<'_>, not_after: DateTime<Utc>, thresholds: &[Duratio
 /// The announcement due at `now`, if any: the most urgent level the certificate is in
 /// (expired, or the smallest threshold it is within), unless that level or a more urgent
 /// one was announced already. Levels skipped over (first seen at 10 days left: 30 and 15
-/// are not announced separately) are not sent late.
+/// are not announced separately) are not sent late. A level is entered at the instant
+/// `not_after - threshold` exactly, the instant [`next_notification_at`] names.
 pub fn announcement(f: &CertFacts<'_>, thresholds: &[Duration], now: DateTime<Utc>) -> Option<Announcement> {
     let not_after = f.not_after?;
     let key = cert_key(f, not_after);
-    let left = (not_after - now).num_seconds();
-    let level = if left <= 0 {
+    let level = if now >= not_after {
         0
     } else {
-        let left = left.unsigned_abs();
-        applicable(f, not_after, thresholds).into_iter().filter(|t| left <= *t).min()?
+        applicable(f, not_after, thresholds).into_iter().filter(|t| entered(not_after, *t).is_none_or(|at| now >= at)).min()?
     };
     if announced(f, &key).is_some_and(|done| done <= level) {
         return None;
     }
     Some(Announcement { threshold: (level > 0).then(|| Duration::from_secs(level)), notice: format!("{key}/{level}") })
+}
+
+/// The instant a certificate is within `t` seconds of `not_after`; `None` when that is
+/// before any representable time (it always is).
+fn entered(not_after: DateTime<Utc>, t: u64) -> Option<DateTime<Utc>> {
+    let t = i64::try_from(t).ok()?;
+    not_after.checked_sub_signed(chrono::Duration::try_seconds(t)?)
 }
 
 /// The instant the next announcement for this certificate falls due (possibly in the
@@ -87,10 +108,39 @@ pub fn next_notification_at(f: &CertFacts<'_>, thresholds: &[Duration]) -> Optio
     let pending = |secs: u64| done.is_none_or(|d| secs < d);
     let mut next = pending(0).then_some(not_after);
     for t in applicable(f, not_after, thresholds).into_iter().filter(|t| pending(*t)) {
-        let at = not_after - chrono::Duration::seconds(i64::try_from(t).unwrap_or(i64::MAX / 2));
+        let at = entered(not_after, t).unwrap_or(DateTime::<Utc>::MIN_UTC);
         next = Some(next.map_or(at, |n| n.min(at)));
     }
     next
+}
+
+/// After a writer stored a later `next_due_at` than the expiry watch allows (a claim's
+/// lease, a rolled-back asset's retry time, `None` for a dead or unroutable asset), pulls
+/// it back to the next announcement of each of `rows` (`watch`: the thresholds watched,
+/// `None` when no rule watches expiry). Only ever moves a stored time earlier.
+pub async fn floor_rows(
+    db: &DatabaseConnection,
+    watch: Option<&[Duration]>,
+    rows: &[ScanRow],
+) -> Result<u64, DbError> {
+    let Some(thresholds) = watch else { return Ok(0) };
+    let floors: Vec<(i64, DateTime<Utc>)> = rows
+        .iter()
+        .filter_map(|r| next_notification_at(&CertFacts::of(r, r.expiry_notice.as_deref()), thresholds).map(|at| (r.id, at)))
+        .collect();
+    if floors.is_empty() {
+        return Ok(0);
+    }
+    scan_rows::pull_next_due(db, &floors).await
+}
+
+/// [`floor_rows`] for assets known by id (reads their scan rows).
+pub async fn floor_ids(db: &DatabaseConnection, watch: Option<&[Duration]>, ids: &[i64]) -> Result<u64, DbError> {
+    if watch.is_none() || ids.is_empty() {
+        return Ok(0);
+    }
+    let rows = scan_rows::by_ids(db, ids).await?;
+    floor_rows(db, watch, &rows).await
 }
 
 #[cfg(test)]

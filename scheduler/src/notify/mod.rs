@@ -17,7 +17,7 @@ pub mod render;
 pub mod router;
 pub mod storm;
 
-pub use emit::{Events, summary};
+pub use emit::{Emitted, Events, summary};
 
 use certfleet_proto::{Envelope, JobId, Notification};
 use certfleet_shared::amqp::topology::NOTIFY_QUEUE;

@@ -151,6 +151,14 @@ impl Router {
     }
 }
 
+/// The expiry watch of `config`'s rules: the thresholds to evaluate, or `None` when no
+/// rule takes `certificate_expiring` or `certificate_expired` (then the scan does not
+/// look at expiry at all).
+pub fn expiry_watch(config: &NotifyConfig) -> Option<Vec<Duration>> {
+    let router = Router::new(config, HashSet::new());
+    router.watches_expiry().then(|| router.expiry_thresholds())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

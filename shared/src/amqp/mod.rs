@@ -3,6 +3,8 @@
 
 pub mod headers;
 mod publisher;
+pub mod settle;
+pub mod stats;
 pub mod topology;
 
 pub use publisher::{Outgoing, PendingConfirm, Publisher};
@@ -15,12 +17,12 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum AmqpError {
     /// The broker could not be reached. The URL has its password hidden.
-    #[error("cannot connect to RabbitMQ at {url}: {source}")]
+    #[error("cannot connect to RabbitMQ at {url}: {cause}")]
     Connect {
         /// Redacted URL.
         url: String,
-        /// lapin's error.
-        source: lapin::Error,
+        /// lapin's error (in the message, not a `source()`, so a chain never repeats it).
+        cause: lapin::Error,
     },
     /// The broker's address refused or failed the TCP connection.
     #[error("cannot connect to RabbitMQ at {url}: {reason}")]
@@ -45,12 +47,12 @@ pub enum AmqpError {
         timeout: Duration,
     },
     /// A channel operation failed.
-    #[error("AMQP {op} failed: {source}")]
+    #[error("AMQP {op} failed: {cause}")]
     Op {
         /// What was attempted.
         op: &'static str,
-        /// lapin's error.
-        source: lapin::Error,
+        /// lapin's error (in the message, not a `source()`).
+        cause: lapin::Error,
     },
     /// The broker did not answer in time.
     #[error("AMQP {op} timed out after {timeout:?}")]
@@ -90,7 +92,7 @@ pub async fn connect(url: &str, name: &str, timeout: Duration) -> Result<Connect
     let props = ConnectionProperties::default().with_connection_name(name.into()).enable_auto_recover();
     match tokio::time::timeout(timeout, Connection::connect(url, props)).await {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(source)) => Err(AmqpError::Connect { url: redacted, source }),
+        Ok(Err(cause)) => Err(AmqpError::Connect { url: redacted, cause }),
         Err(_) => Err(AmqpError::ConnectTimeout { url: redacted, timeout }),
     }
 }
@@ -116,7 +118,7 @@ pub async fn timed<T>(
 ) -> Result<T, AmqpError> {
     match tokio::time::timeout(timeout, fut).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(source)) => Err(AmqpError::Op { op, source }),
+        Ok(Err(cause)) => Err(AmqpError::Op { op, cause }),
         Err(_) => Err(AmqpError::Timeout { op, timeout }),
     }
 }

@@ -76,7 +76,7 @@ impl Publisher {
         let confirm = match timed("basic.publish", self.timeout, publish()).await {
             Ok(c) => c,
             // After a broker restart, wait for lapin's recovery and try once more.
-            Err(AmqpError::Op { source, .. }) => {
+            Err(AmqpError::Op { cause: source, .. }) => {
                 timed("recovery", self.timeout * 3, self.channel.wait_for_recovery(source)).await?;
                 timed("basic.publish", self.timeout, publish()).await?
             }

@@ -62,3 +62,36 @@ impl ApiConfig {
         }
     }
 }
+
+/// Reads a secret file (the token signing key, the TLS key): it must be a regular file
+/// that neither group nor others can read or write (mode 0600 or stricter).
+pub fn read_secret_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("is not a regular file".into());
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!("has mode {mode:o}; it must be 0600 (chmod 600 {})", path.display()));
+    }
+    std::fs::read(path).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_secret_file;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn secret_files_must_be_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        std::fs::write(&p, b"secret").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(read_secret_file(&p).unwrap_err().contains("0600"));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_secret_file(&p).unwrap(), b"secret");
+        assert!(read_secret_file(dir.path()).is_err());
+    }
+}

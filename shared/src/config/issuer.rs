@@ -64,6 +64,13 @@ pub struct InternalIssuerConfig {
     pub renew_before: Option<Duration>,
 }
 
+impl InternalIssuerConfig {
+    /// The root certificate operators distribute to clients: `<ca_dir>/root/ca.crt`.
+    pub fn root_cert_path(&self) -> PathBuf {
+        self.ca_dir.join("root").join("ca.crt")
+    }
+}
+
 impl Default for InternalIssuerConfig {
     fn default() -> Self {
         Self {

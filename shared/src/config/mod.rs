@@ -47,6 +47,18 @@ pub struct Config {
     /// Scheduler: how long an asset whose rotation was rolled back waits before the next try.
     #[serde(with = "humantime_serde")]
     pub failed_retry_after: Duration,
+    /// Scheduler: time between two full passes over the whole inventory, which check (and
+    /// correct, logging each as a bug) every stored `next_due_at`. Scans in between read
+    /// only the rows whose `next_due_at` has come.
+    #[serde(with = "humantime_serde")]
+    pub scan_full_interval: Duration,
+    /// Scheduler: how long the leader lease lasts without renewal. Only the holder scans
+    /// and publishes; another scheduler takes over within two leases of the holder dying.
+    #[serde(with = "humantime_serde")]
+    pub leader_lease: Duration,
+    /// Scheduler: how often the leader renews its lease (and others try to take it).
+    #[serde(with = "humantime_serde")]
+    pub leader_renew: Duration,
     /// Timeout of every single broker or database round trip made at start-up.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -136,6 +148,9 @@ impl Default for Config {
             scan_page_size: 2000,
             lease: Duration::from_secs(600),
             failed_retry_after: Duration::from_secs(900),
+            scan_full_interval: Duration::from_secs(24 * 3600),
+            leader_lease: Duration::from_secs(15),
+            leader_renew: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             retry: RetryConfig::default(),
             worker: WorkerConfig::default(),
@@ -159,7 +174,7 @@ pub enum ConfigError {
     },
     /// A value has the wrong type, or a key is unknown; figment names the key and its source.
     #[error("invalid configuration: {0}")]
-    Invalid(#[from] Box<figment::Error>),
+    Invalid(Box<figment::Error>),
     /// A value under a named entry (a channel, a rule) is not acceptable.
     #[error("invalid configuration: {key}: {reason}")]
     Setting {
@@ -176,6 +191,13 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+}
+
+// figment's error is in the message; it is not also a `source()` (a chain would repeat it).
+impl From<Box<figment::Error>> for ConfigError {
+    fn from(e: Box<figment::Error>) -> Self {
+        Self::Invalid(e)
+    }
 }
 
 /// A loaded configuration plus the warnings met while loading it.
@@ -225,6 +247,9 @@ impl Config {
         if self.retry.max_attempts == 0 {
             return bad("retry.max_attempts", "must be at least 1");
         }
+        if self.leader_renew.is_zero() || self.leader_renew >= self.leader_lease {
+            return bad("leader_renew", "must be longer than zero and shorter than leader_lease");
+        }
         if self.lease.is_zero() {
             return bad("lease", "must be longer than zero");
         }
@@ -248,6 +273,9 @@ const ENV_KEYS: &[&str] = &[
     "scan_page_size",
     "lease",
     "failed_retry_after",
+    "scan_full_interval",
+    "leader_lease",
+    "leader_renew",
     "connect_timeout",
     "retry",
     "worker",
@@ -258,6 +286,19 @@ const ENV_KEYS: &[&str] = &[
     "notify",
 ];
 
+/// `CERTFLEET_*` variables read directly, not config keys.
+const ENV_OWN: &[&str] = &["CONFIG", "LOG"];
+
+/// Whether the first segment of a `CERTFLEET_*` name that is not a known key looks like a
+/// mistyped one (`WORKER_CONCURRENCY` for `WORKER__CONCURRENCY`, `DATABASE` for
+/// `DATABASE_URL`, `WORKERS` for `WORKER`): it shares its first word with a known key, or
+/// one is a prefix of the other. Other names (`CERTFLEET_BIN`) are users' own variables.
+fn could_be_key(first: &str) -> bool {
+    let word = |s: &str| s.split('_').next().unwrap_or_default().to_owned();
+    !first.is_empty()
+        && ENV_KEYS.iter().any(|key| first.starts_with(key) || key.starts_with(first) || word(key) == word(first))
+}
+
 /// Turns `CERTFLEET_A__B=v` pairs into a nested dictionary; returns unknown names apart.
 fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> (Dict, Vec<String>) {
     let mut root = Dict::new();
@@ -266,7 +307,7 @@ fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> (Dict, Vec<
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
         let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
         if !ENV_KEYS.contains(&path[0].as_str()) || path.iter().any(String::is_empty) {
-            if rest != "CONFIG" && rest != "LOG" {
+            if !ENV_OWN.contains(&rest) && could_be_key(&path[0]) {
                 unknown.push(name);
             }
             continue;
@@ -329,9 +370,40 @@ mod tests {
         assert_eq!(c.worker.concurrency, 9);
         assert_eq!(c.worker.drivers, vec![Driver::Local]);
         assert_eq!(c.database_url, "sqlite://certfleet.db?mode=rwc");
-        assert_eq!(loaded.unknown_env, vec!["CERTFLEET_NOPE".to_owned()]);
+        assert_eq!(loaded.unknown_env, Vec::<String>::new(), "CERTFLEET_NOPE could be no config key");
         assert!(
             matches!(c.issuers.get("internal"), Some(IssuerConfig::Internal(i)) if i.validity == Duration::from_secs(4 * 86_400))
+        );
+    }
+
+    #[test]
+    fn only_names_that_could_be_config_keys_are_reported_unknown() {
+        let loaded = Config::load_from(
+            None,
+            env(&[
+                ("CERTFLEET_BIN", "/usr/local/bin/certfleet"),
+                ("CERTFLEET_HOME", "/srv"),
+                ("CERTFLEET_LOG", "debug"),
+                ("CERTFLEET_CONFIG", "x.toml"),
+                ("CERTFLEET_WORKER_CONCURRENCY", "3"),
+                ("CERTFLEET_WORKERS__CONCURRENCY", "3"),
+                ("CERTFLEET_DATABASE", "sqlite::memory:"),
+                ("CERTFLEET_SCAN_INTERVALL", "1s"),
+                ("CERTFLEET_API_LISTEN", "127.0.0.1:1"),
+            ]),
+        )
+        .unwrap();
+        let mut unknown = loaded.unknown_env;
+        unknown.sort();
+        assert_eq!(
+            unknown,
+            [
+                "CERTFLEET_API_LISTEN",
+                "CERTFLEET_DATABASE",
+                "CERTFLEET_SCAN_INTERVALL",
+                "CERTFLEET_WORKERS__CONCURRENCY",
+                "CERTFLEET_WORKER_CONCURRENCY"
+            ]
         );
     }
 

@@ -15,6 +15,7 @@ use std::net::IpAddr;
 
 /// One asset as operators write it (Ottr's field names). Unknown fields are rejected.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AssetInput {
     /// Unique key.
@@ -57,6 +58,7 @@ pub struct AssetInput {
     pub key_algorithm: Option<String>,
     /// Driver-specific settings object.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub settings: Option<serde_json::Value>,
 }
 
@@ -78,25 +80,49 @@ fn field_err(field: &'static str, reason: impl Into<String>) -> FieldError {
     FieldError { field, reason: reason.into() }
 }
 
-/// Checks that `name` looks like a DNS name (wildcards allowed) or an IP address.
+/// Checks that `name` is an FQDN (at least two labels of letters, digits and inner hyphens,
+/// a non-numeric top label), optionally with `*` as its whole left-most label, or an IPv4 or
+/// IPv6 address.
 fn check_name(field: &'static str, name: &str) -> Result<(), FieldError> {
     if name.parse::<IpAddr>().is_ok() {
         return Ok(());
     }
     let body = name.strip_prefix("*.").unwrap_or(name);
-    let ok = !body.is_empty()
-        && body.len() <= 253
-        && body.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        });
-    if ok { Ok(()) } else { Err(field_err(field, format!("{name:?} is not a DNS name or IP address"))) }
+    if body.contains('*') {
+        return Err(field_err(
+            field,
+            format!("\"{name}\": a wildcard may only be the whole left-most label (*.example.com)"),
+        ));
+    }
+    let labels: Vec<&str> = body.strip_suffix('.').unwrap_or(body).split('.').collect();
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let ok = body.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(label_ok)
+        && labels.last().is_some_and(|tld| !tld.chars().all(|c| c.is_ascii_digit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(field_err(field, format!("\"{name}\" is not a fully qualified domain name or an IP address")))
+    }
 }
 
 impl AssetInput {
+    /// The SANs to request: as given, or `[common_name]` when none are given.
+    pub fn sans(&self) -> Vec<String> {
+        if self.subject_alternative_name.is_empty() {
+            vec![self.common_name.clone()]
+        } else {
+            self.subject_alternative_name.clone()
+        }
+    }
+
     /// Validates the row; `issuers` are the issuer names the config knows.
     pub fn validate(&self, issuers: &[&str]) -> Result<(), FieldError> {
         let name = self.system_name.trim();
@@ -122,9 +148,9 @@ impl AssetInput {
             return Err(field_err("port", format!("{port} is not in 1..=65535")));
         }
         if let Some(ip) = &self.ip_address
-            && (ip.is_empty() || ip.chars().any(char::is_whitespace))
+            && ip.parse::<IpAddr>().is_err()
         {
-            return Err(field_err("ip_address", format!("{ip:?} is not an address or host name")));
+            return Err(field_err("ip_address", format!("\"{ip}\" is not an IPv4 or IPv6 address")));
         }
         if let Some(alg) = &self.key_algorithm {
             alg.parse::<KeyAlgorithm>().map_err(|e| field_err("key_algorithm", e.to_string()))?;
@@ -134,6 +160,79 @@ impl AssetInput {
             Some(other) => Err(field_err("settings", format!("must be a JSON object, not {other}"))),
         }
     }
+}
+
+/// Where a row came from: the wording of a missing or unknown field differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowSource {
+    /// A JSON object (an import file's array item, or an API body).
+    Json,
+    /// A CSV line turned into an object (columns are fields).
+    Csv,
+}
+
+/// The example given with a bad date.
+const RFC3339_EXAMPLE: &str = "RFC 3339, for example 2027-01-31T00:00:00Z";
+
+impl AssetInput {
+    /// Parses one row object (row `index`, 0-based), naming the field on error: the one
+    /// parser of the CLI's import files and the API's bodies.
+    pub fn from_json(index: usize, value: serde_json::Value) -> Result<Self, RowError> {
+        Self::from_row(index, value, RowSource::Json)
+    }
+
+    /// Like [`AssetInput::from_json`], worded for `source` (a CSV names columns).
+    pub fn from_row(index: usize, value: serde_json::Value, source: RowSource) -> Result<Self, RowError> {
+        let name = value.get("system_name").and_then(serde_json::Value::as_str).map(str::to_owned);
+        let original = value.clone();
+        serde_path_to_error::deserialize::<_, AssetInput>(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            let (field, reason) = if let Some(rest) = inner.strip_prefix("unknown field ") {
+                let what = if source == RowSource::Csv { "unknown column" } else { "unknown field" };
+                ("(unknown)", format!("{what} {rest}"))
+            } else if let Some(missing) = inner.strip_prefix("missing field ") {
+                let column = static_field(missing.trim_matches('`')).unwrap_or("(row)");
+                let reason = match source {
+                    RowSource::Csv => "required, but the column is missing or the cell is empty",
+                    RowSource::Json => "required, but missing",
+                };
+                (column, reason.to_owned())
+            } else {
+                let field = static_field(&path).unwrap_or("(row)");
+                match original.get(field) {
+                    Some(serde_json::Value::String(bad)) if field == "certificate_expiration" => {
+                        (field, format!("\"{bad}\" is not a date and time in {RFC3339_EXAMPLE} ({inner})"))
+                    }
+                    _ => (field, inner),
+                }
+            };
+            RowError { row: index + 1, name, error: FieldError { field, reason } }
+        })
+    }
+}
+
+/// Field names are a closed set; map a path (or a CSV column) back to its static name.
+pub fn static_field(path: &str) -> Option<&'static str> {
+    const FIELDS: &[&str] = &[
+        "system_name",
+        "common_name",
+        "subject_alternative_name",
+        "certificate_authority",
+        "certificate_expiration",
+        "data_center",
+        "device_model",
+        "host_platform",
+        "ip_address",
+        "port",
+        "origin",
+        "os_version",
+        "certificate_validation",
+        "key_algorithm",
+        "settings",
+    ];
+    let head = path.split(['.', '[']).next().unwrap_or("");
+    FIELDS.iter().copied().find(|f| *f == head)
 }
 
 /// A bad row in an import file.
@@ -174,7 +273,7 @@ fn active_model(row: &AssetInput, now: DateTime<Utc>) -> asset::ActiveModel {
     asset::ActiveModel {
         system_name: Set(row.system_name.trim().to_owned()),
         common_name: Set(row.common_name.clone()),
-        subject_alternative_name: Set(serde_json::json!(row.subject_alternative_name)),
+        subject_alternative_name: Set(serde_json::json!(row.sans())),
         certificate_authority: Set(row.certificate_authority.clone()),
         certificate_expiration: Set(row.certificate_expiration),
         data_center: Set(row.data_center.clone()),
@@ -188,6 +287,8 @@ fn active_model(row: &AssetInput, now: DateTime<Utc>) -> asset::ActiveModel {
         key_algorithm: Set(row.key_algorithm.clone().unwrap_or_else(|| KeyAlgorithm::default().as_str().to_owned())),
         settings: Set(row.settings.clone().unwrap_or_else(|| serde_json::json!({}))),
         state: Set(AssetState::Due),
+        // Imported or updated: the scheduler asks the policy at its next scan.
+        next_due_at: Set(Some(now)),
         updated_at: Set(now),
         ..Default::default()
     }
@@ -209,6 +310,7 @@ const IMPORTED_COLUMNS: &[asset::Column] = &[
     asset::Column::CertificateValidation,
     asset::Column::KeyAlgorithm,
     asset::Column::Settings,
+    asset::Column::NextDueAt,
     asset::Column::UpdatedAt,
 ];
 
@@ -244,10 +346,56 @@ pub async fn import(
     Ok(ImportSummary { written: rows.len() })
 }
 
+/// Like [`import`], but every `system_name` must be new: [`ImportError::Exists`] names the
+/// ones that are taken, and nothing is written (the API's `POST /api/v1/assets`).
+pub async fn create(
+    db: &DatabaseConnection,
+    rows: &[AssetInput],
+    issuers: &[&str],
+) -> Result<ImportSummary, ImportError> {
+    let errors = validate_all(rows, issuers);
+    if !errors.is_empty() {
+        return Err(ImportError::Rows(errors));
+    }
+    let now = Utc::now();
+    let txn = db.begin().await.map_err(DbError::from)?;
+    let names: Vec<String> = rows.iter().map(|r| r.system_name.trim().to_owned()).collect();
+    let mut taken = Vec::new();
+    for chunk in names.chunks(500) {
+        use sea_orm::QuerySelect;
+        let found: Vec<String> = asset::Entity::find()
+            .select_only()
+            .column(asset::Column::SystemName)
+            .filter(asset::Column::SystemName.is_in(chunk.iter().cloned()))
+            .into_tuple()
+            .all(&txn)
+            .await
+            .map_err(DbError::from)?;
+        taken.extend(found);
+    }
+    if !taken.is_empty() {
+        taken.sort();
+        return Err(ImportError::Exists(taken));
+    }
+    for chunk in rows.chunks(500) {
+        asset::Entity::insert_many(chunk.iter().map(|r| active_model(r, now)))
+            .exec_without_returning(&txn)
+            .await
+            .map_err(|e| match e.sql_err() {
+                // A concurrent create of the same name won the race.
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => ImportError::Exists(Vec::new()),
+                _ => ImportError::Db(e.into()),
+            })?;
+    }
+    txn.commit().await.map_err(DbError::from)?;
+    Ok(ImportSummary { written: rows.len() })
+}
+
 async fn reset_unroutable(db: &impl ConnectionTrait, names: &[String], now: DateTime<Utc>) -> Result<(), DbError> {
     asset::Entity::update_many()
         .col_expr(asset::Column::State, AssetState::Due.as_str().into())
         .col_expr(asset::Column::LastError, sea_orm::sea_query::Expr::value(Option::<String>::None))
+        .col_expr(asset::Column::NextDueAt, now.into())
         .col_expr(asset::Column::UpdatedAt, now.into())
         .filter(asset::Column::SystemName.is_in(names.iter().cloned()))
         .filter(asset::Column::State.eq(AssetState::Unroutable))
@@ -262,6 +410,9 @@ pub enum ImportError {
     /// Some rows are invalid; every bad row is listed.
     #[error("{} invalid row(s), nothing imported:\n  {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
     Rows(Vec<RowError>),
+    /// Some `system_name`s exist already (create only); nothing was written.
+    #[error("asset(s) already exist: {}", .0.join(", "))]
+    Exists(Vec<String>),
     /// The database failed; the transaction was rolled back.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -279,112 +430,6 @@ pub async fn by_name(db: &impl ConnectionTrait, name: &str) -> Result<asset::Mod
         .one(db)
         .await?
         .ok_or_else(|| DbError::NotFound(format!("asset {name:?}")))
-}
-
-/// The columns a scan decides on: a handful, so a scan of a large inventory decodes as
-/// little as it can. Routing and job building use the full rows of the claimed assets.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScanRow {
-    /// Primary key.
-    pub id: i64,
-    /// Lifecycle state.
-    pub state: AssetState,
-    /// Lease or next-try time.
-    pub lease_until: Option<DateTime<Utc>>,
-    /// Start of validity of the current certificate.
-    pub not_before: Option<DateTime<Utc>>,
-    /// End of validity of the current certificate.
-    pub not_after: Option<DateTime<Utc>>,
-    /// Imported expiry.
-    pub certificate_expiration: Option<DateTime<Utc>>,
-    /// Issuer name.
-    pub certificate_authority: String,
-    /// ARI certificate id of the current certificate (seeds its renewal time in the window).
-    pub ari_cert_id: Option<String>,
-    /// The CA's suggested renewal window, start.
-    pub renewal_window_start: Option<DateTime<Utc>>,
-    /// The CA's suggested renewal window, end.
-    pub renewal_window_end: Option<DateTime<Utc>>,
-    /// SHA-256 fingerprint of the current certificate (the expiry watch's dedup key).
-    pub fingerprint_sha256: Option<String>,
-    /// The last expiry threshold announced for the current certificate.
-    pub expiry_notice: Option<String>,
-}
-
-type ScanTuple = (
-    i64,
-    AssetState,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    String,
-    Option<String>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    Option<String>,
-    Option<String>,
-);
-
-/// A page of scan rows with `id > after`, in id order (keyset pagination). Columns are
-/// read by position, not by name.
-pub async fn scan_page(db: &impl ConnectionTrait, after: i64, limit: u64) -> Result<Vec<ScanRow>, DbError> {
-    use asset::Column as C;
-    use sea_orm::QuerySelect;
-    let rows: Vec<ScanTuple> = asset::Entity::find()
-        .select_only()
-        .columns([
-            C::Id,
-            C::State,
-            C::LeaseUntil,
-            C::NotBefore,
-            C::NotAfter,
-            C::CertificateExpiration,
-            C::CertificateAuthority,
-            C::AriCertId,
-            C::RenewalWindowStart,
-            C::RenewalWindowEnd,
-            C::FingerprintSha256,
-            C::ExpiryNotice,
-        ])
-        .filter(C::Id.gt(after))
-        .order_by_asc(C::Id)
-        .limit(limit)
-        .into_tuple()
-        .all(db)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(
-                id,
-                state,
-                lease_until,
-                not_before,
-                not_after,
-                certificate_expiration,
-                certificate_authority,
-                ari_cert_id,
-                renewal_window_start,
-                renewal_window_end,
-                fingerprint_sha256,
-                expiry_notice,
-            )| ScanRow {
-                id,
-                state,
-                lease_until,
-                not_before,
-                not_after,
-                certificate_expiration,
-                certificate_authority,
-                ari_cert_id,
-                renewal_window_start,
-                renewal_window_end,
-                fingerprint_sha256,
-                expiry_notice,
-            },
-        )
-        .collect())
 }
 
 /// A page of assets with `id > after`, in id order (keyset pagination).

@@ -95,6 +95,8 @@ pub async fn record(db: &DatabaseConnection, dl: &DeadLetter) -> Result<(), DbEr
             .col_expr(asset::Column::State, Expr::value(AssetState::Dead.as_str()))
             .col_expr(asset::Column::LastError, Expr::value(dl.reason.clone()))
             .col_expr(asset::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+            // Dead assets wait for an operator (dlq retry claims them afresh).
+            .col_expr(asset::Column::NextDueAt, Expr::value(Option::<DateTime<Utc>>::None))
             .col_expr(asset::Column::UpdatedAt, Expr::value(now))
             .filter(asset::Column::Id.eq(asset_id))
             .exec(&txn)

@@ -3,6 +3,7 @@
 use super::DbError;
 use super::entity::asset::{self, AssetState};
 use super::entity::rotation::{self, RotationStatus};
+use super::leader::{self, Lease};
 use certfleet_proto::{Driver, JobId, RotationOutcome, RotationResult};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -46,12 +47,16 @@ fn claimable(scope: ClaimScope, now: DateTime<Utc>) -> Condition {
 /// Marks the assets in flight until `lease_until`, in one statement, and returns the rows
 /// it took, as claimed. An asset whose lease is still running (another scheduler, or an
 /// earlier job) is skipped; a scan also skips dead and unroutable assets.
+///
+/// A scan claims under its scheduler lease (`fence`): if that lease has been lost, the
+/// claim takes nothing. Operator actions pass `None`.
 pub async fn claim(
     db: &impl ConnectionTrait,
     asset_ids: &[i64],
     scope: ClaimScope,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
+    fence: Option<&Lease>,
 ) -> Result<Vec<asset::Model>, DbError> {
     let mut claimed = Vec::with_capacity(asset_ids.len());
     for chunk in asset_ids.chunks(CHUNK) {
@@ -59,9 +64,12 @@ pub async fn claim(
             asset::Entity::update_many()
                 .col_expr(asset::Column::State, Expr::value(AssetState::InFlight.as_str()))
                 .col_expr(asset::Column::LeaseUntil, Expr::value(lease_until))
+                // In flight: the policy's next question is whether the lease ran out.
+                .col_expr(asset::Column::NextDueAt, Expr::value(lease_until))
                 .col_expr(asset::Column::UpdatedAt, Expr::value(now))
                 .filter(asset::Column::Id.is_in(chunk.iter().copied()))
                 .filter(claimable(scope, now))
+                .filter(leader::fence(fence))
                 .exec_with_returning(db)
                 .await?,
         );
@@ -134,12 +142,15 @@ fn queued_row(c: &Claim, now: DateTime<Utc>) -> rotation::ActiveModel {
 /// Undoes claims whose jobs could not be published: the assets become due again (the next
 /// scan picks them up) and the never-published history rows, if any, are removed.
 pub async fn release(db: &DatabaseConnection, claims: &[Claim], reason: &str) -> Result<(), DbError> {
+    let now = Utc::now();
     let txn = db.begin().await?;
     for chunk in claims.chunks(CHUNK) {
         asset::Entity::update_many()
             .col_expr(asset::Column::State, Expr::value(AssetState::Due.as_str()))
             .col_expr(asset::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
             .col_expr(asset::Column::LastError, Expr::value(reason))
+            .col_expr(asset::Column::NextDueAt, Expr::value(now))
+            .col_expr(asset::Column::UpdatedAt, Expr::value(now))
             .filter(asset::Column::Id.is_in(chunk.iter().map(|c| c.asset_id)))
             .exec(&txn)
             .await?;
@@ -158,6 +169,8 @@ pub async fn mark_unroutable(db: &impl ConnectionTrait, asset_id: i64, reason: &
     asset::Entity::update_many()
         .col_expr(asset::Column::State, Expr::value(AssetState::Unroutable.as_str()))
         .col_expr(asset::Column::LastError, Expr::value(reason))
+        // Waits for the routes or the asset to change (an import re-evaluates it).
+        .col_expr(asset::Column::NextDueAt, Expr::value(Option::<DateTime<Utc>>::None))
         .col_expr(asset::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(asset::Column::Id.eq(asset_id))
         .exec(db)
@@ -211,6 +224,8 @@ pub async fn apply_results(
                 row.renewal_window_end = Set(c.renewal_window.as_ref().map(|w| w.end));
                 row.last_error = Set(None);
                 row.lease_until = Set(None);
+                // The renewal time needs the issuer's config: the next scan computes it.
+                row.next_due_at = Set(Some(now));
                 (RotationStatus::Rotated, None, None)
             }
             RotationOutcome::RolledBack { cause } => {
@@ -219,6 +234,7 @@ pub async fn apply_results(
                 // For a failed asset the lease is the earliest time of the next try.
                 let retry_at = chrono::Duration::from_std(failed_retry_after).unwrap_or(chrono::Duration::MAX);
                 row.lease_until = Set(now.checked_add_signed(retry_at));
+                row.next_due_at = Set(now.checked_add_signed(retry_at));
                 (RotationStatus::RolledBack, Some("rolled_back".to_owned()), Some(cause.clone()))
             }
         };

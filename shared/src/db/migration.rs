@@ -3,13 +3,22 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+mod m0004_notifications;
+mod m0005_due_scan;
+
 /// The list of migrations, oldest first.
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Initial), Box::new(M0002RenewalInfo), Box::new(M0004Notifications)]
+        vec![
+            Box::new(M0001Initial),
+            Box::new(M0002RenewalInfo),
+            Box::new(M0003ControlPlane),
+            Box::new(m0004_notifications::M0004Notifications),
+            Box::new(m0005_due_scan::M0005DueScan),
+        ]
     }
 }
 
@@ -148,43 +157,102 @@ impl MigrationTrait for M0002RenewalInfo {
     }
 }
 
-/// Notifications: `assets.expiry_notice` records the last expiry threshold announced for
-/// the current certificate (`<fingerprint>/<seconds>`), so a threshold is announced once
-/// per certificate, across scans and restarts; `dead_letters.kind` and `payload` let a
-/// dead notification be listed and retried (the payload holds the event, never secrets).
-struct M0004Notifications;
+/// The control plane: users, API keys, the append-only audit log, and the indexes the
+/// API's search filters on (keyset pagination by id stays fast at a million rows).
+struct M0003ControlPlane;
 
-impl MigrationName for M0004Notifications {
+impl MigrationName for M0003ControlPlane {
     fn name(&self) -> &str {
-        "m0004_notifications"
+        "m0003_control_plane"
     }
 }
 
-/// The columns M0004 adds, by table.
-const NOTIFICATION_COLUMNS: [(&str, &str); 3] =
-    [("assets", "expiry_notice"), ("dead_letters", "kind"), ("dead_letters", "payload")];
+/// Indexes on `assets` for `GET /api/v1/search`: (name, columns).
+const SEARCH_INDEXES: &[(&str, &[&str])] = &[
+    ("assets_data_center_id", &["data_center", "id"]),
+    ("assets_host_platform_id", &["host_platform", "id"]),
+    ("assets_state_id", &["state", "id"]),
+    ("assets_ca_id", &["certificate_authority", "id"]),
+    ("assets_origin_id", &["origin", "id"]),
+    ("assets_ip_address", &["ip_address"]),
+    ("assets_expiration", &["certificate_expiration"]),
+];
 
 #[async_trait::async_trait]
-impl MigrationTrait for M0004Notifications {
+impl MigrationTrait for M0003ControlPlane {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        for (table, name) in NOTIFICATION_COLUMNS {
-            if m.has_column(table, name).await? {
-                continue;
+        m.create_table(
+            Table::create()
+                .table("users")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(string_uniq("username"))
+                .col(text("password_hash"))
+                .col(string_len("role", 16))
+                .col(timestamp_with_time_zone("created_at"))
+                .col(timestamp_with_time_zone("password_changed_at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table("api_keys")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(string_uniq("key_id"))
+                .col(string("name"))
+                .col(string_len("role", 16))
+                .col(string_len("secret_sha256", 64))
+                .col(string("created_by"))
+                .col(timestamp_with_time_zone("created_at"))
+                .col(timestamp_with_time_zone_null("expires_at"))
+                .col(timestamp_with_time_zone_null("last_used_at"))
+                .col(timestamp_with_time_zone_null("revoked_at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table("audit")
+                .if_not_exists()
+                .col(big_pk_auto("id"))
+                .col(string("actor"))
+                .col(string_len("actor_kind", 16))
+                .col(string_len_null("role", 16))
+                .col(string_len("action", 64))
+                .col(string_null("target"))
+                .col(json("summary"))
+                .col(string_null("source"))
+                .col(string_null("request_id"))
+                .col(timestamp_with_time_zone("at"))
+                .to_owned(),
+        )
+        .await?;
+        for (name, cols) in [
+            ("audit_actor_at", &["actor", "at"][..]),
+            ("audit_action_target_at", &["action", "target", "at"][..]),
+            ("audit_at", &["at"][..]),
+        ]
+        .into_iter()
+        .chain(SEARCH_INDEXES.iter().copied().map(|(n, c)| (n, c)))
+        {
+            let table = if name.starts_with("audit") { "audit" } else { "assets" };
+            let mut index = Index::create();
+            index.if_not_exists().name(name).table(table);
+            for c in cols {
+                index.col(*c);
             }
-            let column = match name {
-                "payload" => text_null(name),
-                _ => string_null(name),
-            };
-            m.alter_table(Table::alter().table(table).add_column(column).to_owned()).await?;
+            m.create_index(index.to_owned()).await?;
         }
         Ok(())
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        for (table, name) in NOTIFICATION_COLUMNS {
-            if m.has_column(table, name).await? {
-                m.alter_table(Table::alter().table(table).drop_column(name).to_owned()).await?;
-            }
+        for (name, _) in SEARCH_INDEXES {
+            m.drop_index(Index::drop().if_exists().name(*name).table("assets").to_owned()).await?;
+        }
+        for t in ["audit", "api_keys", "users"] {
+            m.drop_table(Table::drop().table(t).if_exists().to_owned()).await?;
         }
         Ok(())
     }

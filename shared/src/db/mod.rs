@@ -1,12 +1,20 @@
 //! The inventory database: connection, migrations and the repository functions every
 //! process uses. SQLite is the embedded default; PostgreSQL works identically.
 
+pub mod api_keys;
+pub mod asset_edits;
+pub mod asset_history;
 pub mod assets;
+pub mod audit;
 pub mod dead_letters;
 pub mod entity;
 pub mod history;
 mod job;
+pub mod leader;
 pub mod migration;
+pub mod scan_rows;
+pub mod search;
+pub mod users;
 
 pub use job::{JobBuildError, job_from_asset};
 
@@ -19,12 +27,12 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// The database could not be reached or opened. The URL has its password hidden.
-    #[error("cannot open database {url}: {source}")]
+    #[error("cannot open database {url}: {cause}")]
     Connect {
         /// The redacted URL.
         url: String,
-        /// The driver's error.
-        source: DbErr,
+        /// The driver's error (in the message, not a `source()`, so a chain never repeats it).
+        cause: DbErr,
     },
     /// The database server refused or failed the TCP connection.
     #[error("cannot open database {url}: {reason}")]
@@ -43,22 +51,32 @@ pub enum DbError {
         timeout: Duration,
     },
     /// Applying migrations failed.
-    #[error("migrating database {url}: {source}")]
+    #[error("migrating database {url}: {cause}")]
     Migrate {
         /// The redacted URL.
         url: String,
-        /// The driver's error.
-        source: DbErr,
+        /// The driver's error (in the message).
+        cause: DbErr,
     },
     /// A query failed.
     #[error("database error: {0}")]
-    Query(#[from] DbErr),
+    Query(DbErr),
     /// Input rejected before touching the database.
     #[error("{0}")]
     Invalid(String),
     /// A row that should exist does not.
     #[error("{0} not found")]
     NotFound(String),
+    /// A row with the same unique key exists already.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+// The query error is in the message; it is not also a `source()` (a chain would repeat it).
+impl From<DbErr> for DbError {
+    fn from(e: DbErr) -> Self {
+        Self::Query(e)
+    }
 }
 
 /// Opens the inventory database and applies pending migrations.
@@ -95,10 +113,10 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<DatabaseConnection,
     };
     let db = match tokio::time::timeout(timeout, connecting).await {
         Ok(Ok(db)) => db,
-        Ok(Err(source)) => return Err(DbError::Connect { url: redacted, source }),
+        Ok(Err(cause)) => return Err(DbError::Connect { url: redacted, cause }),
         Err(_) => return Err(DbError::ConnectTimeout { url: redacted, timeout }),
     };
-    migrate(&db).await.map_err(|source| DbError::Migrate { url: redacted, source })?;
+    migrate(&db).await.map_err(|cause| DbError::Migrate { url: redacted, cause })?;
     Ok(db)
 }
 

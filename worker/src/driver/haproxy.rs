@@ -209,8 +209,10 @@ impl DeviceSession for HaproxySession {
             Some(serial) if serial.trim_start_matches('0') == want => {}
             other => {
                 return Err(DriverError::Activation(format!(
-                    "HAProxy reports serial {other:?} for {}, not the new {}",
-                    self.crt, issued.info.serial
+                    "HAProxy reports serial {} for {}, not the new {}",
+                    other.as_deref().unwrap_or("(none)"),
+                    self.crt,
+                    issued.info.serial
                 )));
             }
         }

@@ -73,13 +73,11 @@ struct Settings {
 /// pipeline rolls back), carrying the command's last words.
 pub async fn run_reload(ssh: &SshSession, line: Option<&str>, budget: Duration) -> Result<(), DriverError> {
     let Some(line) = line else { return Ok(()) };
-    let out =
-        ssh.exec_timeout(line, None, budget).await.map_err(|e| DriverError::Activation(format!("reload: {e}")))?;
-    if out.success() {
-        Ok(())
-    } else {
-        Err(DriverError::Activation(format!("reload command failed (exit {:?}): {}", out.status, out.tail())))
-    }
+    let out = ssh
+        .exec_timeout(line, None, budget)
+        .await
+        .map_err(|e| DriverError::Activation(format!("reload command \"{line}\": {e}")))?;
+    if out.success() { Ok(()) } else { Err(DriverError::Activation(out.failed(&format!("reload command \"{line}\"")))) }
 }
 
 struct LinuxSshSession {

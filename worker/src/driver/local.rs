@@ -29,6 +29,16 @@ enum ReloadCommand {
     Argv(Vec<String>),
 }
 
+impl ReloadCommand {
+    /// The command as the operator wrote it, for messages.
+    fn shown(&self) -> String {
+        match self {
+            Self::Shell(line) => line.clone(),
+            Self::Argv(argv) => argv.join(" "),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Settings {
@@ -162,15 +172,28 @@ impl LocalSession {
         let timeout = Duration::from_secs(self.settings.reload_timeout_secs.unwrap_or(60));
         let output = match tokio::time::timeout(timeout, command.output()).await {
             Ok(Ok(o)) => o,
-            Ok(Err(e)) => return Err(DriverError::Activation(format!("reload command could not start: {e}"))),
-            Err(_) => return Err(DriverError::Activation(format!("reload command timed out after {timeout:?}"))),
+            Ok(Err(e)) => {
+                return Err(DriverError::Activation(format!(
+                    "reload command \"{}\" could not start: {e}",
+                    cmd.shown()
+                )));
+            }
+            Err(_) => {
+                return Err(DriverError::Activation(format!(
+                    "reload command \"{}\" timed out after {timeout:?}",
+                    cmd.shown()
+                )));
+            }
         };
         if output.status.success() {
             return Ok(());
         }
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail: String = stderr.trim().chars().rev().take(200).collect::<Vec<_>>().into_iter().rev().collect();
-        Err(DriverError::Activation(format!("reload command failed ({}): {tail}", output.status)))
+        let text = if output.stderr.is_empty() { &output.stdout } else { &output.stderr };
+        let text = String::from_utf8_lossy(text);
+        let tail: String = text.trim().chars().rev().take(200).collect::<Vec<_>>().into_iter().rev().collect();
+        use std::os::unix::process::ExitStatusExt as _;
+        let how = super::ended(output.status.code().map(i64::from), output.status.signal());
+        Err(DriverError::Activation(super::command_failed(&format!("reload command \"{}\"", cmd.shown()), &how, &tail)))
     }
 
     async fn remove_staged(&self) {

@@ -116,3 +116,34 @@ impl DriverSet {
         k
     }
 }
+
+/// How a finished command ended, in words: `exited with status 1`, `was killed by signal
+/// 9`, or `ended without an exit status`.
+pub fn ended(code: Option<i64>, signal: Option<i32>) -> String {
+    match (code, signal) {
+        (Some(c), _) => format!("exited with status {c}"),
+        (None, Some(s)) => format!("was killed by signal {s}"),
+        (None, None) => "ended without an exit status".to_owned(),
+    }
+}
+
+/// `<what> <ended>: <last output>`, or `<what> <ended> (no output)` when it printed nothing.
+pub fn command_failed(what: &str, ended: &str, tail: &str) -> String {
+    let tail = tail.trim();
+    if tail.is_empty() { format!("{what} {ended} (no output)") } else { format!("{what} {ended}: {tail}") }
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::*;
+
+    #[test]
+    fn failed_commands_read_as_sentences() {
+        assert_eq!(
+            command_failed("reload command \"false\"", &ended(Some(1), None), ""),
+            "reload command \"false\" exited with status 1 (no output)"
+        );
+        assert_eq!(command_failed("x", &ended(None, Some(9)), " boom\n"), "x was killed by signal 9: boom");
+        assert_eq!(ended(None, None), "ended without an exit status");
+    }
+}

@@ -59,6 +59,54 @@ fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
+/// The internal CA's root as operators see it (`certfleet ca show`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RootInfo {
+    /// Where it is: `<ca_dir>/root/ca.crt`.
+    pub path: PathBuf,
+    /// Its subject.
+    pub subject: String,
+    /// Its notAfter.
+    pub not_after: chrono::DateTime<chrono::Utc>,
+    /// SHA-256 of its DER, hex.
+    pub sha256_fingerprint: String,
+    /// The certificate, PEM.
+    pub pem: String,
+}
+
+impl RootInfo {
+    /// The fingerprint as `openssl x509 -fingerprint -sha256` prints it (`AB:CD:...`).
+    pub fn fingerprint_colons(&self) -> String {
+        let hex = self.sha256_fingerprint.to_ascii_uppercase();
+        let pairs: Vec<&str> = hex.as_bytes().chunks(2).filter_map(|c| std::str::from_utf8(c).ok()).collect();
+        pairs.join(":")
+    }
+}
+
+/// Reads the root of the internal CA configured by `config`, without creating it: a
+/// missing root says where it will be and that the first worker creates it.
+pub async fn describe_root(config: &InternalIssuerConfig) -> Result<RootInfo, IssuerError> {
+    let path = config.root_cert_path();
+    let pem = match tokio::fs::read_to_string(&path).await {
+        Ok(pem) => pem,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(IssuerError::Internal(format!(
+                "the internal CA has no root yet at {}: the first worker (or `certfleet up`) using it creates it",
+                path.display()
+            )));
+        }
+        Err(e) => return Err(internal("read", &path, e)),
+    };
+    let der = certinfo::pem_chain_to_der(&pem)
+        .map_err(|e| internal("parse", &path, e))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| internal("parse", &path, "no certificate"))?;
+    let facts = certinfo::describe(&der).map_err(|e| internal("parse", &path, e))?;
+    let subject = certinfo::subject(&der).map_err(|e| internal("parse", &path, e))?;
+    Ok(RootInfo { path, subject, not_after: facts.not_after, sha256_fingerprint: facts.sha256_fingerprint, pem })
+}
+
 impl InternalCa {
     /// Loads the root from `ca_dir`, creating it first if it does not exist.
     pub async fn load_or_create(config: &InternalIssuerConfig) -> Result<Self, IssuerError> {
@@ -137,7 +185,9 @@ fn check_names(csr: &CertificateSigningRequestParams, job: &RotationJob) -> Resu
     let mut wanted: BTreeSet<String> = job.subject_alternative_names.iter().map(|s| s.to_ascii_lowercase()).collect();
     wanted.insert(job.common_name.to_ascii_lowercase());
     for san in &csr.params.subject_alt_names {
-        let name = san_text(san).ok_or_else(|| IssuerError::BadCsr(format!("unsupported SAN type {san:?}")))?;
+        let name = san_text(san).ok_or_else(|| {
+            IssuerError::BadCsr("the CSR has a SAN that is neither a DNS name nor an IP address".to_owned())
+        })?;
         if !wanted.contains(&name.to_ascii_lowercase()) {
             return Err(IssuerError::BadCsr(format!("CSR asks for {name:?}, which the asset does not list")));
         }

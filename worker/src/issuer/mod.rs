@@ -33,6 +33,10 @@ pub enum IssuerError {
     /// The CA refused for good: permanent.
     #[error("CA rejected the request: {0}")]
     Rejected(String),
+    /// A check before ordering failed (DNS delegation not in place): permanent, and the CA
+    /// was never asked.
+    #[error("pre-flight check failed, the CA was not asked: {0}")]
+    Preflight(String),
     /// The CA asked us to come back later.
     #[error("CA rate limit: {detail}")]
     RateLimited {

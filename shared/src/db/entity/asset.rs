@@ -102,6 +102,11 @@ pub struct Model {
     pub renewal_window_start: Option<DateTimeUtc>,
     /// Last rotation: end of the CA's suggested renewal window.
     pub renewal_window_end: Option<DateTimeUtc>,
+    /// When the scheduler must next ask the policy chain about this asset: never later than
+    /// the instant it becomes due; null while it waits for an operator (dead, unroutable).
+    /// Writers set it exactly where they can and to "now" where the answer needs config;
+    /// the scan reads only rows with `next_due_at <= now` and stores the computed time.
+    pub next_due_at: Option<DateTimeUtc>,
     /// Last change.
     pub updated_at: DateTimeUtc,
     /// The last expiry threshold announced for the current certificate,

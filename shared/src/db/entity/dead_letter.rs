@@ -20,6 +20,17 @@ pub enum DeadLetterStatus {
     Discarded,
 }
 
+impl DeadLetterStatus {
+    /// The database and JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Retried => "retried",
+            Self::Discarded => "discarded",
+        }
+    }
+}
+
 /// One dead letter.
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "dead_letters")]

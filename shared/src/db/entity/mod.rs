@@ -1,5 +1,11 @@
 //! sea-orm entities, one file per table.
 
+pub mod api_key;
 pub mod asset;
+pub mod audit;
 pub mod dead_letter;
+pub mod leader_lease;
+pub mod role;
 pub mod rotation;
+pub mod scheduler_state;
+pub mod user;

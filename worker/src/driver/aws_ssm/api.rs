@@ -87,7 +87,9 @@ fn map_sdk<E: ProvideErrorMetadata + std::error::Error + 'static>(
     match &e {
         SdkError::TimeoutError(_) => DriverError::Timeout { op, after },
         SdkError::DispatchFailure(d) if d.is_timeout() => DriverError::Timeout { op, after },
-        SdkError::DispatchFailure(d) if d.is_user() => DriverError::InvalidSettings(format!("SSM {op}: {d:?}")),
+        SdkError::DispatchFailure(d) if d.is_user() => {
+            DriverError::InvalidSettings(format!("SSM {op}: {}", aws_sdk_ssm::error::DisplayErrorContext(&e)))
+        }
         SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             DriverError::Unreachable(format!("SSM {op}: {}", aws_sdk_ssm::error::DisplayErrorContext(&e)))
         }

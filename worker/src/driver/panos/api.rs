@@ -84,8 +84,9 @@ fn send_error(op: &'static str, e: &reqwest::Error, after: Duration) -> DriverEr
     }
     if let Some(rustls::Error::InvalidCertificate(why)) = tls_cause(e) {
         return DriverError::InvalidSettings(format!(
-            "PAN-OS {op}: the firewall's management certificate is not trusted ({why:?}); \
-             set ca_bundle, or certificate_validation = false"
+            "PAN-OS {op}: the firewall's management certificate is not trusted ({}); \
+             set ca_bundle, or certificate_validation = false",
+            rustls::Error::InvalidCertificate(why.clone())
         ));
     }
     // Neither the URL (no secrets in it) nor the body is echoed; the chain of causes is.

@@ -58,7 +58,12 @@ impl Response {
         match root.attribute("status") {
             Some("success") => {}
             Some("error") => return Err(map_error(op, code, &messages(root))),
-            other => return Err(DriverError::Device(format!("PAN-OS {op}: response status {other:?}"))),
+            other => {
+                return Err(DriverError::Device(format!(
+                    "PAN-OS {op}: response status {}",
+                    other.map_or("(missing)".to_owned(), |s| format!("\"{s}\""))
+                )));
+            }
         }
         drop(doc);
         Ok(Self(body))

@@ -5,6 +5,7 @@
 pub mod hostkey;
 pub mod remote;
 pub mod shell;
+mod streamlocal;
 
 use super::DriverError;
 
@@ -112,9 +113,14 @@ impl Output {
         let skip = text.chars().count().saturating_sub(300);
         text.chars().skip(skip).collect()
     }
+
+    /// `<what> exited with status N: <tail>` (or `(no output)`), for an error message.
+    pub fn failed(&self, what: &str) -> String {
+        super::command_failed(what, &super::ended(self.status.map(i64::from), None), &self.tail())
+    }
 }
 
-/// One authenticated connection to a device.
+/// One authenticated connection to a device. Its unix-socket channel is in `streamlocal.rs`.
 pub struct SshSession {
     handle: Handle<HostKeyCheck>,
     observed: Observed,
@@ -225,33 +231,6 @@ impl SshSession {
             Ok(Ok(out)) => Ok(out),
             Ok(Err(e)) => Err(DriverError::Unreachable(format!("{}: remote command failed: {e}", self.label))),
             Err(_) => Err(DriverError::Timeout { op: "remote command", after: budget }),
-        }
-    }
-
-    /// Sends `request` to the unix socket `path` on the device (a direct-streamlocal
-    /// channel) and returns everything the socket answers until it closes.
-    pub async fn unix_socket_request(&self, path: &str, request: &[u8]) -> Result<Vec<u8>, DriverError> {
-        let budget = self.command_timeout;
-        let run = async {
-            let mut ch = self.handle.channel_open_direct_streamlocal(path).await?;
-            ch.data(request).await?;
-            ch.eof().await?;
-            let mut answer = Vec::new();
-            while let Some(msg) = ch.wait().await {
-                if let ChannelMsg::Data { data } = msg {
-                    answer.extend_from_slice(&data);
-                }
-            }
-            Ok::<_, russh::Error>(answer)
-        };
-        match tokio::time::timeout(budget, run).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(DriverError::Unreachable(format!(
-                "{}: unix socket {path}: {e} (is the socket there, and does sshd allow direct-streamlocal \
-                 channels: AllowTcpForwarding local|yes, AllowStreamLocalForwarding yes?)",
-                self.label
-            ))),
-            Err(_) => Err(DriverError::Timeout { op: "runtime API request over ssh", after: budget }),
         }
     }
 

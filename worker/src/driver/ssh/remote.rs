@@ -52,7 +52,7 @@ pub struct RemoteFiles {
 }
 
 fn failed(what: &str, session: &SshSession, out: &Output) -> String {
-    format!("{}: {what} failed (exit {:?}): {}", session.label(), out.status, out.tail())
+    format!("{}: {}", session.label(), out.failed(what))
 }
 
 impl RemoteFiles {

@@ -51,13 +51,15 @@ pub(crate) async fn delegated_targets(
         let target = match target {
             Some(t) if in_zone(&t, delegate_zone) => t.trim_end_matches('.').to_owned(),
             Some(t) => {
-                return Err(IssuerError::Rejected(format!(
+                return Err(IssuerError::Preflight(format!(
                     "{name}: {challenge} is a CNAME to {t}, which is outside the delegate zone {delegate_zone}"
                 )));
             }
             None => {
-                return Err(IssuerError::Rejected(format!(
-                    "{name}: {challenge} has no CNAME into the delegate zone {delegate_zone} (asked {server})"
+                return Err(IssuerError::Preflight(format!(
+                    "{name}: {challenge} has no CNAME into the delegate zone {delegate_zone} (asked {server}); \
+                     add `{challenge}. CNAME {}.{delegate_zone}.`",
+                    name.trim_start_matches("*.")
                 )));
             }
         };

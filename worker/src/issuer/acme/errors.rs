@@ -61,6 +61,7 @@ pub(crate) fn context(e: IssuerError, context: &str) -> IssuerError {
     match e {
         IssuerError::BadCsr(m) => IssuerError::BadCsr(format!("{context}: {m}")),
         IssuerError::Rejected(m) => IssuerError::Rejected(format!("{context}: {m}")),
+        IssuerError::Preflight(m) => IssuerError::Preflight(format!("{context}: {m}")),
         IssuerError::RateLimited { retry_after, detail } => {
             IssuerError::RateLimited { retry_after, detail: format!("{context}: {detail}") }
         }

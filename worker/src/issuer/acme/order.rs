@@ -89,7 +89,10 @@ pub(crate) async fn pending_challenges(order: &mut Order, limit: Duration) -> Re
         match authz.status {
             AuthorizationStatus::Valid => continue,
             AuthorizationStatus::Pending => {}
-            other => return Err(IssuerError::Rejected(format!("authorization for {identifier} is {other:?}"))),
+            other => {
+                let status = format!("{other:?}").to_ascii_lowercase(); // a unit variant: one word
+                return Err(IssuerError::Rejected(format!("authorization for {identifier} is {status}")));
+            }
         }
         let challenge = authz
             .challenge(ChallengeType::Dns01)

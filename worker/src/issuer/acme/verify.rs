@@ -55,7 +55,9 @@ pub(crate) fn check_csr(csr_der: &[u8], job: &RotationJob) -> Result<CheckedCsr,
         let extra: Vec<_> = names.difference(&wanted).collect();
         let missing: Vec<_> = wanted.difference(&names).collect();
         return Err(IssuerError::BadCsr(format!(
-            "CSR names differ from the asset's: not asked for {extra:?}, missing {missing:?}"
+            "CSR names differ from the asset's: not asked for [{}], missing [{}]",
+            extra.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
         )));
     }
     let public_key = info.subject_pki.subject_public_key.data.to_vec();

@@ -1,0 +1,146 @@
+//! Two and three schedulers on one inventory: only the lease holder scans; SIGKILL the
+//! holder and another takes over within two leases; a holder paused (SIGSTOP) past its lease
+//! and resumed (SIGCONT) claims nothing more, because every claim is fenced by the lease
+//! epoch. Publishes are counted in the history: one `rotations` row per published job.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+use certfleet_shared::db::entity::asset::AssetState;
+use certfleet_shared::db::entity::rotation;
+use certfleet_shared::db::{assets, leader};
+use certfleet_tests::*;
+use sea_orm::EntityTrait;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+const LEASE_SECS: u64 = 5;
+
+fn fleet(env: &TestEnv, prefix: &str, n: usize) -> serde_json::Value {
+    serde_json::Value::Array(
+        (0..n)
+            .map(|i| {
+                let name = format!("{prefix}-{i:03}");
+                serde_json::json!({
+                    "system_name": name,
+                    "common_name": format!("{name}.fleet.test"),
+                    "certificate_authority": "internal",
+                    "host_platform": "local",
+                    "settings": env.local_settings(&name),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// (assets ok, publishes per asset name) from the inventory.
+async fn tally(env: &TestEnv) -> (usize, HashMap<String, usize>) {
+    let db = env.db().await;
+    let all = assets::list(&db).await.unwrap();
+    let names: HashMap<i64, String> = all.iter().map(|a| (a.id, a.system_name.clone())).collect();
+    let mut published = HashMap::new();
+    for row in rotation::Entity::find().all(&db).await.unwrap() {
+        *published.entry(names[&row.asset_id].clone()).or_insert(0) += 1;
+    }
+    let ok = all.iter().filter(|a| a.state == AssetState::Ok).count();
+    db.close().await.ok();
+    (ok, published)
+}
+
+async fn holder(env: &TestEnv) -> Option<(String, i64)> {
+    let db = env.db().await;
+    let lease = leader::current(&db).await.unwrap();
+    db.close().await.ok();
+    lease.filter(|l| l.expires_at > chrono::Utc::now()).map(|l| (l.holder, l.epoch))
+}
+
+fn holder_pid(holder: &str) -> u32 {
+    // host-pid-suffix
+    holder.rsplit('-').nth(1).unwrap().parse().unwrap()
+}
+
+fn assert_published_once(published: &HashMap<String, usize>, expected_assets: usize) {
+    let twice: Vec<_> = published.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "assets published more than once: {twice:?}");
+    assert_eq!(published.len(), expected_assets);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_holder_alone_scans_and_another_takes_over() {
+    // PostgreSQL: the multi-host case. (On SQLite a scheduler paused inside a write
+    // transaction holds the one write lock and stalls every other process; SQLite is for
+    // one host, where a paused scheduler is not a failure mode worth designing for.)
+    let base = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let name = format!("certfleet_failover_{}", uuid::Uuid::new_v4().simple());
+    let admin = sea_orm::Database::connect(format!("{base}/postgres")).await.expect("PostgreSQL");
+    use sea_orm::ConnectionTrait as _;
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let env = TestEnv::with_db(
+        tempfile::tempdir().unwrap(),
+        format!("{base}/{name}"),
+        &format!("leader_lease = \"{LEASE_SECS}s\"\nleader_renew = \"1s\"\nscan_page_size = 10"),
+    );
+    // Job leases long enough that no job outlives its lease on a loaded machine: every
+    // second publish counted below can only come from a scheduler, never from recovery.
+    let text = std::fs::read_to_string(&env.config).unwrap().replace("lease = \"60s\"", "lease = \"30m\"");
+    std::fs::write(&env.config, text).unwrap();
+    let mut a = env.spawn("certfleet-scheduler", "scheduler-a", &[]);
+    let first = wait_for(Duration::from_secs(30), "a scheduler lease", || holder(&env)).await;
+    assert_eq!(holder_pid(&first.0), a.pid());
+    let mut b = env.spawn("certfleet-scheduler", "scheduler-b", &[]);
+    let _worker = env.spawn("certfleet-worker", "worker", &["--drivers", "local", "--concurrency", "16"]);
+
+    env.import(&fleet(&env, "one", 20));
+    wait_for(Duration::from_secs(120), "the first 20 rotated", || async { (tally(&env).await.0 == 20).then_some(()) })
+        .await;
+    assert_published_once(&tally(&env).await.1, 20);
+    assert!(!b.log_text().contains("took the scheduler lease"), "the standby scheduler never led");
+
+    // SIGKILL the leader: the standby takes over within two leases.
+    a.kill9();
+    let killed = Instant::now();
+    let second = wait_for(Duration::from_secs(60), "a new scheduler lease", || async {
+        holder(&env).await.filter(|h| h.1 > first.1)
+    })
+    .await;
+    let took = killed.elapsed();
+    assert_eq!(holder_pid(&second.0), b.pid());
+    assert!(took <= Duration::from_secs(2 * LEASE_SECS), "takeover took {took:?}");
+    env.import(&fleet(&env, "two", 20));
+    wait_for(Duration::from_secs(120), "the next 20 rotated", || async { (tally(&env).await.0 == 40).then_some(()) })
+        .await;
+    assert_published_once(&tally(&env).await.1, 40);
+
+    // Pause the leader mid-work past its lease; a third scheduler takes over; resume it.
+    let mut c = env.spawn("certfleet-scheduler", "scheduler-c", &[]);
+    env.import(&fleet(&env, "three", 150));
+    wait_for(Duration::from_secs(60), "the leader claiming the new assets", || async {
+        let db = env.db().await;
+        let n = assets::list(&db).await.unwrap().iter().filter(|x| x.state == AssetState::InFlight).count();
+        db.close().await.ok();
+        (n > 0).then_some(())
+    })
+    .await;
+    b.signal("STOP");
+    let third = wait_for(Duration::from_secs(60), "the third scheduler's lease", || async {
+        holder(&env).await.filter(|h| h.1 > second.1)
+    })
+    .await;
+    assert_eq!(holder_pid(&third.0), c.pid());
+    // Resume the old leader after its lease expired: its stale scan claims nothing more
+    // (fenced); what it had claimed before the pause is still its own to publish, and no
+    // other scheduler could claim it meanwhile.
+    b.signal("CONT");
+    wait_for(Duration::from_secs(30), "the resumed scheduler standing by", || async {
+        b.log_text().contains("lost the scheduler lease").then_some(())
+    })
+    .await;
+    wait_for(Duration::from_secs(180), "all 190 rotated", || async { (tally(&env).await.0 == 190).then_some(()) })
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (ok, published) = tally(&env).await;
+    assert_eq!(ok, 190);
+    assert_published_once(&published, 190);
+    assert!(b.terminate(Duration::from_secs(20)), "the old leader exits cleanly");
+    assert!(c.terminate(Duration::from_secs(20)));
+    drop((b, c));
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
+}
