@@ -62,6 +62,9 @@ pub enum Unretriable {
     /// It was retried or discarded already.
     #[error("it is {0} already")]
     Settled(&'static str),
+    /// A dead notification whose event cannot be read back.
+    #[error("the notification cannot be read back ({0}); discard it with `certfleet dlq discard`")]
+    Unreadable(String),
 }
 
 /// What `retry_all_dead` did with each pending dead letter.
@@ -138,7 +141,7 @@ pub async fn retry_dead(
             Ok(()) => Ok(job_id),
             Err(crate::notify::RetryError::Db(e)) => Err(e.into()),
             Err(crate::notify::RetryError::Publish(e)) => Err(ManualError::Publish(e.to_string())),
-            Err(crate::notify::RetryError::NotRetriable(reason)) => Err(ManualError::NotRetriable { job_id, reason }),
+            Err(crate::notify::RetryError::NotRetriable(why)) => Err(ManualError::NotRetriable { job_id, why }),
         };
     }
     if dl.status != DeadLetterStatus::Pending {

@@ -38,36 +38,27 @@ pub enum RetryError {
     Publish(#[from] certfleet_shared::amqp::AmqpError),
     /// Nothing to republish.
     #[error("{0}")]
-    NotRetriable(String),
+    NotRetriable(crate::manual::Unretriable),
 }
 
 /// `certfleet dlq retry` of a dead notification: republishes it to `certfleet.notify`
 /// with a fresh attempt count (same id, so a receiver that got it can drop it).
 pub async fn retry_dead(db: &DatabaseConnection, publisher: &Publisher, id: JobId) -> Result<(), RetryError> {
+    use crate::manual::Unretriable;
     let row = dead_letters::get(db, id).await?;
     if row.status != DeadLetterStatus::Pending {
-        return Err(RetryError::NotRetriable(format!("dead letter {id} was {} already", status_word(row.status))));
+        return Err(RetryError::NotRetriable(Unretriable::Settled(row.status.as_str())));
     }
     let Some(payload) = row.payload.as_deref() else {
-        return Err(RetryError::NotRetriable(format!(
-            "dead notification {id} cannot be read back; discard it with `certfleet dlq discard {id}`"
-        )));
+        return Err(RetryError::NotRetriable(Unretriable::Unreadable("its event was not kept".into())));
     };
     let mut n = Envelope::<Notification>::decode(payload.as_bytes())
-        .map_err(|e| RetryError::NotRetriable(format!("dead notification {id} cannot be read back: {e}")))?;
+        .map_err(|e| RetryError::NotRetriable(Unretriable::Unreadable(e.to_string())))?;
     n.attempt = 1;
     n.not_before = None;
     publish(publisher, &n).await?;
     dead_letters::set_status(db, id, DeadLetterStatus::Retried).await?;
     Ok(())
-}
-
-fn status_word(s: DeadLetterStatus) -> &'static str {
-    match s {
-        DeadLetterStatus::Pending => "pending",
-        DeadLetterStatus::Retried => "retried",
-        DeadLetterStatus::Discarded => "discarded",
-    }
 }
 
 /// Publishes one notification to `certfleet.notify` and waits for the confirm.
