@@ -25,6 +25,7 @@ impl MessageKind {
         match self {
             Self::RotationJob => "rotation_job",
             Self::RotationResult => "rotation_result",
+            Self::Notification => "notification",
         }
     }
 }

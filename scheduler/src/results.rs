@@ -97,7 +97,9 @@ async fn apply_batch(db: &DatabaseConnection, batch: Vec<Delivery>, failed_retry
             let waiting: Vec<i64> = results
                 .iter()
                 .zip(&applied)
-                .filter(|(r, a)| **a == history::Applied::Updated && matches!(r.outcome, RotationOutcome::RolledBack { .. }))
+                .filter(|(r, a)| {
+                    **a == history::Applied::Updated && matches!(r.outcome, RotationOutcome::RolledBack { .. })
+                })
                 .map(|(r, _)| r.asset_id.0)
                 .collect();
             if let Err(e) = crate::notify::expiry::floor_ids(db, events.expiry_watch(), &waiting).await {

@@ -7,9 +7,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use certfleet_proto::{AssetId, CertificateInfo, Driver, ErrorClass, JobId, RotationOutcome, RotationResult};
+use certfleet_scheduler::notify::expiry::{self, Announcement};
 use certfleet_scheduler::policy::{self, Decision, PolicyInputs};
 use certfleet_scheduler::recompute;
-use certfleet_scheduler::notify::expiry::{self, Announcement};
 use certfleet_scheduler::scan::{Announcer, ScanMode, read_due};
 use certfleet_shared::db;
 use certfleet_shared::db::assets::{self, AssetInput};

@@ -9,8 +9,8 @@
 //! threshold announced so far (0 for "expired"). A new certificate has a new key, so its
 //! thresholds are announced afresh; the same certificate never hears a threshold twice.
 
-use certfleet_shared::db::scan_rows::{self, ScanRow};
 use certfleet_shared::db::DbError;
+use certfleet_shared::db::scan_rows::{self, ScanRow};
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 use std::time::Duration;
@@ -85,7 +85,10 @@ pub fn announcement(f: &CertFacts<'_>, thresholds: &[Duration], now: DateTime<Ut
     let level = if now >= not_after {
         0
     } else {
-        applicable(f, not_after, thresholds).into_iter().filter(|t| entered(not_after, *t).is_none_or(|at| now >= at)).min()?
+        applicable(f, not_after, thresholds)
+            .into_iter()
+            .filter(|t| entered(not_after, *t).is_none_or(|at| now >= at))
+            .min()?
     };
     if announced(f, &key).is_some_and(|done| done <= level) {
         return None;
@@ -118,15 +121,13 @@ pub fn next_notification_at(f: &CertFacts<'_>, thresholds: &[Duration]) -> Optio
 /// lease, a rolled-back asset's retry time, `None` for a dead or unroutable asset), pulls
 /// it back to the next announcement of each of `rows` (`watch`: the thresholds watched,
 /// `None` when no rule watches expiry). Only ever moves a stored time earlier.
-pub async fn floor_rows(
-    db: &DatabaseConnection,
-    watch: Option<&[Duration]>,
-    rows: &[ScanRow],
-) -> Result<u64, DbError> {
+pub async fn floor_rows(db: &DatabaseConnection, watch: Option<&[Duration]>, rows: &[ScanRow]) -> Result<u64, DbError> {
     let Some(thresholds) = watch else { return Ok(0) };
     let floors: Vec<(i64, DateTime<Utc>)> = rows
         .iter()
-        .filter_map(|r| next_notification_at(&CertFacts::of(r, r.expiry_notice.as_deref()), thresholds).map(|at| (r.id, at)))
+        .filter_map(|r| {
+            next_notification_at(&CertFacts::of(r, r.expiry_notice.as_deref()), thresholds).map(|at| (r.id, at))
+        })
         .collect();
     if floors.is_empty() {
         return Ok(0);

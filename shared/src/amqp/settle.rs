@@ -11,10 +11,10 @@
 //! publish fails, the delivery goes back to its queue.
 
 use super::topology::DEAD_EXCHANGE;
+use super::topology::{notify_retry_queue, retry_queue};
 use super::{AmqpError, Outgoing, Publisher, headers};
 use crate::backoff::{delay_for_attempt, tier_for};
 use crate::config::RetryConfig;
-use super::topology::{notify_retry_queue, retry_queue};
 use certfleet_proto::{Envelope, ErrorClass, Notification, RotationJob};
 use chrono::{DateTime, Utc};
 use lapin::BasicProperties;
@@ -145,12 +145,21 @@ pub async fn settle<M: Retriable>(
         }
         Outcome::Retry { after, cause } => {
             let Some(m) = msg else {
-                return dead(publisher, delivery, None::<&M>, ErrorClass::Internal, &cause, dead_key, traceparent).await;
+                return dead(publisher, delivery, None::<&M>, ErrorClass::Internal, &cause, dead_key, traceparent)
+                    .await;
             };
             if m.attempt() >= retry.max_attempts {
                 let reason = format!("gave up after {} attempts; last error: {cause}", m.attempt());
-                return dead(publisher, delivery, Some(m), ErrorClass::RetriesExhausted, &reason, dead_key, traceparent)
-                    .await;
+                return dead(
+                    publisher,
+                    delivery,
+                    Some(m),
+                    ErrorClass::RetriesExhausted,
+                    &reason,
+                    dead_key,
+                    traceparent,
+                )
+                .await;
             }
             let backoff = delay_for_attempt(m.attempt(), retry.base_delay, retry.max_delay, &mut rand::rng());
             let wait = after.unwrap_or(backoff);
