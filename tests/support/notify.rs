@@ -168,7 +168,7 @@ fn slack_problem(v: &serde_json::Value) -> Option<String> {
 
 fn pagerduty_problem(v: &serde_json::Value) -> Option<String> {
     // https://developer.pagerduty.com/docs/events-api-v2/trigger-events/
-    if !v["routing_key"].as_str().is_some_and(|k| !k.is_empty()) {
+    if v["routing_key"].as_str().is_none_or(|k| k.is_empty()) {
         return Some("no routing_key".into());
     }
     if !v["dedup_key"].is_string() {

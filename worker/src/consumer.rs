@@ -85,12 +85,12 @@ impl Handler {
                 body = Envelope::encode(result.as_ref());
                 reply_to = delivery.properties.reply_to().as_ref().map_or(RESULTS_QUEUE.to_owned(), |q| q.to_string());
                 info!(job_id = %result.job_id, asset = %result.system_name, outcome = ?outcome_name(&result), "job done");
-                settle::Outcome::Done(Some(Outgoing {
+                settle::Outcome::Done(Some(Box::new(Outgoing {
                     exchange: "",
                     routing_key: &reply_to,
                     body: &body,
                     properties: headers::result_properties(&result.job_id.to_string(), tp),
-                }))
+                })))
             }
             Outcome::Retry { after, cause } => settle::Outcome::Retry { after, cause },
             Outcome::Dead { class, reason } => settle::Outcome::Dead { class, reason },

@@ -59,7 +59,7 @@ fn encode(s: &str) -> String {
 
 /// A duration in days (or hours under a day) for people.
 pub fn human_seconds(secs: u64) -> String {
-    if secs >= 86_400 && secs % 86_400 == 0 {
+    if secs >= 86_400 && secs.is_multiple_of(86_400) {
         let d = secs / 86_400;
         format!("{d} day{}", if d == 1 { "" } else { "s" })
     } else {

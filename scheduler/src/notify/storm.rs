@@ -110,7 +110,7 @@ mod tests {
 
     fn event(i: usize, channel: &str) -> Notification {
         let mut n = Notification::new(channel, EventKind::RotationDead, None, Utc::now());
-        n.reason = Some(if i % 3 == 0 { "CA down".into() } else { "timeout".into() });
+        n.reason = Some(if i.is_multiple_of(3) { "CA down".into() } else { "timeout".into() });
         n.asset = Some(certfleet_proto::AssetSummary {
             asset_id: certfleet_proto::AssetId(i as i64),
             system_name: format!("a-{i:03}"),

@@ -94,7 +94,7 @@ impl Retriable for Notification {
 /// How a delivery's work ended.
 pub enum Outcome<'a> {
     /// Finished; publish this reply (if any) before the ack.
-    Done(Option<Outgoing<'a>>),
+    Done(Option<Box<Outgoing<'a>>>),
     /// Try again later (after `after`, if the cause said when).
     Retry {
         /// The delay the cause asked for.
@@ -138,7 +138,7 @@ pub async fn settle<M: Retriable>(
     traceparent: &str,
 ) -> Settled {
     match outcome {
-        Outcome::Done(Some(reply)) => publish_then_ack(publisher, delivery, reply, Settled::Reported).await,
+        Outcome::Done(Some(reply)) => publish_then_ack(publisher, delivery, *reply, Settled::Reported).await,
         Outcome::Done(None) => {
             ack(delivery).await;
             Settled::Reported

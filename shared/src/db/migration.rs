@@ -234,7 +234,7 @@ impl MigrationTrait for M0003ControlPlane {
             ("audit_at", &["at"][..]),
         ]
         .into_iter()
-        .chain(SEARCH_INDEXES.iter().copied().map(|(n, c)| (n, c)))
+        .chain(SEARCH_INDEXES.iter().copied())
         {
             let table = if name.starts_with("audit") { "audit" } else { "assets" };
             let mut index = Index::create();

@@ -96,13 +96,13 @@ pub async fn due_page(
     Ok(q.order_by_asc(C::NextDueAt).order_by_asc(C::Id).limit(limit).into_model::<ScanRow>().all(db).await?)
 }
 
+/// One computed `next_due_at` to store: (id, the row's version, the time).
+pub type NextDue = (i64, DateTime<Utc>, Option<DateTime<Utc>>);
+
 /// Stores computed `next_due_at` values, each only if its row is still at the version
 /// (`updated_at`) it was computed from: a row changed meanwhile keeps the writer's value.
 /// Returns how many rows were written.
-pub async fn store_next_due(
-    db: &DatabaseConnection,
-    updates: &[(i64, DateTime<Utc>, Option<DateTime<Utc>>)],
-) -> Result<u64, DbError> {
+pub async fn store_next_due(db: &DatabaseConnection, updates: &[NextDue]) -> Result<u64, DbError> {
     let mut written = 0;
     for chunk in updates.chunks(500) {
         let txn = db.begin().await?;
