@@ -312,12 +312,8 @@ async fn crossing_30_days_mails_once_across_scans_and_restarts() {
     assert!(scheduler.terminate(Duration::from_secs(20)));
     // The full pass reads every row again (the cheap scans do not read mail-01 until its
     // 15-day threshold): only the record in SQL keeps it from announcing twice.
-    let out = command("certfleet-scheduler")
-        .arg("--config")
-        .arg(&env.config)
-        .args(["--once", "--full"])
-        .output()
-        .unwrap();
+    let out =
+        command("certfleet-scheduler").arg("--config").arg(&env.config).args(["--once", "--full"]).output().unwrap();
     assert!(out.status.success(), "full pass: {}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((report["mode"].as_str(), report["corrected"].as_u64()), (Some("full"), Some(0)), "{report}");

@@ -438,6 +438,32 @@ async fn upgrading_an_inventory_adds_empty_renewal_columns() {
     assert!(db::migration::Migrator::get_pending_migrations(&db).await.unwrap().is_empty());
 }
 
+/// An inventory migrated by a build without notifications (M0001..M0003 and M0005, as
+/// `main` had them) takes M0004 afterwards: its columns are added, and the rows keep
+/// their stored `next_due_at`.
+#[tokio::test]
+async fn an_inventory_with_the_due_scan_takes_the_notification_columns_later() {
+    use sea_orm_migration::MigratorTrait as _;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/due.db?mode=rwc", dir.path().display());
+    let db = db::connect(&url, StdDuration::from_secs(10)).await.unwrap();
+    assets::import(&db, &[input("a")], ISSUERS).await.unwrap();
+    // Undo M0004 alone, as if it had never run.
+    db.execute_unprepared("ALTER TABLE assets DROP COLUMN expiry_notice").await.unwrap();
+    db.execute_unprepared("ALTER TABLE dead_letters DROP COLUMN kind").await.unwrap();
+    db.execute_unprepared("ALTER TABLE dead_letters DROP COLUMN payload").await.unwrap();
+    db.execute_unprepared("DELETE FROM seaql_migrations WHERE version = 'm0004_notifications'").await.unwrap();
+    let pending = db::migration::Migrator::get_pending_migrations(&db).await.unwrap();
+    assert_eq!(pending.iter().map(|m| m.name().to_owned()).collect::<Vec<_>>(), vec!["m0004_notifications"]);
+    db.close().await.unwrap();
+    let db = db::connect(&url, StdDuration::from_secs(10)).await.unwrap();
+    assert!(db::migration::Migrator::get_pending_migrations(&db).await.unwrap().is_empty());
+    let a = assets::by_name(&db, "a").await.unwrap();
+    assert_eq!(a.expiry_notice, None);
+    assert!(a.next_due_at.is_some(), "M0005's column and value are kept");
+    assert!(assets::mark_expiry_notice(&db, a.id, None, Some("exp:1/0")).await.unwrap());
+}
+
 #[tokio::test]
 async fn unreachable_database_names_the_url_without_password() {
     let err =
