@@ -146,8 +146,12 @@ pub struct DeadLetterView {
     pub job_id: uuid::Uuid,
     /// Asset name, when known.
     pub system_name: Option<String>,
-    /// Driver, when known.
+    /// Driver, when known; for a dead notification, `notify:<channel>`.
     pub driver: Option<String>,
+    /// `rotation`, or `notification` for a notification that could not be delivered (it
+    /// can be discarded, not retried as a rotation).
+    #[serde(default = "rotation_kind")]
+    pub kind: String,
     /// Error class.
     pub error_class: String,
     /// Reason.
@@ -162,10 +166,16 @@ pub struct DeadLetterView {
     pub updated_at: DateTime<Utc>,
 }
 
+fn rotation_kind() -> String {
+    "rotation".to_owned()
+}
+
 impl From<dead_letter::Model> for DeadLetterView {
     fn from(d: dead_letter::Model) -> Self {
         use certfleet_shared::db::entity::dead_letter::DeadLetterStatus as S;
+        let kind = if certfleet_shared::db::dead_letters::is_notification(&d) { "notification" } else { "rotation" };
         Self {
+            kind: kind.to_owned(),
             job_id: d.job_id,
             system_name: d.system_name,
             driver: d.driver,

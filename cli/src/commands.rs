@@ -56,6 +56,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq { command: DlqCommand::List { all, json } } => dlq_list(&config, all, json).await,
         Command::Dlq { command: DlqCommand::Retry { job_id, all } } => dlq_retry(&config, job_id, all).await,
         Command::Dlq { command: DlqCommand::Discard { job_id } } => dlq_discard(&config, job_id).await,
+        Command::Notify { command } => crate::notify::run(&config, command).await,
         Command::Queues { json } => queues(&config, json).await,
         Command::History { system_name, json } => show::history(&open_db(&config).await?, &system_name, json).await,
         Command::Ca { command: CaCommand::Show { issuer, pem } } => show::ca(&config, issuer.as_deref(), pem).await,
@@ -92,6 +93,11 @@ async fn run_remote(server: remote::Server, command: Command) -> anyhow::Result<
         Command::Queues { json } => r::queues(&api()?, json).await,
         Command::History { system_name, json } => r::history(&api()?, &system_name, json).await,
         Command::Up { .. } => bail!("`certfleet up` runs the fleet itself; it cannot go through --server"),
+        Command::Notify { .. } => {
+            bail!(
+                "`certfleet notify` uses the channels' secrets in the notifier's config; run it there, without --server"
+            )
+        }
         Command::Ca { .. } => {
             bail!("`certfleet ca` reads the CA's files; run it where the fleet runs, without --server")
         }

@@ -3,6 +3,7 @@
 
 mod commands;
 mod import;
+mod notify;
 mod output;
 mod remote;
 mod show;
@@ -64,6 +65,11 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
+    },
+    /// Notification channels.
+    Notify {
+        #[command(subcommand)]
+        command: notify::NotifyCommand,
     },
     /// Depth and consumers of each certfleet queue.
     Queues {

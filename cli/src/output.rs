@@ -51,7 +51,12 @@ pub fn dead_letters(rows: Vec<DeadLetterView>, as_json: bool) -> anyhow::Result<
         .map(|d| {
             vec![
                 d.job_id.to_string(),
-                d.system_name.unwrap_or_else(|| "-".into()),
+                // A dead notification is about its channel.
+                if d.kind == "notification" {
+                    d.driver.unwrap_or_else(|| "notify".into())
+                } else {
+                    d.system_name.unwrap_or_else(|| "-".into())
+                },
                 d.status,
                 d.error_class,
                 d.attempts.to_string(),

@@ -9,10 +9,12 @@ mod driver;
 mod envelope;
 mod ids;
 mod job;
+mod notify;
 mod result;
 
 pub use driver::{Driver, KeyAlgorithm, UnknownVariant};
 pub use envelope::{Envelope, MessageKind, Payload, WIRE_VERSION, WireError};
 pub use ids::{AssetId, JobId};
 pub use job::RotationJob;
+pub use notify::{AssetSummary, Digest, EventKind, Notification, NotificationId, ReasonCount, Severity};
 pub use result::{CertificateInfo, ErrorClass, RenewalWindow, RotationOutcome, RotationResult};

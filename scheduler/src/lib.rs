@@ -5,6 +5,7 @@
 pub mod dead;
 pub mod leader;
 pub mod manual;
+pub mod notify;
 pub mod policy;
 pub mod publish;
 pub mod recompute;
@@ -30,4 +31,7 @@ pub enum SchedulerError {
     /// The routing table is unusable.
     #[error(transparent)]
     Routes(#[from] routes::RoutesError),
+    /// The configuration cannot be used (for example a notification channel's secret).
+    #[error(transparent)]
+    Config(#[from] certfleet_shared::ConfigError),
 }

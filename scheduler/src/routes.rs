@@ -226,6 +226,7 @@ mod tests {
             renewal_window_end: None,
             next_due_at: None,
             updated_at: chrono::Utc::now(),
+            expiry_notice: None,
         }
     }
 

@@ -25,7 +25,7 @@ use utoipa::{IntoParams, ToSchema};
 /// One asset, or an array of them (all are written, or none).
 #[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
-#[allow(dead_code)] // a schema only: the body is parsed row by row to name bad fields
+#[allow(dead_code, clippy::large_enum_variant)] // a schema only: the body is parsed row by row to name bad fields
 pub enum AssetsBody {
     /// One asset.
     One(AssetInput),

@@ -151,10 +151,13 @@ async fn ten_thousand_assets_all_or_none(backend: Backend) {
     s.stop().await;
 }
 
+/// One audited write: method, path, body, the audit action and its target.
+type AuditedWrite<'a> = (Method, String, Option<Value>, &'a str, Option<&'a str>);
+
 async fn every_write_is_audited_and_the_log_cannot_change(backend: Backend) {
     let s = Server::start(backend).await;
     let admin = s.user_token("aud-admin", Role::Admin).await;
-    let writes: Vec<(Method, String, Option<Value>, &str, Option<&str>)> = vec![
+    let writes: Vec<AuditedWrite> = vec![
         (Method::POST, "/api/v1/assets".into(), Some(asset("aud-1")), "asset.create", Some("aud-1")),
         (
             Method::PUT,

@@ -4,6 +4,7 @@
 pub mod headers;
 pub mod management;
 mod publisher;
+pub mod settle;
 pub mod stats;
 pub mod topology;
 

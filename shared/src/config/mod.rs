@@ -5,10 +5,12 @@ pub mod api;
 pub mod dns;
 pub mod drivers;
 pub mod issuer;
+pub mod notify;
 
 pub use api::ApiConfig;
 pub use drivers::{DriversConfig, PanosDriverConfig};
 pub use issuer::{AcmeIssuerConfig, InternalIssuerConfig, IssuerConfig};
+pub use notify::NotifyConfig;
 
 use certfleet_proto::Driver;
 use figment::Figment;
@@ -76,6 +78,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The HTTP API and dashboard.
     pub api: ApiConfig,
+    /// Notifications: channels, routing rules, expiry thresholds, storm control.
+    pub notify: NotifyConfig,
 }
 
 /// Delayed retries of transient failures.
@@ -159,6 +163,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             drivers: DriversConfig::default(),
             api: ApiConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -175,6 +180,14 @@ pub enum ConfigError {
     /// A value has the wrong type, or a key is unknown; figment names the key and its source.
     #[error("invalid configuration: {0}")]
     Invalid(Box<figment::Error>),
+    /// A value under a named entry (a channel, a rule) is not acceptable.
+    #[error("invalid configuration: {key}: {reason}")]
+    Setting {
+        /// The offending key, with the entry's name or index.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A value parses but is not acceptable.
     #[error("invalid configuration: {key}: {reason}")]
     Value {
@@ -256,6 +269,7 @@ impl Config {
         for (name, issuer) in &self.issuers {
             issuer.validate(name)?;
         }
+        self.notify.validate()?;
         Ok(())
     }
 }
@@ -280,6 +294,7 @@ const ENV_KEYS: &[&str] = &[
     "issuers",
     "log_format",
     "api",
+    "notify",
 ];
 
 /// `CERTFLEET_*` variables read directly, not config keys.

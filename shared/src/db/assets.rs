@@ -487,3 +487,31 @@ pub async fn page(db: &impl ConnectionTrait, after: i64, limit: u64) -> Result<V
         .all(db)
         .await?)
 }
+
+/// Assets by id (for the few rows a scan found something to announce about).
+pub async fn by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<asset::Model>, DbError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(asset::Entity::find().filter(asset::Column::Id.is_in(ids.iter().copied())).all(db).await?)
+}
+
+/// Records `notice` as the last expiry threshold announced for asset `id`, if its notice
+/// is still `previous` (compare-and-set). Returns false when another scheduler (or an
+/// earlier scan) recorded something else first: then it is not announced again.
+pub async fn mark_expiry_notice(
+    db: &impl ConnectionTrait,
+    id: i64,
+    previous: Option<&str>,
+    notice: Option<&str>,
+) -> Result<bool, DbError> {
+    use sea_orm::sea_query::Expr;
+    let mut q = asset::Entity::update_many()
+        .col_expr(asset::Column::ExpiryNotice, Expr::value(notice.map(str::to_owned)))
+        .filter(asset::Column::Id.eq(id));
+    q = match previous {
+        Some(p) => q.filter(asset::Column::ExpiryNotice.eq(p)),
+        None => q.filter(asset::Column::ExpiryNotice.is_null()),
+    };
+    Ok(q.exec(db).await?.rows_affected == 1)
+}

@@ -110,6 +110,9 @@ pub struct Model {
     pub next_due_at: Option<DateTimeUtc>,
     /// Last change.
     pub updated_at: DateTimeUtc,
+    /// The last expiry threshold announced for the current certificate,
+    /// `<fingerprint or exp:unix>/<seconds>` (0 seconds: expired).
+    pub expiry_notice: Option<String>,
 }
 
 /// No relations are navigated through sea-orm.
