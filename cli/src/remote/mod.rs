@@ -43,20 +43,16 @@ impl Server {
     }
 
     fn http(&self) -> anyhow::Result<reqwest::Client> {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let mut builder = reqwest::Client::builder().timeout(self.timeout).connect_timeout(self.timeout);
-        if let Some(path) = &self.ca_file {
-            let pem = std::fs::read(path).with_context(|| format!("cannot read --ca-file {}", path.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .with_context(|| format!("--ca-file {} holds no PEM certificate", path.display()))?;
-            if certs.is_empty() {
-                bail!("--ca-file {} holds no PEM certificate", path.display());
+        let pem = match &self.ca_file {
+            Some(path) => Some(std::fs::read(path).with_context(|| format!("cannot read --ca-file {}", path.display()))?),
+            None => None,
+        };
+        certfleet_shared::http::client(self.timeout, pem.as_deref()).map_err(|e| match (&self.ca_file, e) {
+            (Some(path), certfleet_shared::http::HttpClientError::Roots(why)) => {
+                anyhow::anyhow!("--ca-file {}: {why}", path.display())
             }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        builder.build().context("setting up the HTTPS client")
+            (_, other) => other.into(),
+        })
     }
 }
 

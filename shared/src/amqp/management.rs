@@ -99,10 +99,8 @@ impl Management {
             "queues",
             vhost.as_deref().unwrap_or("/"),
         ]);
-        let http = reqwest::Client::builder().timeout(timeout).build().map_err(|e| ManagementError::Request {
-            url: redacted.clone(),
-            reason: format!("cannot set up the HTTP client: {e}"),
-        })?;
+        let http = crate::http::client(timeout, None)
+            .map_err(|e| ManagementError::Request { url: redacted.clone(), reason: e.to_string() })?;
         Ok(Self { http, queues_url, user, password, redacted })
     }
 

@@ -6,42 +6,23 @@
 use super::{ChannelError, Sent, setting};
 use certfleet_shared::ConfigError;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-/// A client for one channel.
+/// A client for one channel (the shared HTTPS client: no redirects, so a URL that is a
+/// secret is never sent on to another host).
 pub fn client(key: &str, ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Client, ConfigError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    if let Some(path) = ca_file {
-        let ca_key = format!("{key}.ca_file");
-        let pem = std::fs::read(path).map_err(|e| setting(ca_key.clone(), format!("{}: {e}", path.display())))?;
-        let mut added = 0;
-        for der in
-            <rustls::pki_types::CertificateDer<'static> as rustls::pki_types::pem::PemObject>::pem_slice_iter(&pem)
-        {
-            let der = der.map_err(|e| setting(ca_key.clone(), format!("{}: {e}", path.display())))?;
-            roots.add(der).map_err(|e| setting(ca_key.clone(), format!("{}: {e}", path.display())))?;
-            added += 1;
+    let pem = match ca_file {
+        Some(path) => Some(
+            std::fs::read(path).map_err(|e| setting(format!("{key}.ca_file"), format!("{}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    certfleet_shared::http::client(timeout, pem.as_deref()).map_err(|e| match (ca_file, e) {
+        (Some(path), certfleet_shared::http::HttpClientError::Roots(why)) => {
+            setting(format!("{key}.ca_file"), format!("{}: {why}", path.display()))
         }
-        if added == 0 {
-            return Err(setting(ca_key, format!("{} holds no PEM certificate", path.display())));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| setting(key.to_owned(), e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("certfleet/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| setting(key.to_owned(), e.without_url().to_string()))
+        (_, other) => setting(key.to_owned(), other.to_string()),
+    })
 }
 
 /// `Retry-After` as seconds or an HTTP date.
