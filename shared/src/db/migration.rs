@@ -5,6 +5,7 @@ use sea_orm_migration::schema::*;
 
 mod m0004_notifications;
 mod m0005_due_scan;
+mod m0007_search_covering;
 
 /// The list of migrations, oldest first.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0003ControlPlane),
             Box::new(m0004_notifications::M0004Notifications),
             Box::new(m0005_due_scan::M0005DueScan),
+            Box::new(m0007_search_covering::M0007SearchCovering),
         ]
     }
 }
