@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod broker;
+pub mod dashboard;
 pub mod error;
 pub mod routes;
 pub mod server;

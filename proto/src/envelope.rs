@@ -1,6 +1,6 @@
 //! The versioned envelope every certfleet message travels in.
 
-use crate::{RotationJob, RotationResult};
+use crate::{RotationJob, RotationResult, WorkerHeartbeat};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +15,8 @@ pub enum MessageKind {
     RotationJob,
     /// A [`RotationResult`].
     RotationResult,
+    /// A [`WorkerHeartbeat`].
+    WorkerHeartbeat,
 }
 
 impl MessageKind {
@@ -23,6 +25,7 @@ impl MessageKind {
         match self {
             Self::RotationJob => "rotation_job",
             Self::RotationResult => "rotation_result",
+            Self::WorkerHeartbeat => "worker_heartbeat",
         }
     }
 }
@@ -86,6 +89,10 @@ impl Payload for RotationJob {
 
 impl Payload for RotationResult {
     const KIND: MessageKind = MessageKind::RotationResult;
+}
+
+impl Payload for WorkerHeartbeat {
+    const KIND: MessageKind = MessageKind::WorkerHeartbeat;
 }
 
 #[derive(Deserialize)]

@@ -7,12 +7,14 @@
 
 mod driver;
 mod envelope;
+mod heartbeat;
 mod ids;
 mod job;
 mod result;
 
 pub use driver::{Driver, KeyAlgorithm, UnknownVariant};
 pub use envelope::{Envelope, MessageKind, Payload, WIRE_VERSION, WireError};
+pub use heartbeat::WorkerHeartbeat;
 pub use ids::{AssetId, JobId};
 pub use job::RotationJob;
 pub use result::{CertificateInfo, ErrorClass, RenewalWindow, RotationOutcome, RotationResult};

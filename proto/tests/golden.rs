@@ -141,3 +141,17 @@ fn other_versions_kinds_and_unknown_fields_are_rejected() {
     assert!(matches!(Envelope::<RotationJob>::decode(bad_driver.as_bytes()), Err(WireError::Malformed(_))));
     assert!(matches!(Envelope::<RotationJob>::decode(b"not json"), Err(WireError::Malformed(_))));
 }
+
+#[test]
+fn worker_heartbeat_v1_is_pinned() {
+    let beat = WorkerHeartbeat {
+        worker: "worker-a".into(),
+        drivers: vec![Driver::Local, Driver::LinuxSsh],
+        concurrency: 16,
+        in_flight: 3,
+        interval_ms: 5000,
+        started_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap(),
+        sent_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 5).unwrap(),
+    };
+    check(beat, include_str!("golden/worker_heartbeat.v1.json"));
+}

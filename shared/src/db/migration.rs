@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 mod m0005_due_scan;
+mod m0006_workers;
 
 /// The list of migrations, oldest first.
 pub struct Migrator;
@@ -16,6 +17,8 @@ impl MigratorTrait for Migrator {
             Box::new(M0002RenewalInfo),
             Box::new(M0003ControlPlane),
             Box::new(m0005_due_scan::M0005DueScan),
+            // M0004 is reserved for another branch.
+            Box::new(m0006_workers::M0006Workers),
         ]
     }
 }

@@ -9,3 +9,4 @@ pub mod role;
 pub mod rotation;
 pub mod scheduler_state;
 pub mod user;
+pub mod worker;

@@ -1,0 +1,32 @@
+//! The `workers` table: the last heartbeat of every worker, for the dashboard's Queues page.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::schema::*;
+
+pub(super) struct M0006Workers;
+
+impl MigrationName for M0006Workers {
+    fn name(&self) -> &str {
+        "m0006_workers"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0006Workers {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table("workers")
+                .if_not_exists()
+                .col(string_len("worker_id", 255).primary_key())
+                .col(json("drivers"))
+                .col(integer("concurrency"))
+                .col(integer("in_flight"))
+                .col(big_integer("interval_ms"))
+                .col(timestamp_with_time_zone("started_at"))
+                .col(timestamp_with_time_zone("last_seen"))
+                .to_owned(),
+        )
+        .await
+    }
+}
