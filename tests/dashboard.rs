@@ -98,8 +98,10 @@ async fn dashboard_in_a_real_browser() {
         (count(&env, AssetState::Ok).await == FLEET).then_some(())
     })
     .await;
-    wait_for(Duration::from_secs(30), "the API listening", || async { api.log_text().contains("API listening").then_some(()) })
-        .await;
+    wait_for(Duration::from_secs(30), "the API listening", || async {
+        api.log_text().contains("API listening").then_some(())
+    })
+    .await;
 
     // Some dead (as the scheduler records a dead letter) and some failed.
     let db = env.db().await;

@@ -4,7 +4,7 @@
 //! which call the API's handlers and so its permission check and audit rows.
 
 use crate::auth::{Admin, Developer, Privileged};
-use crate::dashboard::layout::{asset_href, Nav, Page, badge, csrf, done, encode, page, param, query, when, when_opt};
+use crate::dashboard::layout::{Nav, Page, asset_href, badge, csrf, done, encode, page, param, query, when, when_opt};
 use crate::dashboard::session::{Posted, Session};
 use crate::error::{Path, Query};
 use crate::routes::{admin, assets as api};

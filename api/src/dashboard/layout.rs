@@ -180,7 +180,7 @@ pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     }
     let (n, unit) = match abs {
         0..=5_399 => (abs.div_ceil(60).max(1).min(60), "minute"),
-        5_400..=129_599 => ((abs + 1_800) / 3_600, "hour"),
+        5_400..=86_399 => ((abs + 1_800) / 3_600, "hour"),
         _ => ((abs + 43_200) / 86_400, "day"),
     };
     let plural = if n == 1 { "" } else { "s" };
@@ -214,8 +214,7 @@ pub fn param(raw: Option<&str>, name: &str) -> Option<String> {
 
 /// A query string of `pairs` (empty values dropped).
 pub fn encode(pairs: &[(&str, String)]) -> String {
-    let kept: Vec<(&str, &str)> =
-        pairs.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (*k, v.as_str())).collect();
+    let kept: Vec<(&str, &str)> = pairs.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (*k, v.as_str())).collect();
     serde_urlencoded::to_string(kept).unwrap_or_default()
 }
 
@@ -242,8 +241,7 @@ pub fn done(path: &str, notice: &str) -> Response {
 
 /// An embedded asset with its content type.
 pub fn asset(content_type: &'static str, body: &'static str) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body)
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
 }
 
 /// Raw, trusted markup (embedded constants only).

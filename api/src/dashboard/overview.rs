@@ -2,7 +2,7 @@
 //! rotations by outcome, an SVG expiry histogram per issuer, and the latest rotations.
 //! Every number links to the filtered list behind it.
 
-use crate::dashboard::layout::{asset_href, Nav, Page, badge, encode, page, param, when};
+use crate::dashboard::layout::{Nav, Page, asset_href, badge, encode, page, param, when};
 use crate::dashboard::session::Session;
 use crate::state::AppState;
 use axum::extract::{RawQuery, State};
@@ -145,7 +145,13 @@ fn histogram(buckets: &[Bucket], now: DateTime<Utc>) -> Markup {
 }
 
 /// The segments of one stacked bar, bottom up: (y, height, colour).
-fn stack<'a>(b: &Bucket, base: u64, height: u64, max: u64, colour: &impl Fn(&String) -> &'a str) -> Vec<(u64, u64, &'a str)> {
+fn stack<'a>(
+    b: &Bucket,
+    base: u64,
+    height: u64,
+    max: u64,
+    colour: &impl Fn(&String) -> &'a str,
+) -> Vec<(u64, u64, &'a str)> {
     let mut y = base;
     let mut out = Vec::new();
     for (ca, n) in &b.by_issuer {

@@ -118,8 +118,14 @@ async fn pages_roles_and_csrf(backend: Backend) {
     let p = s.user_token("d-priv", Role::Privileged).await;
     s.user_token("d-dev", Role::Developer).await;
     s.user_token("d-admin", Role::Admin).await;
-    let (st, _) =
-        s.call(reqwest::Method::POST, "/api/v1/assets", Some(&p), Some(serde_json::json!([asset("web-1"), asset("web-2")]))).await;
+    let (st, _) = s
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/assets",
+            Some(&p),
+            Some(serde_json::json!([asset("web-1"), asset("web-2")])),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED);
 
     // No session: every page sends to the login page; a bad session too.
@@ -195,10 +201,12 @@ async fn pages_roles_and_csrf(backend: Backend) {
 async fn dead_letters_and_workers(backend: Backend) {
     let s = Server::start(backend).await;
     let p = s.user_token("dl-priv", Role::Privileged).await;
-    let (st, _) =
-        s.call(reqwest::Method::POST, "/api/v1/assets", Some(&p), Some(serde_json::json!([asset("a-1"), asset("a-2")]))).await;
+    let (st, _) = s
+        .call(reqwest::Method::POST, "/api/v1/assets", Some(&p), Some(serde_json::json!([asset("a-1"), asset("a-2")])))
+        .await;
     assert_eq!(st, StatusCode::CREATED);
-    let (retry, discard, poison) = (dead_letter(&s, Some("a-1")).await, dead_letter(&s, Some("a-2")).await, dead_letter(&s, None).await);
+    let (retry, discard, poison) =
+        (dead_letter(&s, Some("a-1")).await, dead_letter(&s, Some("a-2")).await, dead_letter(&s, None).await);
     let b = Browser::login(&s, "dl-priv").await;
     let (st, list) = b.get("/dead").await;
     assert_eq!(st, StatusCode::OK);
@@ -238,7 +246,9 @@ async fn dead_letters_and_workers(backend: Backend) {
     let (st, live) = b.get("/queues/live").await;
     assert_eq!(st, StatusCode::OK);
     assert!(!live.contains("<html"), "a fragment, not a page");
-    let row = |name: &str| live.split(&format!("<code>{name}</code>")).nth(1).unwrap().split("</tr>").next().unwrap().to_owned();
+    let row = |name: &str| {
+        live.split(&format!("<code>{name}</code>")).nth(1).unwrap().split("</tr>").next().unwrap().to_owned()
+    };
     assert!(row("w-alive").contains(">alive<"), "{live}");
     assert!(row("w-gone").contains(">gone<"), "{live}");
     assert!(live.contains("certfleet.jobs.local"), "{live}");

@@ -116,7 +116,10 @@ mod tests {
         record(&db, &beat("w1", now - Duration::seconds(30), 1)).await.unwrap();
         record(&db, &beat("w2", now, 2)).await.unwrap();
         let l = list(&db, now).await.unwrap();
-        assert_eq!(l.iter().map(|w| (w.worker_id.as_str(), w.alive)).collect::<Vec<_>>(), [("w1", false), ("w2", true)]);
+        assert_eq!(
+            l.iter().map(|w| (w.worker_id.as_str(), w.alive)).collect::<Vec<_>>(),
+            [("w1", false), ("w2", true)]
+        );
         assert_eq!(l[1].drivers, ["local"]);
         record(&db, &beat("w1", now, 3)).await.unwrap();
         record(&db, &beat("w1", now - Duration::seconds(60), 0)).await.unwrap();
