@@ -121,6 +121,8 @@ async fn dashboard_in_a_real_browser() {
     asset::Entity::update_many()
         .col_expr(asset::Column::State, Expr::value(AssetState::Failed.as_str()))
         .col_expr(asset::Column::LastError, Expr::value("reload failed; the previous certificate was restored"))
+        // Retried after `failed_retry_after` (1 h here), as the scheduler would store it.
+        .col_expr(asset::Column::NextDueAt, Expr::value(chrono::Utc::now() + chrono::Duration::hours(1)))
         .filter(asset::Column::SystemName.is_in(FAILED))
         .exec(&db)
         .await
@@ -152,6 +154,14 @@ async fn dashboard_in_a_real_browser() {
         .expect("node must be installed (scripts/stack/install.sh)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
+    if let Ok(keep) = std::env::var("CERTFLEET_SCREENSHOTS") {
+        std::fs::create_dir_all(&keep).unwrap();
+        for e in std::fs::read_dir(&shots).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), Path::new(&keep).join(e.file_name())).unwrap();
+        }
+    }
+
     assert!(
         out.status.success(),
         "browser scenarios failed:\n{stdout}\n{}\napi log:\n{}",
@@ -161,13 +171,6 @@ async fn dashboard_in_a_real_browser() {
     for scenario in ["overview", "retry", "discard", "rotate", "developer", "csrf", "worker-gone"] {
         assert!(stdout.contains(&format!("ok {scenario}")), "scenario {scenario} did not report:\n{stdout}");
         assert!(shots.join(format!("{scenario}.png")).exists(), "screenshot of {scenario}");
-    }
-    if let Ok(keep) = std::env::var("CERTFLEET_SCREENSHOTS") {
-        std::fs::create_dir_all(&keep).unwrap();
-        for e in std::fs::read_dir(&shots).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), Path::new(&keep).join(e.file_name())).unwrap();
-        }
     }
     drop(worker_b);
 }

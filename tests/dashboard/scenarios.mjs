@@ -73,7 +73,8 @@ try {
   await login(page, env("ADMIN_USER"));
   check((await number(page, "/assets")) === EXPECT.total, "total assets");
   for (const state of ["ok", "failed", "dead"]) {
-    check((await number(page, `/assets?state=${state}`)) === EXPECT[state], `${state} count is ${EXPECT[state]}`);
+    const shown = await number(page, `/assets?state=${state}`);
+    check(shown === EXPECT[state], `${state} count: shown ${shown}, the inventory has ${EXPECT[state]}`);
   }
   await page.click('a.card[href="/assets?state=dead"]');
   check((await page.locator("tbody tr").count()) === EXPECT.dead, "the dead number links to the dead assets");
