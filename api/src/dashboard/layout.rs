@@ -179,8 +179,8 @@ pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
         return "just now".into();
     }
     let (n, unit) = match abs {
-        0..=5_399 => (abs.div_ceil(60).max(1).min(60), "minute"),
-        5_400..=86_399 => ((abs + 1_800) / 3_600, "hour"),
+        0..=3_569 => (((abs + 30) / 60).clamp(1, 59), "minute"),
+        3_570..=86_399 => (((abs + 1_800) / 3_600).clamp(1, 23), "hour"),
         _ => ((abs + 43_200) / 86_400, "day"),
     };
     let plural = if n == 1 { "" } else { "s" };
