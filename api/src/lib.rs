@@ -7,6 +7,7 @@ pub mod auth;
 pub mod broker;
 pub mod dashboard;
 pub mod error;
+pub mod management;
 pub mod routes;
 pub mod server;
 pub mod state;
@@ -104,6 +105,7 @@ impl Bound {
     pub async fn serve(self, cancel: CancellationToken) {
         let scheme = if self.tls { "https" } else { "http" };
         tracing::info!(url = %format!("{scheme}://{}", self.addr), "API listening");
+        tracing::info!(url = %format!("{scheme}://{}/", self.addr), "dashboard: open this URL in a browser");
         server::serve(self.listener, self.app, self.tls_setup, cancel).await;
     }
 }

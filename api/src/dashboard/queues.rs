@@ -1,11 +1,13 @@
 //! Queues (`/queues`): every certfleet queue with its ready messages and consumers (the
-//! API's `GET /api/v1/queues` handler), and the workers with their last heartbeat. The
+//! API's `GET /api/v1/queues` handler), unacknowledged counts and rates from RabbitMQ's
+//! management API when `api.broker_management_url` is set, and the workers with their last heartbeat. The
 //! live part is also served alone at `/queues/live`, which the page fetches every 5 s to
 //! refresh itself without a full reload.
 
 use crate::auth::Developer;
 use crate::dashboard::layout::{DashError, Nav, Page, page, when};
 use crate::dashboard::session::Session;
+use crate::management;
 use crate::routes::system;
 use crate::state::AppState;
 use axum::extract::State;
@@ -21,6 +23,10 @@ async fn live(s: &Session, st: AppState) -> Result<Markup, DashError> {
     let dev = Developer::grant(s.caller.clone())?;
     let now = Utc::now();
     let workers = workers::list(&st.db, now).await?;
+    let rates = match &st.config.api.broker_management_url {
+        Some(base) => Some(management::queues(base, &st.config.amqp_url, st.broker.timeout()).await),
+        None => None,
+    };
     let queues = system::queues(dev, State(st)).await;
     Ok(html! {
         p.muted { "Updated " (when(now, now)) "." }
@@ -28,16 +34,31 @@ async fn live(s: &Session, st: AppState) -> Result<Markup, DashError> {
             h2 #h-queues { "Queues" }
             @match &queues {
                 Ok(q) => div.scroll { table {
-                    thead { tr { th { "Queue" } th.num { "Ready" } th.num { "Consumers" } } }
+                    thead { tr {
+                        th { "Queue" } th.num { "Ready" } th.num { "Unacked" } th.num { "Consumers" }
+                        th.num { "In /s" } th.num { "Out /s" }
+                    } }
                     tbody {
                         @for q in &q.0 {
-                            tr { td { code { (q.queue) } } td.num { (q.messages) } td.num { (q.consumers) } }
+                            @let r = rates.as_ref().and_then(|r| r.as_ref().ok()).and_then(|r| r.get(&q.queue));
+                            tr {
+                                td { code { (q.queue) } }
+                                td.num { (q.messages) }
+                                td.num { @match r { Some(r) => (r.unacked), None => span.muted { "n/a" } } }
+                                td.num { (q.consumers) }
+                                td.num { @match r { Some(r) => (format!("{:.1}", r.in_rate)), None => span.muted { "n/a" } } }
+                                td.num { @match r { Some(r) => (format!("{:.1}", r.out_rate)), None => span.muted { "n/a" } } }
+                            }
                         }
                     }
                 } },
                 Err(e) => p.notice.error role="alert" { (e.to_string()) },
             }
-            p.muted { "Ready counts come from the AMQP protocol; unacknowledged counts and message rates need RabbitMQ's management plugin and are not shown." }
+            @match &rates {
+                None => p.muted { "Unacknowledged counts and rates come from RabbitMQ's management API: set api.broker_management_url to see them." },
+                Some(Err(e)) => p.notice.error role="alert" { (e) "; unacknowledged counts and rates are not shown." },
+                Some(Ok(_)) => p.muted { "Rates are the broker's recent averages." },
+            }
         }
         section aria-labelledby="h-workers" {
             h2 #h-workers { "Workers" }
