@@ -9,6 +9,7 @@ log() { echo "services: $*" >&2; }
 missing=()
 command -v rabbitmq-server >/dev/null || missing+=(rabbitmq-server)
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql postgresql-client)
+command -v curl >/dev/null || missing+=(curl)
 if ((${#missing[@]})); then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -26,6 +27,14 @@ for _ in $(seq 1 60); do
   sleep 1
 done
 rabbitmqctl -q await_startup >/dev/null 2>&1 || { log "RabbitMQ did not start"; exit 1; }
+# The management API on 127.0.0.1:15672: the dashboard's unacked counts and rates.
+mgmt() { curl -fsS -m 3 -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null 2>&1; }
+if ! mgmt; then
+  log "enabling RabbitMQ's management plugin"
+  rabbitmq-plugins enable --quiet rabbitmq_management >&2 || true
+  for _ in $(seq 1 30); do mgmt && break; sleep 1; done
+  mgmt || { log "RabbitMQ's management API did not come up"; exit 1; }
+fi
 
 # PostgreSQL
 version=$(ls /etc/postgresql | sort -V | tail -n1)
