@@ -87,6 +87,11 @@ pub async fn consume(
         match dead_letters::record(&db, &dl).await {
             Ok(()) => {
                 warn!(job_id = %dl.job_id, asset = ?dl.system_name, class = %dl.class, reason = %dl.reason, "dead letter recorded");
+                // For the dashboard's detail page; the letter itself is recorded already.
+                let described = headers::describe(&delivery.properties);
+                if let Err(e) = dead_letters::record_headers(&db, dl.job_id, described).await {
+                    warn!(job_id = %dl.job_id, error = %e, "could not store the dead letter's headers");
+                }
                 let _ = delivery.ack(BasicAckOptions::default()).await;
             }
             Err(e) => {

@@ -1,6 +1,7 @@
 //! Dead letters (Sidekiq's Dead tab): a searchable, paged table with checkboxes; Retry and
 //! Discard for the selected rows, Retry all and Discard all behind a confirmation; a
-//! detail page with the full reason and the asset's history. Every action goes through
+//! detail page with the full reason, the message's properties and headers, and the
+//! asset's history. Every action goes through
 //! the API's dead-letter handlers (their permission check, `retry_dead` and audit rows).
 //! A poison letter (one naming no asset) can be discarded but not retried.
 
@@ -13,6 +14,8 @@ use crate::routes::dlq::{self as api, DlqQuery, RetryFilter};
 use crate::state::AppState;
 use crate::views::DeadLetterView;
 use axum::extract::{RawQuery, State};
+use certfleet_proto::JobId;
+use certfleet_shared::db::dead_letters;
 use certfleet_shared::db::entity::role::Role;
 use chrono::Utc;
 use maud::html;
@@ -170,6 +173,7 @@ pub async fn action(State(st): State<AppState>, p: Posted) -> Page {
 pub async fn detail(s: Session, State(st): State<AppState>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Page {
     let dev = Developer::grant(s.caller.clone())?;
     let d = api::get(dev.clone(), State(st.clone()), Path(id.clone())).await?.0;
+    let described = dead_letters::headers(&st.db, JobId(d.job_id)).await?;
     let asset = match &d.system_name {
         Some(name) => crate::routes::assets::get_asset(dev, State(st), Path(name.clone())).await.ok().map(|j| j.0),
         None => None,
@@ -191,6 +195,22 @@ pub async fn detail(s: Session, State(st): State<AppState>, Path(id): Path<Strin
         } }
         h2 { "Reason" }
         pre.reason { (d.reason) }
+        h2 { "Message properties and headers" }
+        @match &described {
+            Some(h) => {
+                table.kv { tbody {
+                    @for (section, map) in ["properties", "headers"].iter().filter_map(|k| h.get(*k).and_then(|v| v.as_object()).map(|m| (*k, m))) {
+                        @for (k, v) in map {
+                            tr {
+                                th scope="row" { code { (k) } span.muted { " (" (section) ")" } }
+                                td { code.summary { (v.as_str().map_or_else(|| v.to_string(), str::to_owned)) } }
+                            }
+                        }
+                    }
+                } }
+            }
+            None => p.muted { "Not recorded (the letter was recorded before headers were kept)." },
+        }
         @if s.may(Role::Privileged) && d.status == "pending" {
             form.actions method="post" action="/dead/action" {
                 (csrf(&s))

@@ -215,7 +215,10 @@ async fn dead_letters_and_workers(backend: Backend) {
     assert!(list.contains("data-confirm=\"Retry every pending dead letter?\""), "Retry all asks first");
     let (_, found) = b.get("/dead?q=a-2").await;
     assert!(found.contains("1 dead letter(s)"), "{found}");
+    let kept = serde_json::json!({"properties": {"message_id": "m-1"}, "headers": {"x-certfleet-error-class": "auth"}});
+    dead_letters::record_headers(&s.db, poison, kept).await.unwrap();
     let (st, detail) = b.get(&format!("/dead/{poison}")).await;
+    assert!(detail.contains("<code>x-certfleet-error-class</code>") && detail.contains("m-1"), "{detail}");
     assert_eq!(st, StatusCode::OK);
     assert!(detail.contains("can be discarded, not retried") && !detail.contains("value=\"retry\""), "{detail}");
     let token = b.csrf().await;

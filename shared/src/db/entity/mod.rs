@@ -4,6 +4,7 @@ pub mod api_key;
 pub mod asset;
 pub mod audit;
 pub mod dead_letter;
+pub mod dead_letter_headers;
 pub mod leader_lease;
 pub mod role;
 pub mod rotation;

@@ -1,4 +1,6 @@
-//! The `workers` table: the last heartbeat of every worker, for the dashboard's Queues page.
+//! For the dashboard: the `workers` table (the last heartbeat of every worker, for the
+//! Queues page) and `dead_letter_headers` (the properties and headers each dead letter
+//! arrived with, for its detail page).
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
@@ -25,6 +27,16 @@ impl MigrationTrait for M0006Workers {
                 .col(big_integer("interval_ms"))
                 .col(timestamp_with_time_zone("started_at"))
                 .col(timestamp_with_time_zone("last_seen"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table("dead_letter_headers")
+                .if_not_exists()
+                .col(uuid("job_id").primary_key())
+                .col(json("headers"))
+                .col(timestamp_with_time_zone("recorded_at"))
                 .to_owned(),
         )
         .await
