@@ -102,6 +102,11 @@ try {
   check((await row(retry).count()) === 0, `${retry} (retried) is no longer pending`);
   await shot(page, "discard");
 
+  // The detail page of a remaining letter: the full reason and the asset's history.
+  await page.locator("tbody tr").first().locator("td a").first().click();
+  await page.getByRole("heading", { name: "Reason" }).waitFor();
+  await shot(page, "dead-detail");
+
   // 4. Rotate now: the fingerprint on the detail page changes.
   const rotate = env("ROTATE_ASSET");
   await page.goto(`${BASE}/assets/${rotate}`);
@@ -122,6 +127,13 @@ try {
   }, rotate);
   check(noToken === 403, `POST without CSRF token: ${noToken}`);
   await shot(page, "csrf");
+
+  // The audit log (ADMIN) has the dashboard's writes, by the same actor as the API's.
+  await page.goto(`${BASE}/audit`);
+  for (const action of ["dlq.retry", "dlq.discard", "asset.rotate", "login.ok"]) {
+    check((await page.locator(`td code:text-is("${action}")`).count()) > 0, `audit row ${action}`);
+  }
+  await shot(page, "audit");
   await logout(page);
 
   // 6. DEVELOPER: no write buttons; a forged POST with its session and token gets 403.
@@ -145,6 +157,7 @@ try {
   await page.goto(`${BASE}/queues`);
   const wrow = page.locator("tbody tr", { has: page.locator(`code:text-is("${worker}")`) });
   await wrow.locator(".badge", { hasText: "alive" }).waitFor({ timeout: PATIENCE });
+  await shot(page, "queues");
   process.kill(Number(env("STOP_WORKER_PID")), "SIGTERM");
   // No reload: the page's own 5 s refresh must bring the change.
   await wrow.locator(".badge", { hasText: "gone" }).waitFor({ timeout: PATIENCE });
