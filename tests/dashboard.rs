@@ -170,7 +170,9 @@ async fn dashboard_in_a_real_browser() {
         String::from_utf8_lossy(&out.stderr),
         api.log_text()
     );
-    for scenario in ["overview", "retry", "discard", "dead-detail", "rotate", "csrf", "audit", "developer", "queues", "worker-gone"] {
+    for scenario in
+        ["overview", "retry", "discard", "dead-detail", "rotate", "csrf", "audit", "developer", "queues", "worker-gone"]
+    {
         assert!(stdout.contains(&format!("ok {scenario}")), "scenario {scenario} did not report:\n{stdout}");
         assert!(shots.join(format!("{scenario}.png")).exists(), "screenshot of {scenario}");
     }

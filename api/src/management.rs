@@ -58,7 +58,7 @@ pub async fn queues(base: &str, amqp_url: &str, timeout: Duration) -> Result<Has
     let vhost = crate::dashboard::layout::seg(&vhost);
     let url =
         format!("{}/api/queues/{vhost}?columns=name,messages_unacknowledged,message_stats", base.trim_end_matches('/'));
-    let client = reqwest::Client::builder().timeout(timeout).build().map_err(|_| "no HTTP client".to_owned())?;
+    let client = CLIENT.get_or_try_init(|| client(timeout)).await?;
     let res = client
         .get(&url)
         .basic_auth(user, Some(pass))
@@ -83,6 +83,31 @@ pub async fn queues(base: &str, amqp_url: &str, timeout: Duration) -> Result<Has
             (q.name, rates)
         })
         .collect())
+}
+
+/// One client for every read (HTTPS trusts the system's roots).
+static CLIENT: tokio::sync::OnceCell<reqwest::Client> = tokio::sync::OnceCell::const_new();
+
+async fn client(timeout: Duration) -> Result<reqwest::Client, String> {
+    let roots = tokio::task::spawn_blocking(|| {
+        let mut store = rustls::RootCertStore::empty();
+        store.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        store
+    })
+    .await
+    .map_err(|_| "loading the trust roots failed".to_owned())?;
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .build()
+        .map_err(|_| "the HTTP client could not be built".to_owned())
 }
 
 /// Decodes `%XX` escapes (URL user, password and path).
