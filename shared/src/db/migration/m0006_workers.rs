@@ -1,6 +1,6 @@
 //! For the dashboard: the `workers` table (the last heartbeat of every worker, for the
 //! Queues page) and `dead_letter_headers` (the properties and headers each dead letter
-//! arrived with, for its detail page).
+//! arrived with, for its detail page), plus two indexes for the Overview's aggregates.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
@@ -37,6 +37,28 @@ impl MigrationTrait for M0006Workers {
                 .col(uuid("job_id").primary_key())
                 .col(json("headers"))
                 .col(timestamp_with_time_zone("recorded_at"))
+                .to_owned(),
+        )
+        .await?;
+        // The Overview's aggregates, answered from indexes alone: the expiry histogram per
+        // issuer, and the last day's rotations per status.
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("assets_expiration_ca")
+                .table("assets")
+                .col("certificate_expiration")
+                .col("certificate_authority")
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("rotations_queued_at_status")
+                .table("rotations")
+                .col("queued_at")
+                .col("status")
                 .to_owned(),
         )
         .await
