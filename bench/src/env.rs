@@ -91,7 +91,7 @@ impl BenchEnv {
         Ok(Self { dir, vhost, vhost_url, config, db, pg_name })
     }
 
-    fn row(&self, i: u64, due: bool, settings: serde_json::Value) -> asset::ActiveModel {
+    pub fn row(&self, i: u64, due: bool, settings: serde_json::Value) -> asset::ActiveModel {
         let now = Utc::now();
         asset::ActiveModel {
             system_name: Set(format!("a-{i:07}")),
@@ -111,7 +111,7 @@ impl BenchEnv {
         }
     }
 
-    async fn insert(&self, rows: Vec<asset::ActiveModel>) -> anyhow::Result<()> {
+    pub async fn insert(&self, rows: Vec<asset::ActiveModel>) -> anyhow::Result<()> {
         for chunk in rows.chunks(1000) {
             asset::Entity::insert_many(chunk.to_vec()).exec_without_returning(&self.db).await?;
         }
@@ -250,6 +250,11 @@ impl BenchEnv {
             anyhow::ensure!(Instant::now() < deadline, "only {done} of {n} rotated after {timeout:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The inventory connection.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
     }
 
     pub async fn cleanup(self) {

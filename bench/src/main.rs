@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod baseline;
+mod dashboard;
 mod env;
 mod fleet;
 
@@ -43,6 +44,16 @@ enum Cmd {
         concurrency: u16,
         #[arg(long, default_value_t = 3)]
         runs: usize,
+    },
+    /// The dashboard's server time (Overview, Assets page 1 and page 500 of a filter).
+    Dashboard {
+        /// `sqlite` or `postgres`.
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 100)]
+        loads: usize,
     },
     /// RabbitMQ's own publish-and-consume rate (the baseline of the other benchmarks).
     Baseline {
@@ -85,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Cmd::Scan { backend, rows, due_percent, runs } => scan(&backend, rows, due_percent, runs).await,
         Cmd::E2e { assets, workers, concurrency, runs } => e2e(assets, workers, concurrency, runs).await,
+        Cmd::Dashboard { backend, rows, loads } => dashboard::run(&backend, rows, loads).await,
         Cmd::IdleRss { settle_secs } => idle_rss(settle_secs).await,
         Cmd::Acme { certs, concurrency, peer_certs } => fleet::acme(certs, concurrency, peer_certs).await,
         Cmd::Ssh { devices, concurrency, runs } => fleet::ssh(devices, &concurrency, runs).await,
