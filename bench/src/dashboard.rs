@@ -27,12 +27,19 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// centres, two issuers, every state.
 async fn seed(env: &BenchEnv, rows: u64) -> anyhow::Result<()> {
     let now = Utc::now();
-    let states = [asset::AssetState::Ok, asset::AssetState::Ok, asset::AssetState::Ok, asset::AssetState::Failed, asset::AssetState::Dead];
+    let states = [
+        asset::AssetState::Ok,
+        asset::AssetState::Ok,
+        asset::AssetState::Ok,
+        asset::AssetState::Failed,
+        asset::AssetState::Dead,
+    ];
     let mut batch = Vec::with_capacity(20_000);
     for i in 0..rows {
         let mut r = env.row(i, false, serde_json::json!({}));
         let days = i64::try_from(i % 125).unwrap_or(0) - 5;
-        r.certificate_expiration = Set(Some(now + ChronoDuration::days(days) + ChronoDuration::minutes(i64::try_from(i % 1440).unwrap_or(0))));
+        r.certificate_expiration =
+            Set(Some(now + ChronoDuration::days(days) + ChronoDuration::minutes(i64::try_from(i % 1440).unwrap_or(0))));
         r.data_center = Set(Some(format!("dc{}", i % DATA_CENTERS)));
         r.certificate_authority = Set(if i % 3 == 0 { "acme".into() } else { "internal".into() });
         r.state = Set(states[usize::try_from(i % 5).unwrap_or(0)]);
@@ -45,7 +52,14 @@ async fn seed(env: &BenchEnv, rows: u64) -> anyhow::Result<()> {
 }
 
 /// Times `loads` GETs of `path`; each must answer 200 with `must_contain`.
-async fn time(client: &reqwest::Client, base: &str, cookie: &str, path: &str, must_contain: &str, loads: usize) -> anyhow::Result<Vec<f64>> {
+async fn time(
+    client: &reqwest::Client,
+    base: &str,
+    cookie: &str,
+    path: &str,
+    must_contain: &str,
+    loads: usize,
+) -> anyhow::Result<Vec<f64>> {
     let mut ms = Vec::with_capacity(loads);
     for _ in 0..loads {
         let t = Instant::now();
