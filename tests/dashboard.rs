@@ -7,17 +7,17 @@
 //! worker and see it shown as gone on Queues. Each scenario saves a screenshot in the
 //! test's directory (`screenshots/`); set `CERTFLEET_SCREENSHOTS=DIR` to keep copies.
 //!
-//! The fleet's failed and dead assets are made by writing what the scheduler writes for
-//! them (a dead letter through `dead_letters::record`, the `failed` state) rather than by
-//! breaking devices: the point here is the dashboard, and the worker paths that lead there
-//! have their own tests. Chromium, Node and playwright-core come from
+//! The dead assets come from jobs dead-lettered onto `certfleet.dead` as a worker does it,
+//! recorded by the real scheduler; the failed ones are written as the scheduler writes a
+//! rollback. Devices are not broken for this: the point here is the dashboard, and the
+//! worker paths that lead there have their own tests. Chromium, Node and playwright-core come from
 //! `scripts/stack/install.sh`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-use certfleet_proto::{ErrorClass, JobId};
-use certfleet_shared::db::assets;
-use certfleet_shared::db::dead_letters::{self, DeadLetter};
+use certfleet_proto::{Driver, Envelope, ErrorClass, JobId};
+use certfleet_shared::amqp::{self, Outgoing, Publisher, headers, topology};
 use certfleet_shared::db::entity::asset::{self, AssetState};
+use certfleet_shared::db::{assets, job_from_asset};
 use certfleet_tests::*;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -105,25 +105,37 @@ async fn dashboard_in_a_real_browser() {
     })
     .await;
 
-    // Some dead (as the scheduler records a dead letter) and some failed.
+    // Some dead: each a job dead-lettered as a worker does it (to `certfleet.dead`, with the
+    // class, reason and attempt headers), recorded by the real scheduler.
     let db = env.db().await;
+    let timeout = Duration::from_secs(10);
+    let conn = amqp::connect(&env.vhost.url, "dashboard-test", timeout).await.unwrap();
+    let publisher = Publisher::open(&conn, timeout).await.unwrap();
     for name in DEAD {
         let a = assets::by_name(&db, name).await.unwrap();
-        let dl = DeadLetter {
-            job_id: JobId::new(),
-            asset_id: Some(a.id),
-            system_name: Some(name.to_owned()),
-            driver: Some("local".into()),
-            class: ErrorClass::Auth,
-            reason: "the device refused the key".into(),
-            attempts: 5,
-        };
-        dead_letters::record(&db, &dl).await.unwrap();
+        let job = job_from_asset(&a, Driver::Local, JobId::new(), 5, chrono::Utc::now()).unwrap();
+        let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let props = headers::dead_properties(
+            &headers::job_properties(&job, tp),
+            ErrorClass::Auth,
+            "the device refused the key",
+            5,
+            tp,
+        );
+        let body = Envelope::encode(&job);
+        let msg = Outgoing { exchange: topology::DEAD_EXCHANGE, routing_key: "local", body: &body, properties: props };
+        publisher.publish(msg).await.unwrap();
     }
+    let _ = conn.close(200, "done".into()).await;
+    wait_for(Duration::from_secs(60), "the dead letters recorded", || async {
+        (count(&env, AssetState::Dead).await == DEAD.len()).then_some(())
+    })
+    .await;
+    // Some failed: rolled back, retried after `failed_retry_after` (1 h here), as the
+    // scheduler stores it.
     asset::Entity::update_many()
         .col_expr(asset::Column::State, Expr::value(AssetState::Failed.as_str()))
         .col_expr(asset::Column::LastError, Expr::value("reload failed; the previous certificate was restored"))
-        // Retried after `failed_retry_after` (1 h here), as the scheduler would store it.
         .col_expr(asset::Column::NextDueAt, Expr::value(chrono::Utc::now() + chrono::Duration::hours(1)))
         .filter(asset::Column::SystemName.is_in(FAILED))
         .exec(&db)

@@ -105,6 +105,7 @@ try {
   // The detail page of a remaining letter: the full reason and the asset's history.
   await page.locator("tbody tr").first().locator("td a").first().click();
   await page.getByRole("heading", { name: "Reason" }).waitFor();
+  check((await page.locator('code:text-is("x-certfleet-error-class")').count()) === 1, "the letter's headers are shown");
   await shot(page, "dead-detail");
 
   // 4. Rotate now: the fingerprint on the detail page changes.
