@@ -7,7 +7,7 @@ use super::DbError;
 use super::entity::asset;
 use super::entity::rotation;
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use std::collections::{BTreeMap, HashMap};
 
 /// The expiry windows shown, in days (the search's `days_until_expiration`).
@@ -62,61 +62,85 @@ pub struct Overview {
     pub recent: Vec<RecentRotation>,
 }
 
-/// Reads the overview at `now`, with the `recent` latest rotations.
+/// `(key, count)` rows to a map.
+fn counted(rows: Vec<(String, i64)>) -> HashMap<String, u64> {
+    rows.into_iter().map(|(k, n)| (k, u64::try_from(n).unwrap_or(0))).collect()
+}
+
+/// Assets whose certificate expires at or before `until`, counted from the expiry index
+/// alone (`COUNT(id)`, not a count over a subquery of whole rows).
+async fn expiring_by(db: &impl ConnectionTrait, until: DateTime<Utc>) -> Result<u64, DbError> {
+    let n: Option<i64> = asset::Entity::find()
+        .select_only()
+        .column_as(asset::Column::Id.count(), "n")
+        .filter(asset::Column::CertificateExpiration.lte(until))
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+}
+
+/// One bar of the histogram: `(start, start + BUCKET_DAYS]` per issuer.
+async fn bucket(db: &impl ConnectionTrait, start: DateTime<Utc>) -> Result<Bucket, DbError> {
+    use asset::Column as A;
+    let rows: Vec<(String, i64)> = asset::Entity::find()
+        .select_only()
+        .column(A::CertificateAuthority)
+        .column_as(A::Id.count(), "n")
+        .filter(A::CertificateExpiration.gt(start))
+        .filter(A::CertificateExpiration.lte(start + Duration::days(BUCKET_DAYS)))
+        .group_by(A::CertificateAuthority)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(Bucket { start, by_issuer: counted(rows).into_iter().collect() })
+}
+
+/// Reads the overview at `now`, with the `recent` latest rotations. The queries are
+/// independent and run at once (on as many pooled connections).
 pub async fn read(db: &impl ConnectionTrait, now: DateTime<Utc>, recent: u64) -> Result<Overview, DbError> {
     use asset::Column as A;
-    let by_state: Vec<(String, i64)> = asset::Entity::find()
-        .select_only()
-        .column(A::State)
-        .column_as(A::Id.count(), "n")
-        .group_by(A::State)
-        .into_tuple()
-        .all(db)
-        .await?;
-    let by_state: HashMap<String, u64> =
-        by_state.into_iter().map(|(s, n)| (s, u64::try_from(n).unwrap_or(0))).collect();
-    let total = by_state.values().sum();
-    let mut expiring = Vec::new();
-    for days in EXPIRY_WINDOWS {
-        let until = now + Duration::days(i64::from(days));
-        let n = asset::Entity::find().filter(A::CertificateExpiration.lte(until)).count(db).await?;
-        expiring.push((days, n));
-    }
-    let expired = asset::Entity::find().filter(A::CertificateExpiration.lte(now)).count(db).await?;
-    let last_day: Vec<(String, i64)> = rotation::Entity::find()
-        .select_only()
-        .column(rotation::Column::Status)
-        .column_as(rotation::Column::Id.count(), "n")
-        .filter(rotation::Column::QueuedAt.gte(now - Duration::hours(24)))
-        .group_by(rotation::Column::Status)
-        .into_tuple()
-        .all(db)
-        .await?;
-    let last_day = last_day.into_iter().map(|(s, n)| (s, u64::try_from(n).unwrap_or(0))).collect();
-    let mut histogram = Vec::new();
-    let mut start = now;
-    while start < now + Duration::days(HORIZON_DAYS) {
-        let end = start + Duration::days(BUCKET_DAYS);
+    let by_state = async {
         let rows: Vec<(String, i64)> = asset::Entity::find()
             .select_only()
-            .column(A::CertificateAuthority)
+            .column(A::State)
             .column_as(A::Id.count(), "n")
-            .filter(A::CertificateExpiration.gt(start))
-            .filter(A::CertificateExpiration.lte(end))
-            .group_by(A::CertificateAuthority)
+            .group_by(A::State)
             .into_tuple()
             .all(db)
             .await?;
-        let by_issuer = rows.into_iter().map(|(ca, n)| (ca, u64::try_from(n).unwrap_or(0))).collect();
-        histogram.push(Bucket { start, by_issuer });
-        start = end;
-    }
-    let rows = rotation::Entity::find().order_by_desc(rotation::Column::Id).limit(recent).all(db).await?;
-    let names = names(db, rows.iter().map(|r| r.asset_id).collect()).await?;
-    let recent = rows
-        .into_iter()
-        .map(|r| RecentRotation { system_name: names.get(&r.asset_id).cloned(), rotation: r })
-        .collect();
+        Ok::<_, DbError>(counted(rows))
+    };
+    let expiring = futures_util::future::try_join_all(EXPIRY_WINDOWS.iter().map(|days| async move {
+        Ok::<_, DbError>((*days, expiring_by(db, now + Duration::days(i64::from(*days))).await?))
+    }));
+    let last_day = async {
+        let rows: Vec<(String, i64)> = rotation::Entity::find()
+            .select_only()
+            .column(rotation::Column::Status)
+            .column_as(rotation::Column::Id.count(), "n")
+            .filter(rotation::Column::QueuedAt.gte(now - Duration::hours(24)))
+            .group_by(rotation::Column::Status)
+            .into_tuple()
+            .all(db)
+            .await?;
+        Ok::<_, DbError>(counted(rows))
+    };
+    let starts: Vec<DateTime<Utc>> =
+        (0..(HORIZON_DAYS + BUCKET_DAYS - 1) / BUCKET_DAYS).map(|i| now + Duration::days(i * BUCKET_DAYS)).collect();
+    let histogram = futures_util::future::try_join_all(starts.into_iter().map(|start| bucket(db, start)));
+    let latest = async {
+        let rows = rotation::Entity::find().order_by_desc(rotation::Column::Id).limit(recent).all(db).await?;
+        let names = names(db, rows.iter().map(|r| r.asset_id).collect()).await?;
+        Ok::<_, DbError>(
+            rows.into_iter()
+                .map(|r| RecentRotation { system_name: names.get(&r.asset_id).cloned(), rotation: r })
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (by_state, expiring, expired, last_day, histogram, recent) =
+        tokio::try_join!(by_state, expiring, expiring_by(db, now), last_day, histogram, latest)?;
+    let total = by_state.values().sum();
     Ok(Overview { by_state, total, expiring, expired, last_day, histogram, recent })
 }
 
