@@ -83,11 +83,9 @@ pub async fn run(backend: &str, rows: u64, loads: usize) -> anyhow::Result<()> {
     seed(&env, rows).await?;
     // A bulk load, then what autovacuum would have done before anyone looks (the load is
     // the benchmark's, not the product's): statistics, and the visibility map that lets
-    // PostgreSQL count from an index alone. SQLite: statistics for its planner.
+    // PostgreSQL count from an index alone.
     if backend == "postgres" {
         env.db().execute_unprepared("VACUUM ANALYZE assets").await?;
-    } else {
-        env.db().execute_unprepared("ANALYZE").await?;
     }
     eprintln!("seeded {rows} rows in {:.1}s", t.elapsed().as_secs_f64());
     let mut config = certfleet_shared::Config::load(Some(&env.config)).context("bench config")?.config;
