@@ -18,8 +18,7 @@ rabbitmqctl -q set_permissions -p certfleet-demo guest '.*' '.*' '.*'
 cat > certfleet.toml <<TOML
 amqp_url = "amqp://guest:guest@127.0.0.1:5672/certfleet-demo"
 scan_interval = "2s"
-[api]
-broker_management_url = "http://127.0.0.1:15672"
+amqp_management_url = "http://127.0.0.1:15672"
 TOML
 python3 - "$demo" > assets.json <<'PY'
 import json, sys

@@ -27,14 +27,15 @@ for _ in $(seq 1 60); do
   sleep 1
 done
 rabbitmqctl -q await_startup >/dev/null 2>&1 || { log "RabbitMQ did not start"; exit 1; }
-# The management API on 127.0.0.1:15672: the dashboard's unacked counts and rates.
-mgmt() { curl -fsS -m 3 -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null 2>&1; }
-if ! mgmt; then
-  log "enabling RabbitMQ's management plugin"
-  rabbitmq-plugins enable --quiet rabbitmq_management >&2 || true
-  for _ in $(seq 1 30); do mgmt && break; sleep 1; done
-  mgmt || { log "RabbitMQ's management API did not come up"; exit 1; }
+# The management API (unacked counts and rates for `certfleet queues`, the API, the dashboard).
+if ! rabbitmq-plugins list -e -m 2>/dev/null | grep -qx rabbitmq_management; then
+  log "enabling rabbitmq_management"
+  rabbitmq-plugins enable rabbitmq_management >&2
 fi
+for _ in $(seq 1 30); do
+  curl -sf -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null && break
+  sleep 1
+done
 
 # PostgreSQL
 version=$(ls /etc/postgresql | sort -V | tail -n1)

@@ -10,3 +10,5 @@ eval "export $(scripts/services.sh)"
 scripts/stack/install.sh >&2
 cargo build --workspace --bins --tests --locked
 cargo test --workspace --locked "$@"
+# The API fuzzed from its own OpenAPI document against a live server, as each role.
+scripts/schemathesis.sh

@@ -87,7 +87,7 @@ async fn dashboard_in_a_real_browser() {
     require(&playwright_dir().join("node_modules/playwright-core/package.json"), "playwright-core");
     let port = free_port();
     let env = TestEnv::new(&format!(
-        "[worker]\nheartbeat_interval = \"1s\"\n[api]\nlisten = \"127.0.0.1:{port}\"\nbroker_management_url = \"http://127.0.0.1:15672\"\n"
+        "amqp_management_url = \"http://127.0.0.1:15672\"\n[worker]\nheartbeat_interval = \"1s\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n"
     ));
     env.import(&fleet(&env));
     create_user(&env, "ops-admin", "admin");

@@ -98,11 +98,17 @@ fn ca_show_before_the_root_exists_says_where_it_will_be() {
 }
 
 /// `examples/assets.csv` imports as written: SANs split on `;`, `,` and spaces, `settings`
-/// cells are JSON objects; and `assets list` stays aligned with a long issuer name.
+/// cells are JSON objects, every row routes with `examples/routes.toml`; and `assets list`
+/// stays aligned with a long issuer name.
 #[test]
 fn the_example_csv_imports_and_the_list_stays_aligned() {
     let env = TestEnv::new(&format!("[issuers.{LONG_ISSUER}]\nkind = \"internal\"\nca_dir = \"ca-long\"\n"));
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/assets.csv");
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    // The example inventory routes with the example routing table (imports are checked
+    // against the routes), plus a route for the long issuer's platform.
+    let routes = std::fs::read_to_string(examples.join("routes.toml")).unwrap();
+    std::fs::write(env.path("routes.toml"), routes).unwrap();
+    let example = examples.join("assets.csv");
     assert!(env.cli_ok(&["assets", "import", example.to_str().unwrap()]).contains("imported 3 asset(s)"));
     let rows: Vec<serde_json::Value> = serde_json::from_str(&env.cli_ok(&["assets", "list", "--json"])).unwrap();
     let by_name = |n: &str| rows.iter().find(|r| r["system_name"] == n).unwrap().clone();

@@ -2,9 +2,10 @@
 //! the name and password rules, hashing, and one audit row per change.
 
 use crate::auth::{Caller, keys, password};
+use certfleet_shared::db::audit::{self, Action};
 use certfleet_shared::db::entity::role::Role;
 use certfleet_shared::db::entity::{api_key, user};
-use certfleet_shared::db::{DbError, api_keys, audit, users};
+use certfleet_shared::db::{DbError, api_keys, users};
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 use serde_json::json;
@@ -44,7 +45,7 @@ pub fn check_username(name: &str) -> Result<(), AccountError> {
 pub async fn audit(
     db: &DatabaseConnection,
     caller: &Caller,
-    action: &'static str,
+    action: Action,
     target: Option<&str>,
     summary: serde_json::Value,
 ) -> Result<(), DbError> {
@@ -76,14 +77,14 @@ pub async fn create_user(
     password::check_rule(username, pass).map_err(|rule| invalid("password", rule))?;
     let hash = password::hash(pass.to_owned()).await.map_err(AccountError::Hash)?;
     let user = users::create(db, username, &hash, role).await?;
-    audit(db, by, "user.create", Some(username), json!({"role": role})).await?;
+    audit(db, by, Action::UserCreate, Some(username), json!({"role": role})).await?;
     Ok(user)
 }
 
 /// Deletes a user (their tokens stop working on the next request).
 pub async fn delete_user(db: &DatabaseConnection, by: &Caller, username: &str) -> Result<(), AccountError> {
     users::delete(db, username).await?;
-    audit(db, by, "user.delete", Some(username), json!({})).await?;
+    audit(db, by, Action::UserDelete, Some(username), json!({})).await?;
     Ok(())
 }
 
@@ -114,8 +115,14 @@ pub async fn create_api_key(
         },
     )
     .await?;
-    audit(db, by, "api_key.create", Some(&key.key_id), json!({"name": name, "role": role, "expires_at": expires_at}))
-        .await?;
+    audit(
+        db,
+        by,
+        Action::ApiKeyCreate,
+        Some(&key.key_id),
+        json!({"name": name, "role": role, "expires_at": expires_at}),
+    )
+    .await?;
     Ok((key, minted.bearer))
 }
 
@@ -126,7 +133,7 @@ pub async fn revoke_api_key(
     key_id: &str,
 ) -> Result<api_key::Model, AccountError> {
     let key = api_keys::revoke(db, key_id).await?;
-    audit(db, by, "api_key.revoke", Some(key_id), json!({"name": key.name})).await?;
+    audit(db, by, Action::ApiKeyRevoke, Some(key_id), json!({"name": key.name})).await?;
     Ok(key)
 }
 

@@ -3,6 +3,7 @@
 
 use crate::error::ApiError;
 use certfleet_proto::Driver;
+use certfleet_shared::amqp::management::Management;
 use certfleet_shared::amqp::{self, Publisher, topology};
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -17,12 +18,19 @@ pub struct Broker {
     url: String,
     timeout: Duration,
     open: Mutex<Option<Open>>,
+    management: Option<Management>,
 }
 
 impl Broker {
-    /// A handle that connects on first use.
-    pub fn new(url: String, timeout: Duration) -> Self {
-        Self { url, timeout, open: Mutex::new(None) }
+    /// A handle that connects on first use; `management` adds unacked counts and rates to
+    /// the queue numbers.
+    pub fn new(url: String, management: Option<Management>, timeout: Duration) -> Self {
+        Self { url, timeout, open: Mutex::new(None), management }
+    }
+
+    /// The management API client, when configured.
+    pub fn management(&self) -> Option<&Management> {
+        self.management.as_ref()
     }
 
     /// Runs `f` with a connected publisher (serialised: one publish at a time).

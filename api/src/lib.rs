@@ -7,7 +7,6 @@ pub mod auth;
 pub mod broker;
 pub mod dashboard;
 pub mod error;
-pub mod management;
 pub mod routes;
 pub mod server;
 pub mod state;
@@ -85,12 +84,19 @@ pub async fn bind(config: &Config) -> Result<Bound, StartError> {
     let signer = auth::token::Signer::load(api.token_signing_key_file.as_deref(), api.token_ttl)
         .map_err(|e| StartError::Config { key: "token_signing_key_file", reason: e.to_string() })?;
     let db = certfleet_shared::db::connect(&config.database_url, config.connect_timeout).await?;
+    let management = match &config.amqp_management_url {
+        Some(url) => Some(
+            certfleet_shared::amqp::management::Management::new(url, &config.amqp_url, config.connect_timeout)
+                .map_err(|e| StartError::Config { key: "amqp_management_url", reason: e.to_string() })?,
+        ),
+        None => None,
+    };
     let dummy_hash = auth::password::hash(uuid::Uuid::new_v4().to_string()).await.map_err(StartError::Hash)?;
     let state = AppState(Arc::new(Inner {
         config: config.clone(),
         db,
         signer,
-        broker: broker::Broker::new(config.amqp_url.clone(), config.connect_timeout),
+        broker: broker::Broker::new(config.amqp_url.clone(), management, config.connect_timeout),
         dummy_hash,
     }));
     let listener = tokio::net::TcpListener::bind(api.listen)

@@ -3,11 +3,11 @@
 
 use certfleet_shared::db::entity::{api_key, asset, audit, dead_letter, role::Role, rotation, user};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// The certificate the last rotation installed.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CertificateView {
     /// Start of validity.
     pub not_before: Option<DateTime<Utc>>,
@@ -22,7 +22,7 @@ pub struct CertificateView {
 }
 
 /// One asset.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AssetView {
     /// Unique name.
     pub system_name: String,
@@ -98,7 +98,7 @@ impl From<asset::Model> for AssetView {
 }
 
 /// One history row.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RotationView {
     /// The job id.
     pub job_id: uuid::Uuid,
@@ -140,14 +140,18 @@ impl From<rotation::Model> for RotationView {
 }
 
 /// One dead letter.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeadLetterView {
     /// The job id.
     pub job_id: uuid::Uuid,
     /// Asset name, when known.
     pub system_name: Option<String>,
-    /// Driver, when known.
+    /// Driver, when known; for a dead notification, `notify:<channel>`.
     pub driver: Option<String>,
+    /// `rotation`, or `notification` for a notification that could not be delivered (it
+    /// can be discarded, not retried as a rotation).
+    #[serde(default = "rotation_kind")]
+    pub kind: String,
     /// Error class.
     pub error_class: String,
     /// Reason.
@@ -162,10 +166,16 @@ pub struct DeadLetterView {
     pub updated_at: DateTime<Utc>,
 }
 
+fn rotation_kind() -> String {
+    "rotation".to_owned()
+}
+
 impl From<dead_letter::Model> for DeadLetterView {
     fn from(d: dead_letter::Model) -> Self {
         use certfleet_shared::db::entity::dead_letter::DeadLetterStatus as S;
+        let kind = if certfleet_shared::db::dead_letters::is_notification(&d) { "notification" } else { "rotation" };
         Self {
+            kind: kind.to_owned(),
             job_id: d.job_id,
             system_name: d.system_name,
             driver: d.driver,

@@ -106,6 +106,8 @@ impl BenchEnv {
             state: Set(if due { AssetState::Due } else { AssetState::Ok }),
             not_before: Set((!due).then(|| now - ChronoDuration::days(1))),
             not_after: Set((!due).then(|| now + ChronoDuration::days(3))),
+            // A decision is due now (the import path does the same).
+            next_due_at: Set(Some(now)),
             updated_at: Set(now),
             ..Default::default()
         }
@@ -116,19 +118,6 @@ impl BenchEnv {
             asset::Entity::insert_many(chunk.to_vec()).exec_without_returning(&self.db).await?;
         }
         Ok(())
-    }
-
-    /// `rows` assets, every `100/due_percent`-th one due (expiry unknown), the rest current.
-    pub async fn seed(&self, rows: u64, due_percent: u64) -> anyhow::Result<()> {
-        let every = 100 / due_percent.max(1);
-        let mut batch = Vec::with_capacity(20_000);
-        for i in 0..rows {
-            batch.push(self.row(i, i % every == 0, serde_json::json!({})));
-            if batch.len() == 20_000 {
-                self.insert(std::mem::take(&mut batch)).await?;
-            }
-        }
-        self.insert(batch).await
     }
 
     /// `n` due `local` assets writing into this directory.
@@ -184,32 +173,40 @@ impl BenchEnv {
             .count() as u64)
     }
 
-    /// Puts every asset back to its seeded state and empties the job queue.
-    pub async fn reset(&self) -> anyhow::Result<()> {
-        self.db
-            .execute_unprepared(
-                "UPDATE assets SET state = CASE WHEN not_after IS NULL THEN 'due' ELSE 'ok' END, lease_until = NULL",
-            )
-            .await?;
-        self.db.execute_unprepared("DELETE FROM rotations").await?;
-        // The reset rewrote every row; let PostgreSQL clean up as autovacuum would have by
-        // the time a production scan runs (the reset is the benchmark's, not the product's).
-        if self.pg_name.is_some() {
-            self.db.execute_unprepared("VACUUM ANALYZE assets").await?;
-            self.db.execute_unprepared("VACUUM ANALYZE rotations").await?;
-        }
-        let _ = rabbitmqctl(&["purge_queue", "-p", &self.vhost, "certfleet.jobs.local"]);
-        Ok(())
+    /// Runs `BINARY --config CONFIG ARGS` under GNU time: (wall seconds, peak RSS KiB, stdout).
+    pub fn timed(&self, binary: &str, args: &[&str]) -> anyhow::Result<(f64, u64, String)> {
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "TIME %e %M"])
+            .arg(sibling(binary)?)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        anyhow::ensure!(out.status.success(), "{binary} failed: {stderr}");
+        let line = stderr.lines().rev().find(|l| l.starts_with("TIME ")).context("no time output")?;
+        let mut parts = line.split_whitespace().skip(1);
+        let wall: f64 = parts.next().context("wall")?.parse()?;
+        let rss: u64 = parts.next().context("rss")?.parse()?;
+        Ok((wall, rss, String::from_utf8_lossy(&out.stdout).into_owned()))
     }
 
-    /// Runs `certfleet-scheduler --once` under GNU time: (wall seconds, peak RSS KiB, stdout).
-    pub fn timed_once(&self) -> anyhow::Result<(f64, u64, String)> {
+    /// Empties the `local` job queue.
+    pub fn purge_jobs(&self) {
+        let _ = rabbitmqctl(&["purge_queue", "-p", &self.vhost, "certfleet.jobs.local"]);
+    }
+
+    /// Runs `certfleet-scheduler --once ARGS` under GNU time: (wall seconds, peak RSS KiB,
+    /// stdout).
+    pub fn timed_once_with(&self, args: &[&str]) -> anyhow::Result<(f64, u64, String)> {
         let out = Command::new("/usr/bin/time")
             .args(["-f", "TIME %e %M %U %S"])
             .arg(sibling("certfleet-scheduler")?)
             .arg("--config")
             .arg(&self.config)
             .arg("--once")
+            .args(args)
             .env("RUST_LOG", "warn")
             .output()?;
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -222,6 +219,18 @@ impl BenchEnv {
         let sys: f64 = parts.next().context("sys")?.parse()?;
         eprintln!("scheduler CPU: user {user:.2}s sys {sys:.2}s");
         Ok((wall, rss, String::from_utf8_lossy(&out.stdout).into_owned()))
+    }
+
+    /// The inventory.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// A release binary with this config, not started.
+    pub fn command(&self, binary: &str) -> anyhow::Result<Command> {
+        let mut cmd = Command::new(sibling(binary)?);
+        cmd.arg("--config").arg(&self.config).env("RUST_LOG", "warn");
+        Ok(cmd)
     }
 
     pub fn spawn(&self, binary: &str, args: &[&str]) -> anyhow::Result<Proc> {
@@ -239,6 +248,19 @@ impl BenchEnv {
         Ok(Proc(child))
     }
 
+    /// Waits until `n` assets are in `state`.
+    pub async fn wait_state(&self, state: AssetState, n: u64, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let done = asset::Entity::find().filter(asset::Column::State.eq(state)).count(&self.db).await?;
+            if done >= n {
+                return Ok(());
+            }
+            anyhow::ensure!(Instant::now() < deadline, "only {done} of {n} {} after {timeout:?}", state.as_str());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until `n` assets are `ok`.
     pub async fn wait_rotated(&self, n: u64, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
@@ -250,11 +272,6 @@ impl BenchEnv {
             anyhow::ensure!(Instant::now() < deadline, "only {done} of {n} rotated after {timeout:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-
-    /// The inventory connection.
-    pub fn db(&self) -> &DatabaseConnection {
-        &self.db
     }
 
     pub async fn cleanup(self) {

@@ -8,8 +8,11 @@ mod baseline;
 mod dashboard;
 mod env;
 mod fleet;
+mod import;
+mod scale;
+mod scan;
+mod search;
 
-use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use std::time::{Duration, Instant};
 
@@ -22,17 +25,22 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// One `certfleet-scheduler --once` over a seeded inventory, publishing the due jobs.
+    /// `certfleet-scheduler --once` over a seeded inventory: the due-ordered scan, the full
+    /// pass (`--full`), and the recompute pass.
     Scan {
         /// `sqlite` or `postgres`.
         #[arg(long, default_value = "sqlite")]
         backend: String,
         #[arg(long, default_value_t = 1_000_000)]
         rows: u64,
-        #[arg(long, default_value_t = 10)]
-        due_percent: u64,
+        /// How many of the rows are due.
+        #[arg(long, default_value_t = 1_000)]
+        due: u64,
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Also time the full pass in each run.
+        #[arg(long)]
+        full: bool,
     },
     /// Scheduler + N workers rotating `local` assets through the internal CA.
     E2e {
@@ -79,6 +87,47 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         runs: usize,
     },
+    /// `GET /api/v1/search` under wrk against the same query issued directly.
+    Search {
+        /// `sqlite` or `postgres`.
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// Concurrent connections (wrk) and tasks (direct).
+        #[arg(long, default_value_t = 32)]
+        clients: u16,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 15)]
+        secs: u64,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// The same rotations of slow devices with 1, 2, 4 ... workers (PostgreSQL inventory).
+    Scale {
+        #[arg(long, default_value_t = 2_000)]
+        assets: u64,
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+        workers: Vec<usize>,
+        /// Jobs at once per worker.
+        #[arg(long, default_value_t = 50)]
+        concurrency: u16,
+        /// Seconds each device's reload takes.
+        #[arg(long, default_value_t = 1.0)]
+        sleep_secs: f64,
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+    },
+    /// `certfleet assets import` of a generated CSV file.
+    Import {
+        /// `sqlite` or `postgres`.
+        #[arg(long, default_value = "postgres")]
+        backend: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// RSS of a worker that has connected and sits idle.
     IdleRss {
         #[arg(long, default_value_t = 5)]
@@ -94,10 +143,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Args::parse().command {
-        Cmd::Scan { backend, rows, due_percent, runs } => scan(&backend, rows, due_percent, runs).await,
+        Cmd::Scan { backend, rows, due, runs, full } => scan::scan(&backend, rows, due, runs, full).await,
         Cmd::E2e { assets, workers, concurrency, runs } => e2e(assets, workers, concurrency, runs).await,
         Cmd::Dashboard { backend, rows, loads } => dashboard::run(&backend, rows, loads).await,
         Cmd::IdleRss { settle_secs } => idle_rss(settle_secs).await,
+        Cmd::Import { backend, rows, runs } => import::import(&backend, rows, runs).await,
+        Cmd::Scale { assets, workers, concurrency, sleep_secs, runs } => {
+            scale::scale(assets, &workers, concurrency, sleep_secs, runs).await
+        }
+        Cmd::Search { backend, rows, clients, secs, runs } => search::search(&backend, rows, clients, secs, runs).await,
         Cmd::Acme { certs, concurrency, peer_certs } => fleet::acme(certs, concurrency, peer_certs).await,
         Cmd::Ssh { devices, concurrency, runs } => fleet::ssh(devices, &concurrency, runs).await,
         Cmd::Baseline { messages } => {
@@ -108,37 +162,6 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-async fn scan(backend: &str, rows: u64, due_percent: u64, runs: usize) -> anyhow::Result<()> {
-    let env = env::BenchEnv::new(backend, "scan_page_size = 5000\n").await?;
-    let t = Instant::now();
-    env.seed(rows, due_percent).await?;
-    eprintln!("seeded {rows} rows in {:.1}s", t.elapsed().as_secs_f64());
-    let mut walls = Vec::new();
-    let mut rss = Vec::new();
-    for run in 0..runs {
-        env.reset().await?;
-        let (wall, max_rss_kb, stdout) = env.timed_once()?;
-        let report: serde_json::Value = serde_json::from_str(stdout.trim()).context("scheduler report")?;
-        let expected = rows * due_percent / 100;
-        if report["published"] != expected {
-            bail!("run {run}: published {} of {expected} due jobs: {report}", report["published"]);
-        }
-        eprintln!("run {run}: {wall:.2}s, peak RSS {} MiB, {report}", max_rss_kb / 1024);
-        walls.push(wall);
-        rss.push(max_rss_kb as f64 / 1024.0);
-    }
-    println!(
-        "scan backend={backend} rows={rows} due={}% runs={runs}: median {:.2}s (min {:.2}s, max {:.2}s), median peak RSS {:.0} MiB",
-        due_percent,
-        median(walls.clone()),
-        walls.iter().copied().fold(f64::MAX, f64::min),
-        walls.iter().copied().fold(0.0, f64::max),
-        median(rss)
-    );
-    env.cleanup().await;
-    Ok(())
 }
 
 async fn e2e(assets: u64, workers: usize, concurrency: u16, runs: usize) -> anyhow::Result<()> {

@@ -1,17 +1,33 @@
 //! The CLI's commands.
 
 use crate::{AssetsCommand, CaCommand, Cli, Command, DlqCommand};
-use crate::{import, show, table};
+use crate::{import, output, remote, show};
 use anyhow::{Context as _, bail};
+use certfleet_api::views::{AssetView, DeadLetterView};
 use certfleet_proto::{Driver, JobId};
 use certfleet_scheduler::manual;
-use certfleet_scheduler::policy::{self, Decision, Facts};
+use certfleet_scheduler::policy;
 use certfleet_scheduler::routes::Routes;
 use certfleet_shared::amqp::{self, Publisher, topology};
-use certfleet_shared::db::entity::{asset, dead_letter};
+use certfleet_shared::db::assets::Known;
+use certfleet_shared::db::audit::Action;
+use certfleet_shared::db::entity::dead_letter;
 use certfleet_shared::db::{self, assets, dead_letters};
 use certfleet_shared::{Config, shutdown, telemetry};
 use sea_orm::DatabaseConnection;
+use serde_json::json;
+
+/// Appends the audit row of a CLI write, with the OS user as the actor.
+async fn audit(
+    db: &DatabaseConnection,
+    action: Action,
+    target: Option<&str>,
+    summary: serde_json::Value,
+) -> anyhow::Result<()> {
+    certfleet_api::accounts::audit(db, &crate::users::os_caller(), action, target, summary)
+        .await
+        .context("the change was made, but writing its audit row failed")
+}
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -23,7 +39,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     for name in &loaded.unknown_env {
         eprintln!("certfleet: warning: ignoring unknown environment variable {name}");
     }
+    if let Some(url) = &cli.server {
+        let server = remote::Server::parse(url, cli.ca_file.clone(), REMOTE_TIMEOUT)?;
+        return run_remote(server, cli.command).await;
+    }
     match cli.command {
+        Command::Login { .. } | Command::Logout => {
+            bail!("login and logout need --server URL (or CERTFLEET_SERVER): the API to log in to")
+        }
         Command::Up { drivers, concurrency } => up(&config, drivers, concurrency).await,
         Command::Assets { command: AssetsCommand::Import { file, format } } => {
             import_assets(&config, &file, format).await
@@ -33,11 +56,55 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq { command: DlqCommand::List { all, json } } => dlq_list(&config, all, json).await,
         Command::Dlq { command: DlqCommand::Retry { job_id, all } } => dlq_retry(&config, job_id, all).await,
         Command::Dlq { command: DlqCommand::Discard { job_id } } => dlq_discard(&config, job_id).await,
+        Command::Notify { command } => crate::notify::run(&config, command).await,
         Command::Queues { json } => queues(&config, json).await,
         Command::History { system_name, json } => show::history(&open_db(&config).await?, &system_name, json).await,
         Command::Ca { command: CaCommand::Show { issuer, pem } } => show::ca(&config, issuer.as_deref(), pem).await,
         Command::Users { command } => crate::users::users(&config, command).await,
         Command::ApiKeys { command } => crate::users::api_keys(&config, command).await,
+    }
+}
+
+/// Bound on each request to the API (a large import takes a while).
+const REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Runs an operator command through the API at `server`.
+async fn run_remote(server: remote::Server, command: Command) -> anyhow::Result<()> {
+    use remote::commands as r;
+    let api = || -> anyhow::Result<remote::Api> {
+        let token = remote::session::token_for(&server)?;
+        remote::Api::new(server.clone(), Some(token))
+    };
+    match command {
+        Command::Login { username } => remote::session::login(server, username).await,
+        Command::Logout => remote::session::logout(&server),
+        Command::Assets { command: AssetsCommand::Import { file, format } } => {
+            let format = match format {
+                Some(f) => f,
+                None => import::guess(&file)?,
+            };
+            r::import(&api()?, &file, format).await
+        }
+        Command::Assets { command: AssetsCommand::List { due, json } } => r::list(&api()?, due, json).await,
+        Command::Rotate { system_name } => r::rotate(&api()?, &system_name).await,
+        Command::Dlq { command: DlqCommand::List { all, json } } => r::dlq_list(&api()?, all, json).await,
+        Command::Dlq { command: DlqCommand::Retry { job_id, all } } => r::dlq_retry(&api()?, job_id, all).await,
+        Command::Dlq { command: DlqCommand::Discard { job_id } } => r::dlq_discard(&api()?, job_id).await,
+        Command::Queues { json } => r::queues(&api()?, json).await,
+        Command::History { system_name, json } => r::history(&api()?, &system_name, json).await,
+        Command::Up { .. } => bail!("`certfleet up` runs the fleet itself; it cannot go through --server"),
+        Command::Notify { .. } => {
+            bail!(
+                "`certfleet notify` uses the channels' secrets in the notifier's config; run it there, without --server"
+            )
+        }
+        Command::Ca { .. } => {
+            bail!("`certfleet ca` reads the CA's files; run it where the fleet runs, without --server")
+        }
+        Command::Users { .. } | Command::ApiKeys { .. } => bail!(
+            "users and API keys are managed by an ADMIN through the API's /admin/v1/users and /admin/v1/api-keys, or \
+             with this command without --server where the database is"
+        ),
     }
 }
 
@@ -87,52 +154,31 @@ async fn import_assets(config: &Config, file: &std::path::Path, format: Option<i
         None => import::guess(file)?,
     };
     let issuers: Vec<&str> = config.issuers.keys().map(String::as_str).collect();
-    let rows = match import::read(file, format, &issuers)? {
+    let routes = Routes::load_if_present(&config.routes_file)?;
+    let known = match &routes {
+        Some(r) => Known::from(&issuers).with_routes(r),
+        None => Known::from(&issuers),
+    };
+    let rows = match import::read(file, format, known)? {
         Ok(rows) => rows,
-        Err(bad) => bail!(
-            "{}: {} invalid row(s), nothing imported:\n  {}",
-            file.display(),
-            bad.len(),
-            bad.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
-        ),
+        Err(bad) => bail!("{}", import::invalid_rows(file, bad.iter().map(ToString::to_string))),
     };
     let database = open_db(config).await?;
-    let summary = assets::import(&database, &rows, &issuers).await.with_context(|| format!("{}", file.display()))?;
+    let summary = assets::import(&database, &rows, known).await.with_context(|| format!("{}", file.display()))?;
+    let names: Vec<&str> = rows.iter().map(|r| r.system_name.as_str()).take(100).collect();
+    let target = (rows.len() == 1).then(|| rows[0].system_name.as_str());
+    let summary_json = json!({"count": summary.written, "file": file.display().to_string(), "system_names": names});
+    audit(&database, Action::AssetCreate, target, summary_json).await?;
     println!("imported {} asset(s) from {}", summary.written, file.display());
     Ok(())
-}
-
-fn is_due(config: &Config, a: &asset::Model, now: chrono::DateTime<chrono::Utc>) -> bool {
-    let rb = config.issuers.get(&a.certificate_authority).and_then(|c| c.renew_before());
-    matches!(policy::decide(&Facts::of(a, rb), now), Decision::Due(_))
 }
 
 async fn list_assets(config: &Config, due: bool, json: bool) -> anyhow::Result<()> {
     let database = open_db(config).await?;
     let now = chrono::Utc::now();
-    let rows: Vec<asset::Model> =
-        assets::list(&database).await?.into_iter().filter(|a| !due || is_due(config, a, now)).collect();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
-    let cells: Vec<Vec<String>> = rows
-        .into_iter()
-        .map(|a| {
-            vec![
-                a.system_name,
-                a.state.as_str().to_owned(),
-                a.certificate_authority,
-                a.not_after
-                    .or(a.certificate_expiration)
-                    .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string()),
-                a.fingerprint_sha256.as_deref().map_or("-".into(), |f| format!("{}…", &f[..f.len().min(16)])),
-                a.last_error.unwrap_or_default(),
-            ]
-        })
-        .collect();
-    print!("{}", table::render(&["SYSTEM_NAME", "STATE", "ISSUER", "NOT_AFTER", "FINGERPRINT", "LAST ERROR"], &cells));
-    Ok(())
+    let inputs = policy::PolicyInputs::of(config);
+    let rows = assets::list(&database).await?.into_iter().filter(|a| !due || inputs.is_due(a, now));
+    output::assets(rows.map(AssetView::from).collect(), json)
 }
 
 /// What publishing commands need.
@@ -156,43 +202,34 @@ async fn rotate(config: &Config, name: &str) -> anyhow::Result<()> {
     let p = publishing(config).await?;
     let job = manual::rotate_now(&p.database, &p.publisher, &p.routes, name, config.lease).await?;
     println!("published job {job} for {name}");
+    audit(&p.database, Action::AssetRotate, Some(name), json!({"job_id": job.to_string()})).await?;
     let _ = p.conn.close(200, "done".into()).await;
     Ok(())
 }
 
 async fn dlq_list(config: &Config, all: bool, json: bool) -> anyhow::Result<()> {
     let database = open_db(config).await?;
-    let rows: Vec<dead_letter::Model> = dead_letters::list(&database, all).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
-    let cells: Vec<Vec<String>> = rows
-        .into_iter()
-        .map(|d| {
-            vec![
-                d.job_id.to_string(),
-                d.system_name.unwrap_or_else(|| "-".into()),
-                d.status.as_str().to_owned(),
-                d.error_class,
-                d.attempts.to_string(),
-                d.reason,
-            ]
-        })
-        .collect();
-    print!("{}", table::render(&["JOB_ID", "ASSET", "STATUS", "CLASS", "TRY", "REASON"], &cells));
-    Ok(())
+    let rows = dead_letters::list(&database, all).await?;
+    output::dead_letters(rows.into_iter().map(DeadLetterView::from).collect(), json)
 }
 
 async fn dlq_retry(config: &Config, job_id: Option<JobId>, all: bool) -> anyhow::Result<()> {
     let p = publishing(config).await?;
     let result = match job_id {
-        Some(id) => manual::retry_dead(&p.database, &p.publisher, &p.routes, id, config.lease)
-            .await
-            .map(|id| println!("retried {id}"))
-            .map_err(anyhow::Error::from),
+        Some(id) => match manual::retry_dead(&p.database, &p.publisher, &p.routes, id, config.lease).await {
+            Ok(id) => {
+                println!("retried {id}");
+                audit(&p.database, Action::DlqRetry, Some(&id.to_string()), json!({})).await
+            }
+            Err(e) => Err(e.into()),
+        },
         None if all => match manual::retry_all_dead(&p.database, &p.publisher, &p.routes, config.lease).await {
-            Ok(done) => report_retry_all(&done),
+            Ok(done) => {
+                for id in &done.retried {
+                    audit(&p.database, Action::DlqRetry, Some(&id.to_string()), json!({"all": true})).await?;
+                }
+                report_retry_all(&done)
+            }
             Err(e) => Err(e.into()),
         },
         None => Err(anyhow::anyhow!("give a JOB_ID or --all")),
@@ -233,20 +270,17 @@ async fn dlq_discard(config: &Config, job_id: JobId) -> anyhow::Result<()> {
     dead_letters::get(&database, job_id).await?;
     dead_letters::set_status(&database, job_id, dead_letter::DeadLetterStatus::Discarded).await?;
     println!("discarded {job_id}");
+    audit(&database, Action::DlqDiscard, Some(&job_id.to_string()), json!({})).await?;
     Ok(())
 }
 
 async fn queues(config: &Config, json: bool) -> anyhow::Result<()> {
     let conn = amqp::connect(&config.amqp_url, "certfleet-cli", config.connect_timeout).await?;
-    let stats = amqp::stats::queue_stats(&conn, config.connect_timeout).await?;
+    let management = match &config.amqp_management_url {
+        Some(url) => Some(amqp::management::Management::new(url, &config.amqp_url, config.connect_timeout)?),
+        None => None,
+    };
+    let stats = amqp::stats::queue_stats_with(&conn, management.as_ref(), config.connect_timeout).await?;
     let _ = conn.close(200, "done".into()).await;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&stats)?);
-        return Ok(());
-    }
-    println!("{:<32} {:>9} {:>9}", "QUEUE", "MESSAGES", "CONSUMERS");
-    for s in stats {
-        println!("{:<32} {:>9} {:>9}", s.queue, s.messages, s.consumers);
-    }
-    Ok(())
+    output::queues(stats, json)
 }

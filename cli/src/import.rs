@@ -2,7 +2,7 @@
 //! read before anything is written; errors name the row and the field.
 
 use anyhow::{Context as _, bail};
-use certfleet_shared::db::assets::{AssetInput, FieldError, RowError, RowSource};
+use certfleet_shared::db::assets::{AssetInput, FieldError, Known, RowError, RowSource};
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -95,21 +95,33 @@ fn from_csv(text: &str) -> anyhow::Result<Vec<Result<AssetInput, RowError>>> {
     Ok(rows)
 }
 
-/// Reads `path` as `format` and validates every row against the configured `issuers`;
-/// returns the rows, or every bad row (unreadable or invalid), in file order.
-pub fn read(path: &Path, format: Format, issuers: &[&str]) -> anyhow::Result<Result<Vec<AssetInput>, Vec<RowError>>> {
+/// The message of a refused import: every bad row, one per line.
+pub fn invalid_rows(file: &Path, lines: impl Iterator<Item = String>) -> String {
+    let lines: Vec<String> = lines.collect();
+    format!("{}: {} invalid row(s), nothing imported:\n  {}", file.display(), lines.len(), lines.join("\n  "))
+}
+
+/// Reads `path` as `format` into rows, each parsed or naming its bad field; the checks
+/// that need the configuration (issuers) are left to [`read`] or to the API server.
+pub fn parse(path: &Path, format: Format) -> anyhow::Result<Vec<Result<AssetInput, RowError>>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let parsed = match format {
-        Format::Json => from_json(&text)?,
-        Format::Csv => from_csv(&text)?,
-    };
+    match format {
+        Format::Json => from_json(&text),
+        Format::Csv => from_csv(&text),
+    }
+}
+
+/// Reads `path` as `format` and validates every row against `known` (issuers, routes);
+/// returns the rows, or every bad row (unreadable or invalid), in file order.
+pub fn read(path: &Path, format: Format, known: Known<'_>) -> anyhow::Result<Result<Vec<AssetInput>, Vec<RowError>>> {
+    let parsed = parse(path, format)?;
     let mut good = Vec::with_capacity(parsed.len());
     let mut bad = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (i, r) in parsed.into_iter().enumerate() {
         match r {
             Ok(a) => {
-                let problem = match a.validate(issuers) {
+                let problem = match a.validate(known) {
                     Err(error) => Some(error),
                     Ok(()) if !seen.insert(a.system_name.trim().to_owned()) => {
                         Some(FieldError { field: "system_name", reason: "appears more than once in the file".into() })

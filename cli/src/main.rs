@@ -3,6 +3,9 @@
 
 mod commands;
 mod import;
+mod notify;
+mod output;
+mod remote;
 mod show;
 mod table;
 mod users;
@@ -18,6 +21,13 @@ pub struct Cli {
     /// Config file (default: certfleet.toml in the working directory, if present).
     #[arg(long, global = true, env = "CERTFLEET_CONFIG")]
     config: Option<PathBuf>,
+    /// Go through the control-plane API at this URL instead of opening the database and
+    /// the broker (needs `certfleet --server URL login`, or CERTFLEET_TOKEN).
+    #[arg(long, global = true, env = "CERTFLEET_SERVER", value_name = "URL")]
+    server: Option<String>,
+    /// PEM file of extra roots to trust for --server (the internal CA's root, say).
+    #[arg(long, global = true, env = "CERTFLEET_CA_FILE", value_name = "FILE")]
+    ca_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -33,6 +43,14 @@ enum Command {
         #[arg(long)]
         concurrency: Option<u16>,
     },
+    /// Log in to the API at --server and keep the session token (mode 0600, under
+    /// $XDG_CONFIG_HOME/certfleet). The password is prompted for, or read from stdin.
+    Login {
+        /// The account (default: $USER).
+        username: Option<String>,
+    },
+    /// Forget the session token kept for --server.
+    Logout,
     /// Manage the inventory.
     Assets {
         #[command(subcommand)]
@@ -47,6 +65,11 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
+    },
+    /// Notification channels.
+    Notify {
+        #[command(subcommand)]
+        command: notify::NotifyCommand,
     },
     /// Depth and consumers of each certfleet queue.
     Queues {

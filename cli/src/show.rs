@@ -1,7 +1,6 @@
 //! Read-only views: an asset's rotation history and the internal CA's root. The data come
 //! from library functions (shared, worker) that the HTTP API calls too; this only formats.
 
-use crate::table;
 use anyhow::bail;
 use certfleet_shared::Config;
 use certfleet_shared::config::IssuerConfig;
@@ -13,37 +12,9 @@ fn time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%SZ").to_string()
 }
 
-/// `certfleet history SYSTEM_NAME [--json]`.
+/// `certfleet history SYSTEM_NAME [--json]`, read from the database.
 pub async fn history(db: &DatabaseConnection, system_name: &str, json: bool) -> anyhow::Result<()> {
-    let h = asset_history::of_asset(db, system_name).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&h)?);
-        return Ok(());
-    }
-    println!("{}: {}, {} job(s)", h.system_name, h.state.as_str(), h.jobs.len());
-    if h.jobs.is_empty() {
-        return Ok(());
-    }
-    let cells: Vec<Vec<String>> = h
-        .jobs
-        .into_iter()
-        .map(|j| {
-            vec![
-                time(j.queued_at),
-                j.finished_at.map_or_else(|| "-".to_owned(), time),
-                j.outcome.as_str().to_owned(),
-                j.attempts.to_string(),
-                j.error_class.unwrap_or_else(|| "-".into()),
-                j.driver,
-                j.worker.unwrap_or_else(|| "-".into()),
-                j.job_id.to_string(),
-                j.error.unwrap_or_default(),
-            ]
-        })
-        .collect();
-    let header = ["QUEUED", "FINISHED", "OUTCOME", "TRY", "CLASS", "DRIVER", "WORKER", "JOB_ID", "ERROR"];
-    print!("{}", table::render(&header, &cells));
-    Ok(())
+    crate::output::history(asset_history::of_asset(db, system_name).await?, json)
 }
 
 /// `certfleet ca show [ISSUER] [--pem]`.

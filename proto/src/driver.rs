@@ -55,6 +55,7 @@ macro_rules! closed_enum {
         }
     };
 }
+pub(crate) use closed_enum;
 
 closed_enum!(
     /// A platform driver: how certfleet reaches a device and installs a certificate.

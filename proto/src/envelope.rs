@@ -1,6 +1,6 @@
 //! The versioned envelope every certfleet message travels in.
 
-use crate::{RotationJob, RotationResult, WorkerHeartbeat};
+use crate::{Notification, RotationJob, RotationResult, WorkerHeartbeat};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +15,8 @@ pub enum MessageKind {
     RotationJob,
     /// A [`RotationResult`].
     RotationResult,
+    /// A [`Notification`] for one channel.
+    Notification,
     /// A [`WorkerHeartbeat`].
     WorkerHeartbeat,
 }
@@ -25,6 +27,7 @@ impl MessageKind {
         match self {
             Self::RotationJob => "rotation_job",
             Self::RotationResult => "rotation_result",
+            Self::Notification => "notification",
             Self::WorkerHeartbeat => "worker_heartbeat",
         }
     }
@@ -89,6 +92,10 @@ impl Payload for RotationJob {
 
 impl Payload for RotationResult {
     const KIND: MessageKind = MessageKind::RotationResult;
+}
+
+impl Payload for Notification {
+    const KIND: MessageKind = MessageKind::Notification;
 }
 
 impl Payload for WorkerHeartbeat {

@@ -10,6 +10,7 @@ mod envelope;
 mod heartbeat;
 mod ids;
 mod job;
+mod notify;
 mod result;
 
 pub use driver::{Driver, KeyAlgorithm, UnknownVariant};
@@ -17,4 +18,5 @@ pub use envelope::{Envelope, MessageKind, Payload, WIRE_VERSION, WireError};
 pub use heartbeat::WorkerHeartbeat;
 pub use ids::{AssetId, JobId};
 pub use job::RotationJob;
+pub use notify::{AssetSummary, Digest, EventKind, Notification, NotificationId, ReasonCount, Severity};
 pub use result::{CertificateInfo, ErrorClass, RenewalWindow, RotationOutcome, RotationResult};

@@ -142,6 +142,73 @@ fn other_versions_kinds_and_unknown_fields_are_rejected() {
     assert!(matches!(Envelope::<RotationJob>::decode(b"not json"), Err(WireError::Malformed(_))));
 }
 
+fn notification() -> Notification {
+    Notification {
+        id: NotificationId(Uuid::parse_str("0b6c1d2e-3f40-4a5b-8c6d-7e8f9a0b1c2d").unwrap()),
+        channel: "ops-slack".into(),
+        attempt: 1,
+        event: EventKind::RotationDead,
+        severity: Severity::Critical,
+        occurred_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 3).unwrap(),
+        asset: Some(AssetSummary {
+            asset_id: AssetId(42),
+            system_name: "web-01".into(),
+            common_name: "web-01.example.test".into(),
+            ip_address: Some("10.0.0.7".into()),
+            host_platform: "linux".into(),
+            os_version: Some("Debian 12".into()),
+            data_center: Some("fra1".into()),
+            device_model: None,
+            certificate_authority: "internal".into(),
+            certificate_expiration: Some(Utc.with_ymd_and_hms(2026, 11, 27, 8, 0, 0).unwrap()),
+        }),
+        job_id: Some(job().job_id),
+        error_class: Some(ErrorClass::Auth),
+        reason: Some("device refused the credentials".into()),
+        attempts: Some(1),
+        threshold_seconds: None,
+        fingerprint: None,
+        digest: None,
+        not_before: None,
+    }
+}
+
+#[test]
+fn notification_v1_is_pinned() {
+    check(notification(), include_str!("golden/notification.v1.json"));
+}
+
+#[test]
+fn digest_notification_v1_is_pinned() {
+    let mut n = notification();
+    n.asset = None;
+    n.job_id = None;
+    n.error_class = None;
+    n.reason = None;
+    n.attempts = None;
+    n.digest = Some(Digest {
+        count: 298,
+        window_start: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap(),
+        top_reasons: vec![ReasonCount { reason: "CA unavailable".into(), count: 298 }],
+        assets: vec!["web-03".into(), "web-04".into()],
+    });
+    check(n, include_str!("golden/notification_digest.v1.json"));
+}
+
+#[test]
+fn expiring_notification_v1_is_pinned() {
+    let mut n = notification();
+    n.event = EventKind::CertificateExpiring;
+    n.severity = Severity::Warning;
+    n.job_id = None;
+    n.error_class = None;
+    n.reason = None;
+    n.attempts = None;
+    n.threshold_seconds = Some(30 * 86_400);
+    n.fingerprint = Some("ab".repeat(32));
+    check(n, include_str!("golden/notification_expiring.v1.json"));
+}
+
 #[test]
 fn worker_heartbeat_v1_is_pinned() {
     let beat = WorkerHeartbeat {

@@ -2,17 +2,21 @@
 //! dead letter in SQL (operators browse and retry from the table, never from the queue).
 
 use crate::SchedulerError;
+use crate::notify::{Events, summary};
 use crate::results::open_consumer;
-use certfleet_proto::{Envelope, ErrorClass, RotationJob};
-use certfleet_shared::amqp::headers::{self, ASSET_ID, ATTEMPT, DEAD_CLASS, DEAD_REASON, JOB_ID, SYSTEM_NAME};
+use certfleet_proto::{Envelope, ErrorClass, EventKind, JobId, Notification, RotationJob};
+use certfleet_shared::amqp::headers::{
+    self, ASSET_ID, ATTEMPT, CHANNEL, DEAD_CLASS, DEAD_KIND, DEAD_REASON, JOB_ID, SYSTEM_NAME,
+};
 use certfleet_shared::amqp::topology::DEAD_QUEUE;
 use certfleet_shared::amqp::{AmqpError, timed};
-use certfleet_shared::db::dead_letters::{self, DeadLetter};
+use certfleet_shared::db::dead_letters::{self, DeadLetter, NOTIFICATION_KIND};
+use certfleet_shared::db::entity::asset;
 use futures_util::StreamExt as _;
 use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, EntityTrait as _};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
@@ -21,28 +25,17 @@ use tracing::{error, warn};
 /// it, from the broker's `x-death` headers when the broker did (delivery limit).
 pub fn parse(delivery: &Delivery) -> DeadLetter {
     let p = &delivery.properties;
+    let note = Envelope::<Notification>::decode(&delivery.data).ok();
+    if note.is_some() || headers::get_str(p, DEAD_KIND).as_deref() == Some(NOTIFICATION_KIND) {
+        return parse_notification(delivery, note);
+    }
     let job = Envelope::<RotationJob>::decode(&delivery.data).ok();
     let job_id = job
         .as_ref()
         .map(|j| j.job_id)
         .or_else(|| headers::get_str(p, JOB_ID).and_then(|s| s.parse().ok()))
         .unwrap_or_default();
-    let broker_reason = headers::broker_death_reason(p);
-    let deliveries = headers::delivery_count(p);
-    let (class, reason) = match (headers::get_str(p, DEAD_CLASS), headers::get_str(p, DEAD_REASON)) {
-        (Some(class), Some(reason)) => (ErrorClass::parse_lossy(&class), reason),
-        _ => match broker_reason.as_deref() {
-            Some("delivery_limit") => (
-                ErrorClass::DeliveryLimit,
-                format!(
-                    "delivery limit reached: delivered {} times without being settled (the job crashes or stalls its workers)",
-                    deliveries.map_or("too many".to_owned(), |n| n.to_string())
-                ),
-            ),
-            Some(other) => (ErrorClass::Internal, format!("dead-lettered by the broker: {other}")),
-            None => (ErrorClass::Internal, "dead-lettered without a reason".to_owned()),
-        },
-    };
+    let (class, reason) = class_and_reason(p);
     let attempts = headers::get_int(p, ATTEMPT)
         .and_then(|a| u32::try_from(a).ok())
         .or(job.as_ref().map(|j| j.attempt))
@@ -58,15 +51,57 @@ pub fn parse(delivery: &Delivery) -> DeadLetter {
         class,
         reason,
         attempts,
+        kind: None,
+        payload: None,
     }
 }
 
-/// Consumes dead letters until `cancel` fires.
+/// The class and reason of a dead letter: ours from the headers, or the broker's.
+fn class_and_reason(p: &lapin::BasicProperties) -> (ErrorClass, String) {
+    let broker_reason = headers::broker_death_reason(p);
+    let deliveries = headers::delivery_count(p);
+    match (headers::get_str(p, DEAD_CLASS), headers::get_str(p, DEAD_REASON)) {
+        (Some(class), Some(reason)) => (ErrorClass::parse_lossy(&class), reason),
+        _ => match broker_reason.as_deref() {
+            Some("delivery_limit") => (
+                ErrorClass::DeliveryLimit,
+                format!(
+                    "delivery limit reached: delivered {} times without being settled (the job crashes or stalls its workers)",
+                    deliveries.map_or("too many".to_owned(), |n| n.to_string())
+                ),
+            ),
+            Some(other) => (ErrorClass::Internal, format!("dead-lettered by the broker: {other}")),
+            None => (ErrorClass::Internal, "dead-lettered without a reason".to_owned()),
+        },
+    }
+}
+
+/// A dead notification: it names no asset to retry as a rotation, and leaves the asset's
+/// state alone; `dlq retry` republishes its payload.
+fn parse_notification(delivery: &Delivery, note: Option<Notification>) -> DeadLetter {
+    let p = &delivery.properties;
+    let (class, reason) = class_and_reason(p);
+    let channel = note.as_ref().map(|n| n.channel.clone()).or_else(|| headers::get_str(p, CHANNEL));
+    DeadLetter {
+        job_id: note.as_ref().map(|n| JobId(n.id.0)).unwrap_or_default(),
+        asset_id: None,
+        system_name: note.as_ref().and_then(|n| n.asset.as_ref().map(|a| a.system_name.clone())),
+        driver: Some(format!("notify:{}", channel.unwrap_or_default())),
+        class,
+        reason,
+        attempts: headers::get_int(p, ATTEMPT).and_then(|a| u32::try_from(a).ok()).unwrap_or(1),
+        kind: Some(NOTIFICATION_KIND.to_owned()),
+        payload: note.map(|_| String::from_utf8_lossy(&delivery.data).into_owned()),
+    }
+}
+
+/// Consumes dead letters until `cancel` fires; announces dead rotations.
 pub async fn consume(
     db: DatabaseConnection,
     channel: Channel,
     timeout: Duration,
     cancel: CancellationToken,
+    events: Events,
 ) -> Result<(), SchedulerError> {
     let mut consumer = open_consumer(&channel, DEAD_QUEUE, "certfleet-scheduler-dead", 32, timeout).await?;
     loop {
@@ -86,7 +121,14 @@ pub async fn consume(
         let dl = parse(&delivery);
         match dead_letters::record(&db, &dl).await {
             Ok(()) => {
-                warn!(job_id = %dl.job_id, asset = ?dl.system_name, class = %dl.class, reason = %dl.reason, "dead letter recorded");
+                warn!(job_id = %dl.job_id, asset = dl.system_name.as_deref().unwrap_or("-"), class = %dl.class, reason = %dl.reason, "dead letter recorded");
+                // A dead asset waits for an operator; its certificate's expiry is still watched.
+                if let Some(id) = dl.asset_id.filter(|_| !dl.is_notification())
+                    && let Err(e) = crate::notify::expiry::floor_ids(&db, events.expiry_watch(), &[id]).await
+                {
+                    warn!(error = %e, "could not keep the expiry watch of a dead asset; the full pass will");
+                }
+                announce(&db, &events, &dl).await;
                 // For the dashboard's detail page; the letter itself is recorded already.
                 let described = headers::describe(&delivery.properties);
                 if let Err(e) = dead_letters::record_headers(&db, dl.job_id, described).await {
@@ -103,4 +145,27 @@ pub async fn consume(
     }
     let _ = timed("channel.close", timeout, channel.close(200, "scheduler stopping".into())).await;
     Ok(())
+}
+
+/// Emits `rotation_dead` for a dead rotation job (never for a dead notification).
+async fn announce(db: &DatabaseConnection, events: &Events, dl: &DeadLetter) {
+    if dl.is_notification() || !events.wants(EventKind::RotationDead) {
+        return;
+    }
+    let Some(asset_id) = dl.asset_id else { return };
+    let row = match asset::Entity::find_by_id(asset_id).one(db).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return,
+        Err(e) => {
+            warn!(error = %e, "could not read the asset of a dead letter; not announced");
+            return;
+        }
+    };
+    let mut n = Notification::new("", EventKind::RotationDead, Some(summary(&row)), chrono::Utc::now());
+    n.job_id = Some(dl.job_id);
+    n.error_class = Some(dl.class);
+    n.reason = Some(dl.reason.clone());
+    n.attempts = Some(dl.attempts);
+    n.fingerprint = row.fingerprint_sha256.clone();
+    events.emit(&n).await;
 }

@@ -6,6 +6,7 @@ pub mod dead;
 pub mod heartbeats;
 pub mod leader;
 pub mod manual;
+pub mod notify;
 pub mod policy;
 pub mod publish;
 pub mod recompute;
@@ -31,4 +32,7 @@ pub enum SchedulerError {
     /// The routing table is unusable.
     #[error(transparent)]
     Routes(#[from] routes::RoutesError),
+    /// The configuration cannot be used (for example a notification channel's secret).
+    #[error(transparent)]
+    Config(#[from] certfleet_shared::ConfigError),
 }

@@ -62,6 +62,9 @@ pub enum Unretriable {
     /// It was retried or discarded already.
     #[error("it is {0} already")]
     Settled(&'static str),
+    /// A dead notification whose event cannot be read back.
+    #[error("the notification cannot be read back ({0}); discard it with `certfleet dlq discard`")]
+    Unreadable(String),
 }
 
 /// What `retry_all_dead` did with each pending dead letter.
@@ -133,6 +136,14 @@ pub async fn retry_dead(
     lease: Duration,
 ) -> Result<JobId, ManualError> {
     let dl = dead_letters::get(db, job_id).await?;
+    if dead_letters::is_notification(&dl) {
+        return match crate::notify::retry_dead(db, publisher, job_id).await {
+            Ok(()) => Ok(job_id),
+            Err(crate::notify::RetryError::Db(e)) => Err(e.into()),
+            Err(crate::notify::RetryError::Publish(e)) => Err(ManualError::Publish(e.to_string())),
+            Err(crate::notify::RetryError::NotRetriable(why)) => Err(ManualError::NotRetriable { job_id, why }),
+        };
+    }
     if dl.status != DeadLetterStatus::Pending {
         return Err(ManualError::NotRetriable { job_id, why: Unretriable::Settled(dl.status.as_str()) });
     }

@@ -193,7 +193,7 @@ fn renewal_window(f: &Facts, now: DateTime<Utc>) -> Option<Decision> {
 }
 
 mod due;
-pub use due::{PolicyInputs, disagrees, next_due_at};
+pub use due::{PolicyInputs, disagrees, earliest, next_due_at};
 
 #[cfg(test)]
 mod suggested_tests;

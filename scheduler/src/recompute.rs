@@ -3,7 +3,7 @@
 //! while the cheap scans go on.
 
 use crate::SchedulerError;
-use crate::policy::{self, PolicyInputs};
+use crate::policy::PolicyInputs;
 use certfleet_shared::db::{leader, scan_rows};
 use chrono::Utc;
 use sea_orm::DatabaseConnection;
@@ -31,7 +31,7 @@ pub async fn run(db: &DatabaseConnection, inputs: &PolicyInputs, page_size: u64)
         let updates: Vec<_> = page
             .iter()
             .filter_map(|row| {
-                let computed = policy::next_due_at(&inputs.facts(row), now);
+                let computed = inputs.next_due_at(row, now);
                 (computed != row.next_due_at).then_some((row.id, row.updated_at, computed))
             })
             .collect();

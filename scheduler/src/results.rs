@@ -2,10 +2,11 @@
 //! transaction per batch), and are acked only once committed.
 
 use crate::SchedulerError;
-use certfleet_proto::{Envelope, RotationResult};
+use crate::notify::{Events, summary};
+use certfleet_proto::{Envelope, EventKind, Notification, RotationOutcome, RotationResult};
 use certfleet_shared::amqp::topology::RESULTS_QUEUE;
 use certfleet_shared::amqp::{AmqpError, timed};
-use certfleet_shared::db::history;
+use certfleet_shared::db::{assets, history};
 use futures_util::{FutureExt as _, StreamExt as _};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
@@ -43,6 +44,7 @@ pub async fn consume(
     failed_retry_after: Duration,
     timeout: Duration,
     cancel: CancellationToken,
+    events: Events,
 ) -> Result<(), SchedulerError> {
     let prefetch = u16::try_from(BATCH * 2).unwrap_or(u16::MAX);
     let mut consumer = open_consumer(&channel, RESULTS_QUEUE, "certfleet-scheduler-results", prefetch, timeout).await?;
@@ -67,12 +69,12 @@ pub async fn consume(
                 _ => break,
             }
         }
-        apply_batch(&db, batch, failed_retry_after).await;
+        apply_batch(&db, batch, failed_retry_after, &events).await;
     }
     Ok(())
 }
 
-async fn apply_batch(db: &DatabaseConnection, batch: Vec<Delivery>, failed_retry_after: Duration) {
+async fn apply_batch(db: &DatabaseConnection, batch: Vec<Delivery>, failed_retry_after: Duration, events: &Events) {
     let mut results = Vec::with_capacity(batch.len());
     for d in &batch {
         match Envelope::<RotationResult>::decode(&d.data) {
@@ -90,6 +92,20 @@ async fn apply_batch(db: &DatabaseConnection, batch: Vec<Delivery>, failed_retry
                 warn!(unknown, "results for assets that no longer exist were dropped");
             }
             info!(count = results.len(), "results recorded");
+            // A rolled-back asset waits `failed_retry_after`; an expiry announcement may
+            // fall due sooner.
+            let waiting: Vec<i64> = results
+                .iter()
+                .zip(&applied)
+                .filter(|(r, a)| {
+                    **a == history::Applied::Updated && matches!(r.outcome, RotationOutcome::RolledBack { .. })
+                })
+                .map(|(r, _)| r.asset_id.0)
+                .collect();
+            if let Err(e) = crate::notify::expiry::floor_ids(db, events.expiry_watch(), &waiting).await {
+                warn!(error = %e, "could not bring forward the expiry watch of rolled-back assets; the full pass will");
+            }
+            announce(db, events, &results, &applied).await;
             if let Err(e) = last.ack(BasicAckOptions { multiple: true }).await {
                 warn!(error = %e, "ack of results failed; they will be redelivered and re-applied");
             }
@@ -99,5 +115,51 @@ async fn apply_batch(db: &DatabaseConnection, batch: Vec<Delivery>, failed_retry
             let _ = last.nack(BasicNackOptions { multiple: true, requeue: true }).await;
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+    }
+}
+
+/// Emits `rotation_rolled_back`, and `rotation_succeeded` when some rule (or a PagerDuty
+/// channel, to resolve its incident) takes it. Reads only the assets concerned.
+async fn announce(db: &DatabaseConnection, events: &Events, results: &[RotationResult], applied: &[history::Applied]) {
+    let succeeded = events.wants(EventKind::RotationSucceeded);
+    let rolled_back = events.wants(EventKind::RotationRolledBack);
+    let wanted: Vec<&RotationResult> = results
+        .iter()
+        .zip(applied)
+        .filter(|(_, a)| **a == history::Applied::Updated)
+        .map(|(r, _)| r)
+        .filter(|r| match r.outcome {
+            RotationOutcome::Rotated { .. } => succeeded,
+            RotationOutcome::RolledBack { .. } => rolled_back,
+        })
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let ids: Vec<i64> = wanted.iter().map(|r| r.asset_id.0).collect();
+    let rows = match assets::by_ids(db, &ids).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            warn!(error = %e, "could not read the assets of results; not announced");
+            return;
+        }
+    };
+    for r in wanted {
+        let Some(row) = rows.iter().find(|a| a.id == r.asset_id.0) else { continue };
+        let (kind, reason, fingerprint) = match &r.outcome {
+            RotationOutcome::Rotated { certificate } => {
+                (EventKind::RotationSucceeded, None, Some(certificate.sha256_fingerprint.clone()))
+            }
+            RotationOutcome::RolledBack { cause } => (EventKind::RotationRolledBack, Some(cause.clone()), None),
+        };
+        let mut n = Notification::new("", kind, Some(summary(row)), r.finished_at);
+        n.job_id = Some(r.job_id);
+        n.reason = reason;
+        n.attempts = Some(r.attempt);
+        n.fingerprint = fingerprint;
+        if kind == EventKind::RotationRolledBack {
+            n.error_class = Some(certfleet_proto::ErrorClass::RolledBack);
+        }
+        events.emit(&n).await;
     }
 }

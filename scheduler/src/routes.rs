@@ -11,6 +11,7 @@
 //! ```
 
 use certfleet_proto::Driver;
+use certfleet_shared::db::assets::{AssetInput, FieldError, RouteCheck};
 use certfleet_shared::db::entity::asset;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -91,6 +92,27 @@ impl<'a> From<&'a asset::Model> for RouteKey<'a> {
     }
 }
 
+impl<'a> From<&'a AssetInput> for RouteKey<'a> {
+    fn from(a: &'a AssetInput) -> Self {
+        Self {
+            host_platform: a.host_platform.trim(),
+            os_version: a.os_version.as_deref().unwrap_or(""),
+            certificate_authority: a.certificate_authority.trim(),
+            device_model: a.device_model.as_deref(),
+        }
+    }
+}
+
+/// Imports and edits are refused when no route takes the asset, naming the platform: the
+/// scheduler would only mark it unroutable.
+impl RouteCheck for Routes {
+    fn check(&self, row: &AssetInput) -> Result<(), FieldError> {
+        self.route(row)
+            .map(|_| ())
+            .map_err(|why| FieldError { field: "host_platform", reason: format!("{why} in the routing table") })
+    }
+}
+
 impl Route {
     fn matches(&self, a: &RouteKey<'_>) -> bool {
         self.host_platform.eq_ignore_ascii_case(a.host_platform)
@@ -112,6 +134,15 @@ impl Routes {
     pub fn load(path: &Path) -> Result<Self, RoutesError> {
         let text = std::fs::read_to_string(path).map_err(|cause| RoutesError::Read { path: path.to_owned(), cause })?;
         Self::parse(&text).map_err(|reason| RoutesError::Invalid { path: path.to_owned(), reason })
+    }
+
+    /// Loads the routes file if there is one (imports are checked against it; before it
+    /// exists nothing routes, and the scheduler refuses to start).
+    pub fn load_if_present(path: &Path) -> Result<Option<Self>, RoutesError> {
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            _ => Self::load(path).map(Some),
+        }
     }
 
     /// Parses a routing table from TOML text.
@@ -195,6 +226,7 @@ mod tests {
             renewal_window_end: None,
             next_due_at: None,
             updated_at: chrono::Utc::now(),
+            expiry_notice: None,
         }
     }
 

@@ -1,6 +1,8 @@
 //! The scheduler's life: connect, declare, consume results and dead letters, keep (or wait
 //! for) the leader lease, and, while leader, scan on an interval until cancelled.
 
+use crate::notify::channel::{Channels, pagerduty_names};
+use crate::notify::{self, Events};
 use crate::policy::PolicyInputs;
 use crate::routes::Routes;
 use crate::scan::{ScanMode, ScanReport, Scanner};
@@ -62,12 +64,16 @@ pub async fn run_with(
     cancel: CancellationToken,
 ) -> Result<Option<ScanReport>, SchedulerError> {
     let timeout = config.connect_timeout;
+    // Channels read their secrets now: a bad channel refuses the start, naming the key.
+    let channels = Channels::build(&config.notify)?;
     let mut routes = Arc::new(Routes::load(&config.routes_file)?);
     let shared_config = Arc::new(config.clone());
     let database = db::connect(&config.database_url, timeout).await?;
     let conn = amqp::connect(&config.amqp_url, "certfleet-scheduler", timeout).await?;
     let publisher = Publisher::open(&conn, timeout).await?;
     topology::declare(publisher.channel(), Driver::ALL, timeout).await?;
+    // Events go out on a channel of their own, so they never queue behind job publishes.
+    let events = Events::new(&config.notify, pagerduty_names(&config.notify), Publisher::open(&conn, timeout).await?);
 
     let holder = leader::holder_id();
     if opts.once {
@@ -90,6 +96,7 @@ pub async fn run_with(
             routes,
             config: shared_config,
             lease: Some(lease.clone()),
+            events,
         };
         let report = scanner.scan(Utc::now(), mode).await;
         if report.is_ok() && mode == ScanMode::Full {
@@ -104,30 +111,39 @@ pub async fn run_with(
     let consumers = cancel.child_token();
     // A consumer that stops on its own (recovery failed) stops the scheduler, so that a
     // supervisor restarts it rather than it scanning on without recording results.
-    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::channel::<String>(3);
+    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::channel::<String>(4);
     {
         let channel = timed("channel.open", timeout, conn.create_channel()).await?;
-        let (db, c, retry_after, failed) =
-            (database.clone(), consumers.clone(), config.failed_retry_after, failed_tx.clone());
+        let (db, c, retry_after, failed, ev) =
+            (database.clone(), consumers.clone(), config.failed_retry_after, failed_tx.clone(), events.clone());
         tracker.spawn(async move {
-            if let Err(e) = results::consume(db, channel, retry_after, timeout, c).await {
+            if let Err(e) = results::consume(db, channel, retry_after, timeout, c, ev).await {
                 let _ = failed.send(format!("results consumer stopped: {e}")).await;
+            }
+        });
+        let channel = timed("channel.open", timeout, conn.create_channel()).await?;
+        let (db, c, failed, ev) = (database.clone(), consumers.clone(), failed_tx.clone(), events.clone());
+        tracker.spawn(async move {
+            if let Err(e) = dead::consume(db, channel, timeout, c, ev).await {
+                let _ = failed.send(format!("dead-letter consumer stopped: {e}")).await;
             }
         });
         let channel = timed("channel.open", timeout, conn.create_channel()).await?;
         let (db, c, failed) = (database.clone(), consumers.clone(), failed_tx.clone());
         tracker.spawn(async move {
-            if let Err(e) = dead::consume(db, channel, timeout, c).await {
-                let _ = failed.send(format!("dead-letter consumer stopped: {e}")).await;
-            }
-        });
-        let channel = timed("channel.open", timeout, conn.create_channel()).await?;
-        let (db, c, failed) = (database.clone(), consumers.clone(), failed_tx);
-        tracker.spawn(async move {
             if let Err(e) = heartbeats::consume(db, channel, timeout, c).await {
                 let _ = failed.send(format!("heartbeat consumer stopped: {e}")).await;
             }
         });
+        if !channels.is_empty() && config.notify.deliver_in_scheduler {
+            let opened = notify::consumer::open(&conn, timeout).await?;
+            let (c, failed, cfg) = (consumers.clone(), failed_tx, config.clone());
+            tracker.spawn(async move {
+                if let Err(e) = notify::consumer::run(opened, channels, &cfg, c).await {
+                    let _ = failed.send(format!("notifier stopped: {e}")).await;
+                }
+            });
+        }
     }
     let first = leader::step(&database, &holder, None, config.leader_lease).await;
     let (lease_tx, mut lease_rx) = tokio::sync::watch::channel(first);
@@ -188,6 +204,7 @@ pub async fn run_with(
             publisher: publisher.clone(),
             routes: routes.clone(),
             config: shared_config.clone(),
+            events: events.clone(),
             lease: Some(lease),
         };
         match scanner.scan(Utc::now(), mode).await {

@@ -7,21 +7,28 @@
 //! cost follows the due work, not the inventory. The full pass reads every row in id order
 //! and checks each stored time against the policy: a disagreement is a bug, counted,
 //! logged and corrected.
+//!
+//! The expiry watch rides on the same rows: the stored time is the earlier of the
+//! rotation's and the next expiry announcement's, so a certificate crossing a threshold is
+//! read when it crosses it, announced once ([`Announcer`]), and rescheduled; the watch never
+//! reads the inventory on its own.
 
 use crate::SchedulerError;
+use crate::notify::expiry::{self, Announcement};
+use crate::notify::{Events, summary};
 use crate::policy::{self, Decision, PolicyInputs};
 use crate::publish::{InFlight, retry_failed, send_jobs};
 use crate::routes::Routes;
-use certfleet_proto::{JobId, RotationJob};
+use certfleet_proto::{EventKind, JobId, Notification, RotationJob};
 use certfleet_shared::Config;
 use certfleet_shared::amqp::Publisher;
 use certfleet_shared::db::history::{self, Claim, ClaimScope};
 use certfleet_shared::db::leader::Lease;
 use certfleet_shared::db::scan_rows::{self, ScanRow};
-use certfleet_shared::db::{DbError, job_from_asset};
+use certfleet_shared::db::{DbError, assets, job_from_asset};
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, TransactionTrait};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -58,6 +65,8 @@ pub struct ScanReport {
     pub unroutable: u64,
     /// Due rows another scheduler had just claimed.
     pub skipped: u64,
+    /// Expiry thresholds announced (each once per certificate and threshold).
+    pub expiry_announced: u64,
     /// Jobs the broker would not take (their assets were released for the next scan).
     pub publish_failed: u64,
     /// Rows read but not due whose `next_due_at` was stored anew (a writer had asked for a
@@ -81,6 +90,7 @@ impl ScanReport {
         self.published += o.published;
         self.unroutable += o.unroutable;
         self.skipped += o.skipped;
+        self.expiry_announced += o.expiry_announced;
         self.publish_failed += o.publish_failed;
         self.rescheduled += o.rescheduled;
         self.corrected += o.corrected;
@@ -103,6 +113,8 @@ pub struct Scanner {
     pub config: Arc<Config>,
     /// The scheduler lease this scan claims under (`None`: no fencing, for tests and tools).
     pub lease: Option<Lease>,
+    /// Notification events (expiry watch, unroutable assets).
+    pub events: Events,
 }
 
 /// Claimed jobs on their way to the broker.
@@ -136,6 +148,7 @@ impl Scanner {
             corrected = report.corrected,
             published = report.published,
             unroutable = report.unroutable,
+            expiry_announced = report.expiry_announced,
             publish_failed = report.publish_failed,
             read_secs = format!("{:.2}", report.read_secs),
             claim_secs = format!("{:.2}", report.claim_secs),
@@ -153,7 +166,8 @@ impl Scanner {
         due_tx: mpsc::Sender<Vec<ScanRow>>,
     ) -> Result<ScanReport, SchedulerError> {
         let inputs = PolicyInputs::of(&self.config);
-        read_due(&self.db, &inputs, self.config.scan_page_size, now, mode, due_tx).await
+        let announcer = EventAnnouncer { db: &self.db, events: &self.events };
+        read_due(&self.db, &inputs, self.config.scan_page_size, now, mode, due_tx, &announcer).await
     }
 
     /// Stage 2: claims the due assets, then routes the claimed rows and builds their jobs.
@@ -167,6 +181,7 @@ impl Scanner {
     ) -> Result<ScanReport, SchedulerError> {
         let mut report = ScanReport::default();
         let lease_until = now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::hours(1));
+        let inputs = PolicyInputs::of(&self.config);
         while let Some(first) = due_rx.recv().await {
             // Take what else the reader has ready: one transaction for several pages.
             let mut due = first;
@@ -183,6 +198,7 @@ impl Scanner {
             report.skipped += (ids.len() - claimed.len()) as u64;
             let mut batch =
                 Batch { claims: Vec::with_capacity(claimed.len()), jobs: Vec::with_capacity(claimed.len()) };
+            let mut unroutable = Vec::new();
             for asset in claimed {
                 let job_id = JobId::new();
                 let built = self
@@ -198,12 +214,26 @@ impl Scanner {
                         report.unroutable += 1;
                         warn!(asset = %asset.system_name, %reason, "asset is unroutable");
                         history::mark_unroutable(&txn, asset.id, &reason).await?;
+                        unroutable.push((asset, reason));
                     }
                 }
             }
             history::record_queued(&txn, &batch.claims, now).await?;
             txn.commit().await.map_err(DbError::from)?;
+            // The claim stored the lease (or, for an unroutable asset, no time at all): pull
+            // it back to the next expiry announcement where that comes first.
+            let taken: HashSet<i64> =
+                batch.claims.iter().map(|c| c.asset_id).chain(unroutable.iter().map(|(a, _)| a.id)).collect();
+            let rows: Vec<ScanRow> = due.into_iter().filter(|r| taken.contains(&r.id)).collect();
+            expiry::floor_rows(&self.db, inputs.watch(), &rows).await?;
             report.claim_secs += t.elapsed().as_secs_f64();
+            if self.events.wants(EventKind::AssetUnroutable) {
+                for (asset, reason) in &unroutable {
+                    let mut n = Notification::new("", EventKind::AssetUnroutable, Some(summary(asset)), now);
+                    n.reason = Some(reason.clone());
+                    self.events.emit(&n).await;
+                }
+            }
             if batch_tx.send(batch).await.is_err() {
                 break;
             }
@@ -251,9 +281,88 @@ impl Scanner {
     }
 }
 
-/// Reads pages (due-ordered, or every row in id order for the full pass), sends the due
-/// rows of each page on `due_tx`, and stores the computed `next_due_at` of the rows that
-/// are not due where it differs from the stored one.
+/// Where the read stage hands the expiry announcements it has recorded.
+pub trait Announcer: Sync {
+    /// Queues one event per announcement (asset id, what to announce); returns the ids of
+    /// those that could not be queued (their record is undone and the next scan tries again).
+    fn announce(
+        &self,
+        notes: &[(i64, Announcement)],
+        now: DateTime<Utc>,
+    ) -> impl std::future::Future<Output = Vec<i64>> + Send;
+}
+
+/// The scheduler's announcer: one `certificate_expiring` / `certificate_expired` event per
+/// announcement, routed and queued on `certfleet.notify`.
+struct EventAnnouncer<'a> {
+    db: &'a DatabaseConnection,
+    events: &'a Events,
+}
+
+impl Announcer for EventAnnouncer<'_> {
+    async fn announce(&self, notes: &[(i64, Announcement)], now: DateTime<Utc>) -> Vec<i64> {
+        let ids: Vec<i64> = notes.iter().map(|(id, _)| *id).collect();
+        let rows = match assets::by_ids(self.db, &ids).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                warn!(error = %e, "could not read the assets of expiry announcements; the next scan tries again");
+                return ids;
+            }
+        };
+        let mut lost = Vec::new();
+        for (id, note) in notes {
+            let Some(row) = rows.iter().find(|r| r.id == *id) else { continue };
+            let kind =
+                if note.threshold.is_some() { EventKind::CertificateExpiring } else { EventKind::CertificateExpired };
+            let mut n = Notification::new("", kind, Some(summary(row)), now);
+            n.threshold_seconds = note.threshold.map(|t| t.as_secs());
+            n.severity = kind.severity(n.threshold_seconds);
+            n.fingerprint = row.fingerprint_sha256.clone();
+            if self.events.emit(&n).await.lost() {
+                lost.push(*id);
+                continue;
+            }
+            info!(asset = %row.system_name, event = %kind, threshold = ?note.threshold, "expiry announced");
+        }
+        lost
+    }
+}
+
+/// Records the page's due announcements (compare-and-set on the asset's marker, so a
+/// threshold is announced once even with two schedulers), hands them to `announcer`, and
+/// undoes the record of those it could not queue. Returns (announced, ids to look at again).
+async fn announce_page(
+    db: &DatabaseConnection,
+    announcer: &impl Announcer,
+    notes: Vec<(i64, Option<String>, Announcement)>,
+    now: DateTime<Utc>,
+) -> Result<(u64, Vec<i64>), SchedulerError> {
+    let mut again = Vec::new();
+    let mut recorded = Vec::with_capacity(notes.len());
+    let mut previous = HashMap::new();
+    for (id, prev, note) in notes {
+        if assets::mark_expiry_notice(db, id, prev.as_deref(), Some(&note.notice)).await? {
+            previous.insert(id, (prev, note.notice.clone()));
+            recorded.push((id, note));
+        } else {
+            again.push(id); // changed meanwhile: decide it afresh
+        }
+    }
+    let lost = announcer.announce(&recorded, now).await;
+    for id in &lost {
+        if let Some((prev, notice)) = previous.get(id) {
+            assets::mark_expiry_notice(db, *id, Some(notice), prev.as_deref()).await?;
+        }
+    }
+    let announced = (recorded.len() - lost.iter().filter(|id| previous.contains_key(id)).count()) as u64;
+    again.extend(lost);
+    Ok((announced, again))
+}
+
+/// Reads pages (due-ordered, or every row in id order for the full pass), announces the
+/// expiry thresholds newly crossed, sends the rotation-due rows of each page on `due_tx`,
+/// and stores the computed `next_due_at` of the other rows where it differs from the
+/// stored one.
 pub async fn read_due(
     db: &DatabaseConnection,
     inputs: &PolicyInputs,
@@ -261,6 +370,7 @@ pub async fn read_due(
     now: DateTime<Utc>,
     mode: ScanMode,
     due_tx: mpsc::Sender<Vec<ScanRow>>,
+    announcer: &impl Announcer,
 ) -> Result<ScanReport, SchedulerError> {
     let mut report = ScanReport::default();
     let (mut after_id, mut after_due) = (0, None);
@@ -275,8 +385,25 @@ pub async fn read_due(
         after_id = last.id;
         after_due = last.next_due_at.map(|at| (at, last.id));
         report.scanned += page.len() as u64;
-        let decided = decide_page(page, inputs, now, mode);
+        let mut decided = decide_page(page, inputs, now, mode);
         report.corrected += decided.corrected;
+        if !decided.announce.is_empty() {
+            let t = Instant::now();
+            let (announced, again) = announce_page(db, announcer, std::mem::take(&mut decided.announce), now).await?;
+            report.expiry_announced += announced;
+            if !again.is_empty() {
+                // Not announced after all: the stored time must ask for it again now, and a
+                // due row goes on with the marker it really has.
+                let again_set: HashSet<i64> = again.iter().copied().collect();
+                decided.reschedule.retain(|(id, _, _)| !again_set.contains(id));
+                for row in decided.due.iter_mut().filter(|r| again_set.contains(&r.id)) {
+                    row.expiry_notice = decided.notice_before.remove(&row.id).flatten();
+                }
+                let pulls: Vec<(i64, DateTime<Utc>)> = again.iter().map(|id| (*id, now)).collect();
+                scan_rows::pull_next_due(db, &pulls).await?;
+            }
+            report.read_secs += t.elapsed().as_secs_f64();
+        }
         if !decided.reschedule.is_empty() {
             let t = Instant::now();
             report.rescheduled += scan_rows::store_next_due(db, &decided.reschedule).await?;
@@ -293,8 +420,13 @@ pub async fn read_due(
 /// What one page of rows asks for.
 #[derive(Debug, Default)]
 pub struct DecidedPage {
-    /// The rows due now.
+    /// The rows due now (for a rotation). A row with an announcement carries the marker it
+    /// will have once announced.
     pub due: Vec<ScanRow>,
+    /// Expiry announcements due now: (id, marker before, announcement).
+    pub announce: Vec<(i64, Option<String>, Announcement)>,
+    /// The marker before the announcement of the due rows that have one.
+    pub notice_before: HashMap<i64, Option<String>>,
     /// Rows not due whose stored `next_due_at` differs from the computed one:
     /// (id, version, computed).
     pub reschedule: Vec<(i64, DateTime<Utc>, Option<DateTime<Utc>>)>,
@@ -302,22 +434,42 @@ pub struct DecidedPage {
     pub corrected: u64,
 }
 
-/// Decides every row of a page with the policy chain (pure: no I/O).
+/// Decides every row of a page with the policy chain and the expiry watch (pure: no I/O).
+/// The times to store assume the page's announcements go out; [`read_due`] asks again
+/// for those that do not.
 pub fn decide_page(page: Vec<ScanRow>, inputs: &PolicyInputs, now: DateTime<Utc>, mode: ScanMode) -> DecidedPage {
     let mut out = DecidedPage::default();
-    for row in page {
+    for mut row in page {
         let facts = inputs.facts(&row);
-        let computed = policy::next_due_at(&facts, now);
+        let computed = inputs.next_due_at(&row, now);
         if mode == ScanMode::Full && policy::disagrees(row.next_due_at, computed, now) {
             out.corrected += 1;
             if out.corrected <= 10 {
                 error!(asset_id = row.id, stored = ?row.next_due_at, computed = ?computed, "BUG: stored next_due_at disagrees with the policy");
             }
         }
+        let announcement = inputs.announcement(&row, now);
+        let notice_after = match &announcement {
+            Some(a) => Some(a.notice.clone()),
+            None => row.expiry_notice.clone(),
+        };
+        let next_notice = inputs.next_notice_at(&row, notice_after.as_deref());
+        if let Some(a) = announcement {
+            out.announce.push((row.id, row.expiry_notice.clone(), a));
+        }
         match policy::decide(&facts, now) {
-            Decision::Due(_) => out.due.push(row),
-            Decision::NotDue(at) if at != row.next_due_at => out.reschedule.push((row.id, row.updated_at, at)),
-            Decision::NotDue(_) => {}
+            Decision::Due(_) => {
+                if notice_after != row.expiry_notice {
+                    out.notice_before.insert(row.id, std::mem::replace(&mut row.expiry_notice, notice_after));
+                }
+                out.due.push(row);
+            }
+            Decision::NotDue(at) => {
+                let at = policy::earliest(at, next_notice);
+                if at != row.next_due_at {
+                    out.reschedule.push((row.id, row.updated_at, at));
+                }
+            }
         }
     }
     out

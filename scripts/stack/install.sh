@@ -150,18 +150,21 @@ if ! command -v moto_server >/dev/null; then
     command -v moto_server >/dev/null || die "moto_server still missing after pip install"
 fi
 
-# schemathesis (PyPI), the OpenAPI fuzzer of scripts/schemathesis.sh, in a venv of its own
-# from Debian's python3 (the python3 on PATH may be another one).
+# schemathesis (the OpenAPI fuzzer of scripts/schemathesis.sh) and aiosmtpd (the real SMTP
+# server that tests/notify.rs starts, with STARTTLS), from PyPI into one venv of Debian's
+# python3 (the python3 on PATH may be a pyenv shim). The tests look for the venv at
+# $CERTFLEET_VENV (default /var/tmp/certfleet-venv).
 venv=${CERTFLEET_VENV:-/var/tmp/certfleet-venv}
-if [[ ! -x $venv/bin/schemathesis ]]; then
-    log "installing schemathesis into $venv"
+if [[ ! -x $venv/bin/schemathesis ]] || ! "$venv/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
+    log "installing schemathesis and aiosmtpd into $venv"
     /usr/bin/python3 -m venv --help >/dev/null 2>&1 && [[ -e /usr/lib/python3/dist-packages ]] \
         || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv; }
     [[ -x $venv/bin/pip ]] || /usr/bin/python3 -m venv "$venv" \
         || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv \
              && /usr/bin/python3 -m venv "$venv"; }
-    (cd /tmp && "$venv/bin/pip" install --quiet 'schemathesis>=4,<5')
+    (cd /tmp && "$venv/bin/pip" install --quiet 'schemathesis>=4,<5' 'aiosmtpd>=1.4,<2')
     [[ -x $venv/bin/schemathesis ]] || die "schemathesis still missing after pip install"
+    "$venv/bin/python" -c 'import aiosmtpd' || die "aiosmtpd still missing after pip install"
 fi
 
 # The dashboard's browser tests (tests/dashboard.rs): Debian's Chromium, driven by

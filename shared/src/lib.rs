@@ -6,6 +6,7 @@ pub mod amqp;
 pub mod backoff;
 pub mod config;
 pub mod db;
+pub mod http;
 pub mod messages;
 pub mod redact;
 pub mod shutdown;

@@ -72,6 +72,8 @@ async fn overview_counts_states_expiries_and_the_last_day(db: DatabaseConnection
         class: ErrorClass::Auth,
         reason: "refused".into(),
         attempts: 5,
+        kind: None,
+        payload: None,
     };
     dead_letters::record(&db, &dl).await.unwrap();
     let a3 = assets::by_name(&db, "a3").await.unwrap();

@@ -140,6 +140,8 @@ async fn claims_respect_leases_and_scope(db: DatabaseConnection) {
         class: ErrorClass::InvalidInput,
         reason: "bad path".into(),
         attempts: 1,
+        kind: None,
+        payload: None,
     };
     dead_letters::record(&db, &dl).await.unwrap();
     let retry = [Claim { asset_id: b.id, job_id: dl.job_id, driver: Driver::Local }];
@@ -192,6 +194,8 @@ async fn dead_letters_are_idempotent_and_operator_states_stick(db: DatabaseConne
         class: ErrorClass::RetriesExhausted,
         reason: "gave up".into(),
         attempts: 5,
+        kind: None,
+        payload: None,
     };
     dead_letters::record(&db, &dl).await.unwrap();
     dead_letters::record(&db, &dl).await.unwrap();
@@ -261,6 +265,36 @@ async fn renewal_info_round_trips_to_scan_rows_and_jobs(db: DatabaseConnection) 
     let a3 = assets::by_name(&db, "a").await.unwrap();
     assert_eq!((a3.ari_cert_id.as_deref(), a3.renewal_window_start, a3.renewal_window_end), (None, None, None));
     assert_eq!(job_from_asset(&a3, Driver::Local, JobId::new(), 1, Utc::now()).unwrap().replaces, None);
+}
+
+/// The expiry notice is a compare-and-set read back by the scan's narrow rows; a dead
+/// notification is listed but leaves the asset alone.
+async fn expiry_notices_and_dead_notifications(db: DatabaseConnection) {
+    assets::import(&db, &[input("a")], ISSUERS).await.unwrap();
+    let a = assets::by_name(&db, "a").await.unwrap();
+    assert!(assets::mark_expiry_notice(&db, a.id, None, Some("exp:1/2592000")).await.unwrap());
+    assert!(!assets::mark_expiry_notice(&db, a.id, None, Some("exp:1/2592000")).await.unwrap(), "announced once");
+    assert!(assets::mark_expiry_notice(&db, a.id, Some("exp:1/2592000"), Some("exp:1/1296000")).await.unwrap());
+    let rows = db::scan_rows::scan_page(&db, 0, 10).await.unwrap();
+    assert_eq!(rows[0].expiry_notice.as_deref(), Some("exp:1/1296000"));
+    assert_eq!(assets::by_ids(&db, &[a.id]).await.unwrap()[0].system_name, "a");
+
+    let dead_note = DeadLetter {
+        job_id: JobId::new(),
+        asset_id: None,
+        system_name: Some("a".into()),
+        driver: None,
+        class: ErrorClass::RetriesExhausted,
+        reason: "slack answered 500".into(),
+        attempts: 8,
+        kind: Some(dead_letters::NOTIFICATION_KIND.into()),
+        payload: Some("{}".into()),
+    };
+    dead_letters::record(&db, &dead_note).await.unwrap();
+    let listed = dead_letters::list(&db, false).await.unwrap();
+    assert!(dead_letters::is_notification(&listed[0]));
+    assert_eq!(listed[0].payload.as_deref(), Some("{}"));
+    assert_eq!(assets::by_name(&db, "a").await.unwrap().state, AssetState::Due, "the asset is untouched");
 }
 
 /// `certfleet history`: every job of one asset, newest first, with outcome, class, error,
@@ -359,6 +393,7 @@ both_backends!(
     pages_stream_every_row_once_and_jobs_convert,
     large_batches_fit_bind_limits,
     renewal_info_round_trips_to_scan_rows_and_jobs,
+    expiry_notices_and_dead_notifications,
     asset_history_lists_jobs_newest_first,
 );
 
@@ -401,6 +436,32 @@ async fn upgrading_an_inventory_adds_empty_renewal_columns() {
     let a = assets::by_name(&db, "old").await.unwrap();
     assert_eq!((a.ari_cert_id, a.renewal_window_start, a.renewal_window_end), (None, None, None));
     assert!(db::migration::Migrator::get_pending_migrations(&db).await.unwrap().is_empty());
+}
+
+/// An inventory migrated by a build without notifications (M0001..M0003 and M0005, as
+/// `main` had them) takes M0004 afterwards: its columns are added, and the rows keep
+/// their stored `next_due_at`.
+#[tokio::test]
+async fn an_inventory_with_the_due_scan_takes_the_notification_columns_later() {
+    use sea_orm_migration::MigratorTrait as _;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/due.db?mode=rwc", dir.path().display());
+    let db = db::connect(&url, StdDuration::from_secs(10)).await.unwrap();
+    assets::import(&db, &[input("a")], ISSUERS).await.unwrap();
+    // Undo M0004 alone, as if it had never run.
+    db.execute_unprepared("ALTER TABLE assets DROP COLUMN expiry_notice").await.unwrap();
+    db.execute_unprepared("ALTER TABLE dead_letters DROP COLUMN kind").await.unwrap();
+    db.execute_unprepared("ALTER TABLE dead_letters DROP COLUMN payload").await.unwrap();
+    db.execute_unprepared("DELETE FROM seaql_migrations WHERE version = 'm0004_notifications'").await.unwrap();
+    let pending = db::migration::Migrator::get_pending_migrations(&db).await.unwrap();
+    assert_eq!(pending.iter().map(|m| m.name().to_owned()).collect::<Vec<_>>(), vec!["m0004_notifications"]);
+    db.close().await.unwrap();
+    let db = db::connect(&url, StdDuration::from_secs(10)).await.unwrap();
+    assert!(db::migration::Migrator::get_pending_migrations(&db).await.unwrap().is_empty());
+    let a = assets::by_name(&db, "a").await.unwrap();
+    assert_eq!(a.expiry_notice, None);
+    assert!(a.next_due_at.is_some(), "M0005's column and value are kept");
+    assert!(assets::mark_expiry_notice(&db, a.id, None, Some("exp:1/0")).await.unwrap());
 }
 
 #[tokio::test]

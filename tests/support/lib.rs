@@ -6,6 +6,7 @@
 
 pub mod acme;
 pub mod device;
+pub mod notify;
 
 use anyhow::{Context as _, bail};
 use sea_orm::DatabaseConnection;

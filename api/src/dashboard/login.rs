@@ -14,6 +14,7 @@ use crate::state::AppState;
 use axum::extract::{RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use certfleet_shared::db::audit::Action;
 use maud::html;
 use serde_json::json;
 
@@ -90,7 +91,7 @@ pub fn sentence(text: &str) -> String {
 
 /// `POST /logout`: audited, then the cookie is removed.
 pub async fn logout(State(s): State<AppState>, p: Posted) -> Page {
-    accounts::audit(&s.db, &p.session.caller, "logout", Some(&p.session.caller.actor), json!({})).await?;
+    accounts::audit(&s.db, &p.session.caller, Action::Logout, Some(&p.session.caller.actor), json!({})).await?;
     let mut res = done("/login", "You are logged out.");
     add_cookie(res.headers_mut(), set_cookie(&s, COOKIE_NAME, "", 0));
     Ok(res)

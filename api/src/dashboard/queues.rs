@@ -1,13 +1,12 @@
 //! Queues (`/queues`): every certfleet queue with its ready messages and consumers (the
 //! API's `GET /api/v1/queues` handler), unacknowledged counts and rates from RabbitMQ's
-//! management API when `api.broker_management_url` is set, and the workers with their last heartbeat. The
+//! management API when `amqp_management_url` is set (the same `QueueStats`), and the workers with their last heartbeat. The
 //! live part is also served alone at `/queues/live`, which the page fetches every 5 s to
 //! refresh itself without a full reload.
 
 use crate::auth::Developer;
 use crate::dashboard::layout::{DashError, Nav, Page, page, when};
 use crate::dashboard::session::Session;
-use crate::management;
 use crate::routes::system;
 use crate::state::AppState;
 use axum::extract::State;
@@ -23,10 +22,7 @@ async fn live(s: &Session, st: AppState) -> Result<Markup, DashError> {
     let dev = Developer::grant(s.caller.clone())?;
     let now = Utc::now();
     let workers = workers::list(&st.db, now).await?;
-    let rates = match &st.config.api.broker_management_url {
-        Some(base) => Some(management::queues(base, &st.config.amqp_url, st.broker.timeout()).await),
-        None => None,
-    };
+    let managed = st.config.amqp_management_url.is_some();
     let queues = system::queues(dev, State(st)).await;
     Ok(html! {
         p.muted { "Updated " (when(now, now)) "." }
@@ -40,24 +36,23 @@ async fn live(s: &Session, st: AppState) -> Result<Markup, DashError> {
                     } }
                     tbody {
                         @for q in &q.0 {
-                            @let r = rates.as_ref().and_then(|r| r.as_ref().ok()).and_then(|r| r.get(&q.queue));
                             tr {
                                 td { code { (q.queue) } }
                                 td.num { (q.messages) }
-                                td.num { @match r { Some(r) => (r.unacked), None => span.muted { "n/a" } } }
+                                td.num { @match q.unacked { Some(n) => (n), None => span.muted { "n/a" } } }
                                 td.num { (q.consumers) }
-                                td.num { @match r { Some(r) => (format!("{:.1}", r.in_rate)), None => span.muted { "n/a" } } }
-                                td.num { @match r { Some(r) => (format!("{:.1}", r.out_rate)), None => span.muted { "n/a" } } }
+                                td.num { @match q.publish_rate { Some(r) => (format!("{r:.1}")), None => span.muted { "n/a" } } }
+                                td.num { @match q.deliver_rate { Some(r) => (format!("{r:.1}")), None => span.muted { "n/a" } } }
                             }
                         }
                     }
                 } },
                 Err(e) => p.notice.error role="alert" { (e.to_string()) },
             }
-            @match &rates {
-                None => p.muted { "Unacknowledged counts and rates come from RabbitMQ's management API: set api.broker_management_url to see them." },
-                Some(Err(e)) => p.notice.error role="alert" { (e) "; unacknowledged counts and rates are not shown." },
-                Some(Ok(_)) => p.muted { "Rates are the broker's recent averages." },
+            @if managed {
+                p.muted { "Unacked counts and rates come from RabbitMQ's management API (the broker's recent averages); n/a when it did not answer." }
+            } @else {
+                p.muted { "Unacknowledged counts and rates come from RabbitMQ's management API: set amqp_management_url to see them." }
             }
         }
         section aria-labelledby="h-workers" {

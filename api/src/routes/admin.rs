@@ -7,8 +7,9 @@ use crate::state::AppState;
 use crate::views::{ApiKeyView, AssetView, AuditView, UserView};
 use axum::extract::State;
 use axum::http::StatusCode;
+use certfleet_shared::db::audit::{self, Action};
 use certfleet_shared::db::entity::role::Role;
-use certfleet_shared::db::{api_keys, asset_edits, audit, users};
+use certfleet_shared::db::{api_keys, asset_edits, users};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -18,9 +19,11 @@ use utoipa::{IntoParams, ToSchema};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
-    /// Login name.
+    /// Login name: 1 to 64 letters, digits, `.`, `_`, `-` or `@`.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._@-]+$")]
     pub username: String,
     /// Password: at least 12 characters, not the username.
+    #[schema(min_length = 12)]
     pub password: String,
     /// Role.
     #[schema(value_type = crate::views::RoleName)]
@@ -63,7 +66,8 @@ pub async fn delete_user(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
-    /// Name (what uses it).
+    /// Name (what uses it): 1 to 128 printable characters.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\x00-\\x1f\\x7f]+$")]
     pub name: String,
     /// Role.
     #[schema(value_type = crate::views::RoleName)]
@@ -128,7 +132,7 @@ async fn set_validation(cap: &Admin, s: &AppState, name: &str, on: bool) -> Resu
     accounts::audit(
         &s.db,
         cap.caller(),
-        "asset.certificate_validation",
+        Action::AssetCertificateValidation,
         Some(name),
         json!({"certificate_validation": on}),
     )
@@ -167,13 +171,15 @@ pub async fn validation_unset(
 pub struct AuditQuery {
     /// Exact actor.
     pub actor: Option<String>,
-    /// Exact action (`asset.create`, `login.failed`, ...).
+    /// Exact action.
+    #[param(value_type = Option<Action>, inline)]
     pub action: Option<String>,
     /// Exact target.
     pub target: Option<String>,
     /// At or after (RFC 3339).
     pub since: Option<DateTime<Utc>>,
     /// Page size (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<i64>,
@@ -197,16 +203,11 @@ pub async fn audit_log(
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let limit = crate::routes::limit(q.limit)?;
+    let action =
+        q.action.as_deref().map(str::parse::<Action>).transpose().map_err(|e| ApiError::bad_param("action", e))?;
     let rows = audit::list(
         &s.db,
-        &audit::Filter {
-            actor: q.actor,
-            action: q.action,
-            target: q.target,
-            since: q.since,
-            before_id: q.cursor,
-            limit,
-        },
+        &audit::Filter { actor: q.actor, action, target: q.target, since: q.since, before_id: q.cursor, limit },
     )
     .await?;
     let next_cursor = if rows.len() as u64 == limit { rows.last().map(|r| r.id) } else { None };

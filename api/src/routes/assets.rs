@@ -9,9 +9,11 @@ use crate::views::{AssetView, RotationView};
 use axum::extract::State;
 use axum::http::StatusCode;
 use certfleet_scheduler::manual::{self, ManualError};
+use certfleet_scheduler::policy::PolicyInputs;
 use certfleet_scheduler::routes::Routes;
 use certfleet_shared::db::asset_edits::{self, AssetPatch, UpdateError};
-use certfleet_shared::db::assets::{self, AssetInput, ImportError};
+use certfleet_shared::db::assets::{self, AssetInput, ImportError, Known};
+use certfleet_shared::db::audit::Action;
 use certfleet_shared::db::entity::asset::AssetState;
 use certfleet_shared::db::entity::rotation::RotationStatus;
 use certfleet_shared::db::search::{self, AssetFilter, RotationFilter};
@@ -23,7 +25,7 @@ use utoipa::{IntoParams, ToSchema};
 /// One asset, or an array of them (all are written, or none).
 #[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
-#[allow(dead_code)] // a schema only: the body is parsed row by row to name bad fields
+#[allow(dead_code, clippy::large_enum_variant)] // a schema only: the body is parsed row by row to name bad fields
 pub enum AssetsBody {
     /// One asset.
     One(AssetInput),
@@ -32,7 +34,7 @@ pub enum AssetsBody {
 }
 
 /// What a create wrote.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Created {
     /// Assets written.
     pub written: usize,
@@ -69,21 +71,39 @@ fn import_error(e: ImportError, single: bool) -> ApiError {
     }
 }
 
-/// Creates assets: one object or an array (all or none). A taken `system_name` is 409.
+/// Options of a create.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CreateQuery {
+    /// Replace assets whose `system_name` exists instead of answering 409, as
+    /// `certfleet assets import` does (default false).
+    pub upsert: Option<bool>,
+}
+
+/// Creates assets: one object or an array (all or none). A taken `system_name` is 409,
+/// unless `upsert=true`.
 #[utoipa::path(post, path = "/api/v1/assets", tag = "assets", security(("bearer" = ["PRIVILEGED"])),
-    request_body = AssetsBody,
+    params(CreateQuery), request_body = AssetsBody,
     responses((status = 201, body = Created), (status = 409, body = crate::error::Problem)))]
 pub async fn create(
     cap: Privileged,
     State(s): State<AppState>,
+    Query(q): Query<CreateQuery>,
     Json(body): Json<Value>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
     let (rows, single) = parse_rows(body)?;
-    let summary = assets::create(&s.db, &rows, &s.issuers()).await.map_err(|e| import_error(e, single))?;
+    let upsert = q.upsert.unwrap_or(false);
+    let (issuers, routes) = (s.issuers(), known_routes(&s).await?);
+    let known = known(&issuers, routes.as_ref());
+    let summary =
+        if upsert { assets::import(&s.db, &rows, known).await } else { assets::create(&s.db, &rows, known).await }
+            .map_err(|e| import_error(e, single))?;
     let names: Vec<&str> = rows.iter().map(|r| r.system_name.trim()).collect();
     let target = if single { names.first().copied() } else { None };
     let listed: Vec<&str> = names.iter().copied().take(100).collect();
-    audit(&s.db, cap.caller(), "asset.create", target, json!({"count": rows.len(), "system_names": listed})).await?;
+    let summary_json = json!({"count": rows.len(), "system_names": listed, "upsert": upsert});
+    audit(&s.db, cap.caller(), Action::AssetCreate, target, summary_json).await?;
     Ok((StatusCode::CREATED, Json(Created { written: summary.written })))
 }
 
@@ -96,7 +116,8 @@ pub async fn update(
     State(s): State<AppState>,
     Json(patch): Json<AssetPatch>,
 ) -> Result<Json<AssetView>, ApiError> {
-    let after = asset_edits::update(&s.db, &patch, &s.issuers()).await.map_err(|e| match e {
+    let (issuers, routes) = (s.issuers(), known_routes(&s).await?);
+    let after = asset_edits::update(&s.db, &patch, known(&issuers, routes.as_ref())).await.map_err(|e| match e {
         UpdateError::Invalid(f) => ApiError::field(f.field, f.reason),
         UpdateError::Empty => ApiError::field("(body)", "names no field to change"),
         UpdateError::Db(e) => e.into(),
@@ -109,7 +130,7 @@ pub async fn update(
             map.insert("settings".into(), json!("(changed)"));
         }
     }
-    audit(&s.db, cap.caller(), "asset.update", Some(&after.system_name), changed).await?;
+    audit(&s.db, cap.caller(), Action::AssetUpdate, Some(&after.system_name), changed).await?;
     Ok(Json(after.into()))
 }
 
@@ -123,7 +144,7 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let gone = asset_edits::delete(&s.db, &name).await?;
-    audit(&s.db, cap.caller(), "asset.delete", Some(&name), json!({"common_name": gone.common_name})).await?;
+    audit(&s.db, cap.caller(), Action::AssetDelete, Some(&name), json!({"common_name": gone.common_name})).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -141,24 +162,32 @@ pub struct SearchQuery {
     /// Exact name.
     pub system_name: Option<String>,
     /// Expiring within this many days (or expired).
+    #[param(minimum = 0, maximum = 36500)]
     pub days_until_expiration: Option<u32>,
     /// Exact origin.
     pub origin: Option<String>,
     /// Lifecycle state.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<AssetState>, inline)]
     pub state: Option<AssetState>,
     /// Exact issuer name.
     pub certificate_authority: Option<String>,
     /// Substring of system_name or common_name.
     pub q: Option<String>,
+    /// Only assets due for rotation now, by the scheduler's policy. A page may then hold
+    /// fewer than `limit` items; follow `next_cursor` to the end.
+    pub due: Option<bool>,
     /// Page size (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<i64>,
 }
 
+/// The farthest expiry horizon a search takes (100 years).
+const MAX_DAYS: u32 = 36_500;
+
 /// A page of assets.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AssetPage {
     /// Assets, in a stable order.
     pub items: Vec<AssetView>,
@@ -180,18 +209,29 @@ pub async fn search_assets(
         data_center: q.data_center,
         ip_address: q.ip_address,
         system_name: q.system_name,
-        days_until_expiration: q.days_until_expiration,
+        days_until_expiration: match q.days_until_expiration {
+            Some(d) if d > MAX_DAYS => {
+                return Err(ApiError::bad_param("days_until_expiration", format!("{d} is not in 0..={MAX_DAYS}")));
+            }
+            d => d,
+        },
         origin: q.origin,
         state: q.state,
         certificate_authority: q.certificate_authority,
         q: q.q,
+        decision_due: q.due.unwrap_or(false),
     };
-    let (rows, next_cursor) = search::assets(&s.db, &filter, q.cursor.unwrap_or(0), limit, Utc::now()).await?;
+    let now = Utc::now();
+    let (mut rows, next_cursor) = search::assets(&s.db, &filter, q.cursor.unwrap_or(0), limit, now).await?;
+    if filter.decision_due {
+        let inputs = PolicyInputs::of(&s.config);
+        rows.retain(|a| inputs.is_due(a, now));
+    }
     Ok(Json(AssetPage { items: rows.into_iter().map(AssetView::from).collect(), next_cursor }))
 }
 
 /// One asset with its rotation history.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AssetDetail {
     /// The asset and its current certificate.
     pub asset: AssetView,
@@ -222,11 +262,12 @@ pub struct RotationsQuery {
     /// Only this asset.
     pub system_name: Option<String>,
     /// Only this status (`queued`, `rotated`, `rolled_back`, `dead`, `discarded`).
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<RotationStatus>, inline)]
     pub status: Option<RotationStatus>,
     /// Queued at or after (RFC 3339).
     pub since: Option<DateTime<Utc>>,
     /// Page size (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<i64>,
@@ -260,7 +301,7 @@ pub async fn rotations(
 }
 
 /// A published job.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct JobAnswer {
     /// The job id.
     pub job_id: String,
@@ -273,6 +314,26 @@ pub async fn routes(s: &AppState) -> Result<Routes, ApiError> {
         .await
         .map_err(|e| ApiError::internal(format!("cannot read routes file {}: {e}", path.display())))?;
     Routes::parse(&text).map_err(|e| ApiError::internal(format!("invalid routes file {}: {e}", path.display())))
+}
+
+/// The routing table to check new and edited assets against, when the file exists.
+async fn known_routes(s: &AppState) -> Result<Option<Routes>, ApiError> {
+    let path = &s.config.routes_file;
+    match tokio::fs::read_to_string(path).await {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ApiError::internal(format!("cannot read routes file {}: {e}", path.display()))),
+        Ok(text) => Routes::parse(&text)
+            .map(Some)
+            .map_err(|e| ApiError::internal(format!("invalid routes file {}: {e}", path.display()))),
+    }
+}
+
+fn known<'a>(issuers: &'a [&'a str], routes: Option<&'a Routes>) -> Known<'a> {
+    let known = Known::from(issuers);
+    match routes {
+        Some(r) => known.with_routes(r),
+        None => known,
+    }
 }
 
 /// Maps an operator action's error.
@@ -311,6 +372,6 @@ pub async fn rotate(
             |p| async move { manual::rotate_now(&st.db, &p, &routes, &n, lease).await.map_err(manual_error) },
         )
         .await?;
-    audit(&s.db, cap.caller(), "asset.rotate", Some(&name), json!({"job_id": job.to_string()})).await?;
+    audit(&s.db, cap.caller(), Action::AssetRotate, Some(&name), json!({"job_id": job.to_string()})).await?;
     Ok((StatusCode::ACCEPTED, Json(JobAnswer { job_id: job.to_string() })))
 }

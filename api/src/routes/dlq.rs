@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use certfleet_proto::JobId;
 use certfleet_scheduler::manual;
+use certfleet_shared::db::audit::Action;
 use certfleet_shared::db::dead_letters;
 use certfleet_shared::db::entity::dead_letter::DeadLetterStatus;
 use serde::{Deserialize, Serialize};
@@ -46,7 +47,7 @@ pub async fn list(
 
 /// Reads one dead letter.
 #[utoipa::path(get, path = "/api/v1/dlq/{job_id}", tag = "dlq", security(("bearer" = ["DEVELOPER"])),
-    params(("job_id" = String, Path, description = "The job id (UUID)")),
+    params(("job_id" = uuid::Uuid, Path, description = "The job id")),
     responses((status = 200, body = DeadLetterView), (status = 404, body = crate::error::Problem)))]
 pub async fn get(
     _: Developer,
@@ -70,7 +71,7 @@ async fn retry_ids(cap: &Privileged, s: &AppState, ids: &[JobId]) -> Result<Retr
             .await;
         match r {
             Ok(job) => {
-                audit(&s.db, cap.caller(), "dlq.retry", Some(&job.to_string()), json!({})).await?;
+                audit(&s.db, cap.caller(), Action::DlqRetry, Some(&job.to_string()), json!({})).await?;
                 answer.retried.push(job.to_string());
             }
             Err(e) if ids.len() == 1 => return Err(e),
@@ -82,7 +83,7 @@ async fn retry_ids(cap: &Privileged, s: &AppState, ids: &[JobId]) -> Result<Retr
 
 /// Republishes one dead job (same job id, fresh attempts, built from the asset's current row).
 #[utoipa::path(post, path = "/api/v1/dlq/{job_id}/retry", tag = "dlq", security(("bearer" = ["PRIVILEGED"])),
-    params(("job_id" = String, Path, description = "The job id (UUID)")),
+    params(("job_id" = uuid::Uuid, Path, description = "The job id")),
     responses((status = 202, body = JobAnswer), (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem)))]
 pub async fn retry_one(
@@ -111,7 +112,7 @@ pub struct RetryFilter {
 }
 
 /// One dead letter that could not be retried.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RetryFailure {
     /// The job id.
     pub job_id: String,
@@ -120,7 +121,7 @@ pub struct RetryFailure {
 }
 
 /// What a retry did.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RetryAnswer {
     /// Job ids republished.
     pub retried: Vec<String>,
@@ -164,7 +165,7 @@ pub async fn retry_many(
 
 /// Drops a dead letter; the asset stays `dead` until rotated by hand.
 #[utoipa::path(post, path = "/api/v1/dlq/{job_id}/discard", tag = "dlq", security(("bearer" = ["PRIVILEGED"])),
-    params(("job_id" = String, Path, description = "The job id (UUID)")),
+    params(("job_id" = uuid::Uuid, Path, description = "The job id")),
     responses((status = 200, body = DeadLetterView), (status = 404, body = crate::error::Problem)))]
 pub async fn discard(
     cap: Privileged,
@@ -174,6 +175,6 @@ pub async fn discard(
     let id = job_id(&id)?;
     dead_letters::get(&s.db, id).await?;
     dead_letters::set_status(&s.db, id, DeadLetterStatus::Discarded).await?;
-    audit(&s.db, cap.caller(), "dlq.discard", Some(&id.to_string()), json!({})).await?;
+    audit(&s.db, cap.caller(), Action::DlqDiscard, Some(&id.to_string()), json!({})).await?;
     Ok(Json(dead_letters::get(&s.db, id).await?.into()))
 }

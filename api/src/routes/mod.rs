@@ -14,7 +14,8 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
+use futures_util::FutureExt as _;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Doc, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
@@ -32,9 +33,11 @@ pub fn limit(given: Option<u64>) -> Result<u64, ApiError> {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "certfleet control plane", description = "Inventory, rotations, dead letters, users and API keys. \
-        Roles nest: ADMIN ⊃ PRIVILEGED ⊃ DEVELOPER; each operation's `security` names the lowest role it needs."),
-    modifiers(&Common),
+    info(
+        title = "certfleet control plane",
+        description = "Inventory, rotations, dead letters, users and API keys. \
+        Roles nest: ADMIN ⊃ PRIVILEGED ⊃ DEVELOPER; each operation's `security` names the lowest role it needs."
+    ),
     components(schemas(Problem))
 )]
 struct ApiDoc;
@@ -93,6 +96,16 @@ impl Modify for Common {
                 for (code, desc) in common {
                     op.responses.responses.entry(code.to_owned()).or_insert_with(|| problem(desc));
                 }
+                // Every error answer is a problem document, whatever the handler declared.
+                for (code, response) in op.responses.responses.iter_mut() {
+                    if code.starts_with('4') || code.starts_with('5') {
+                        let desc = match response {
+                            RefOr::T(r) => r.description.clone(),
+                            RefOr::Ref(_) => "Error".to_owned(),
+                        };
+                        *response = problem(&desc);
+                    }
+                }
             }
         }
     }
@@ -105,6 +118,13 @@ pub fn openapi() -> Doc {
 
 /// Every endpoint, and the OpenAPI document derived from them.
 fn parts() -> (Router<AppState>, Doc) {
+    let (router, mut doc) = endpoints().split_for_parts();
+    // After the routes are in: the modifier adds the problem answers to every operation.
+    Common.modify(&mut doc);
+    (router, doc)
+}
+
+fn endpoints() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(session::authenticate, session::change_password))
         .routes(routes!(admin::list_users, admin::create_user))
@@ -128,7 +148,6 @@ fn parts() -> (Router<AppState>, Doc) {
         .routes(routes!(system::queues))
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
-        .split_for_parts()
 }
 
 /// The complete app: endpoints, `/openapi.json`, fallbacks, body cap and request ids.
@@ -165,7 +184,15 @@ async fn request_id(req: Request, next: Next) -> Response {
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let mut res = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    // A panic in a handler is an internal fault like any other: a 500 problem with the
+    // request id, logged, instead of a dropped connection.
+    let guarded = async {
+        match std::panic::AssertUnwindSafe(next.run(req)).catch_unwind().await {
+            Ok(res) => res,
+            Err(_) => ApiError::internal(format!("a handler panicked on {method} {path}")).into_response(),
+        }
+    };
+    let mut res = REQUEST_ID.scope(id.clone(), guarded).await;
     tracing::debug!(request_id = %id, %method, %path, status = res.status().as_u16(), "request");
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert("x-request-id", v);

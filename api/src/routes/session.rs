@@ -9,9 +9,10 @@ use crate::error::{ApiError, Json};
 use crate::state::AppState;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
+use certfleet_shared::db::audit::{self, Action};
 use certfleet_shared::db::entity::audit::ActorKind;
 use certfleet_shared::db::entity::user;
-use certfleet_shared::db::{audit, users};
+use certfleet_shared::db::users;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -21,7 +22,7 @@ use utoipa::ToSchema;
 pub const MAX_FAILURES: u64 = 5;
 /// The window they are counted in.
 pub const WINDOW: chrono::Duration = chrono::Duration::minutes(15);
-const FAILED: &str = "login.failed";
+const FAILED: Action = Action::LoginFailed;
 
 /// Credentials.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -46,7 +47,7 @@ pub struct PasswordChange {
 }
 
 /// A session token.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TokenAnswer {
     /// Bearer token for `Authorization: Bearer ...`.
     pub token: String,
@@ -83,7 +84,8 @@ async fn check(state: &AppState, o: &Origin, username: &str, pass: &str) -> Resu
     if failures >= MAX_FAILURES {
         let retry_at = oldest.unwrap_or(now) + WINDOW;
         let retry_after = u64::try_from((retry_at - now).num_seconds()).unwrap_or(0).max(1);
-        audit::record(&state.db, entry(username, o, "login.throttled", json!({"retry_after": retry_after}))).await?;
+        audit::record(&state.db, entry(username, o, Action::LoginThrottled, json!({"retry_after": retry_after})))
+            .await?;
         return Err(ApiError::TooManyRequests {
             detail: format!("too many failed logins; try again in {retry_after} s"),
             retry_after,
@@ -101,7 +103,7 @@ async fn check(state: &AppState, o: &Origin, username: &str, pass: &str) -> Resu
     }
 }
 
-fn entry(username: &str, o: &Origin, action: &'static str, summary: serde_json::Value) -> audit::Entry {
+fn entry(username: &str, o: &Origin, action: Action, summary: serde_json::Value) -> audit::Entry {
     audit::Entry {
         actor: username.to_owned(),
         actor_kind: ActorKind::User,
@@ -124,7 +126,7 @@ pub async fn authenticate(
 ) -> Result<Json<TokenAnswer>, ApiError> {
     let user = check(&state, &o, &body.username, &body.password).await?;
     let (token, expires_at) = state.signer.issue(&user.username, user.role, Utc::now()).map_err(ApiError::internal)?;
-    audit_row(&state.db, &as_caller(&user.username, &o, Some(&user)), "login.ok", Some(&user.username), json!({}))
+    audit_row(&state.db, &as_caller(&user.username, &o, Some(&user)), Action::LoginOk, Some(&user.username), json!({}))
         .await?;
     Ok(Json(TokenAnswer { token, expires_at }))
 }
@@ -144,7 +146,13 @@ pub async fn change_password(
     let hash = password::hash(body.updated_password).await.map_err(ApiError::internal)?;
     // The change time is kept in whole seconds ahead of every earlier token's iat.
     users::set_password(&state.db, &user.username, &hash).await?;
-    audit_row(&state.db, &as_caller(&user.username, &o, Some(&user)), "user.password", Some(&user.username), json!({}))
-        .await?;
+    audit_row(
+        &state.db,
+        &as_caller(&user.username, &o, Some(&user)),
+        Action::UserPassword,
+        Some(&user.username),
+        json!({}),
+    )
+    .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

@@ -4,16 +4,17 @@ use crate::auth::Developer;
 use crate::error::{ApiError, Json};
 use crate::state::AppState;
 use axum::extract::State;
-use certfleet_shared::amqp::stats::{QueueStats, queue_stats};
+use certfleet_shared::amqp::stats::{QueueStats, queue_stats_with};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// Depth and consumers of every certfleet queue.
+/// Ready messages and consumers of every certfleet queue; with `amqp_management_url`, also
+/// the unacked count and the publish and deliver rates.
 #[utoipa::path(get, path = "/api/v1/queues", tag = "queues", security(("bearer" = ["DEVELOPER"])),
     responses((status = 200, body = Vec<QueueStats>)))]
 pub async fn queues(_: Developer, State(s): State<AppState>) -> Result<Json<Vec<QueueStats>>, ApiError> {
     let conn = s.broker.connection().await?;
-    let stats = queue_stats(&conn, s.broker.timeout()).await;
+    let stats = queue_stats_with(&conn, s.broker.management(), s.broker.timeout()).await;
     let _ = conn.close(200, "done".into()).await;
     Ok(Json(stats.map_err(|e| {
         tracing::warn!(error = %e, "reading queue stats failed");

@@ -48,6 +48,8 @@ async fn rotate_and_dead_letters_through_the_api(backend: Backend) {
                 class: ErrorClass::Auth,
                 reason: "device refused the key".into(),
                 attempts: 5,
+                kind: None,
+                payload: None,
             },
         )
         .await
@@ -76,4 +78,44 @@ async fn rotate_and_dead_letters_through_the_api(backend: Backend) {
     s.stop().await;
 }
 
-crate::both_backends!(rotate_and_dead_letters_through_the_api);
+/// With `amqp_management_url`, a job a consumer holds without acking shows as unacked
+/// (the broker's management API samples every few seconds, so this polls).
+async fn unacked_counts_come_from_the_management_api(backend: Backend) {
+    use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+    let s = Server::start_with(backend, |c| c.amqp_management_url = Some("http://127.0.0.1:15672".into())).await;
+    let p = s.user_token("m-priv", Role::Privileged).await;
+    let (st, _) = s.call(Method::POST, "/api/v1/assets", Some(&p), Some(json!([asset("m-1")]))).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, _) = s.call(Method::POST, "/api/v1/certificate/rotate/m-1", Some(&p), None).await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    let conn = lapin::Connection::connect(&s.config.amqp_url, lapin::ConnectionProperties::default()).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
+    let _held = ch
+        .basic_consume(
+            "certfleet.jobs.local".into(),
+            "holder".into(),
+            BasicConsumeOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let queues = loop {
+        let (st, queues) = s.call(Method::GET, "/api/v1/queues", Some(&p), None).await;
+        assert_eq!(st, StatusCode::OK, "{queues}");
+        let jobs = queues.as_array().unwrap().iter().find(|q| q["queue"] == "certfleet.jobs.local").unwrap().clone();
+        if jobs["unacked"] == 1 {
+            break queues;
+        }
+        assert!(std::time::Instant::now() < deadline, "unacked never showed: {queues}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    for q in queues.as_array().unwrap() {
+        assert!(q["unacked"].is_u64() && q["publish_rate"].is_number() && q["deliver_rate"].is_number(), "{q}");
+    }
+    let _ = conn.close(200, "done".into()).await;
+    s.stop().await;
+}
+
+crate::both_backends!(rotate_and_dead_letters_through_the_api, unacked_counts_come_from_the_management_api);

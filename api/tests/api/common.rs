@@ -72,10 +72,12 @@ impl Server {
         std::fs::write(&key_file, &signing_key).unwrap();
         std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::fs::write(dir.path().join("routes.toml"), ROUTES).unwrap();
-        let mut config = Config::default();
-        config.database_url = database_url;
-        config.amqp_url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
-        config.routes_file = dir.path().join("routes.toml");
+        let mut config = Config {
+            database_url,
+            amqp_url: format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
+            routes_file: dir.path().join("routes.toml"),
+            ..Config::default()
+        };
         config.api.listen = "127.0.0.1:0".parse().unwrap();
         config.api.token_signing_key_file = Some(key_file);
         tweak(&mut config);

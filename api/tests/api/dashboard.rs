@@ -106,6 +106,8 @@ async fn dead_letter(s: &Server, system_name: Option<&str>) -> JobId {
             class: ErrorClass::Auth,
             reason: "device refused the key".into(),
             attempts: 5,
+            kind: None,
+            payload: None,
         },
     )
     .await
@@ -200,7 +202,7 @@ async fn pages_roles_and_csrf(backend: Backend) {
 
 async fn dead_letters_and_workers(backend: Backend) {
     // The machine's RabbitMQ has its management plugin on (scripts/services.sh).
-    let s = Server::start_with(backend, |c| c.api.broker_management_url = Some("http://127.0.0.1:15672".into())).await;
+    let s = Server::start_with(backend, |c| c.amqp_management_url = Some("http://127.0.0.1:15672".into())).await;
     let p = s.user_token("dl-priv", Role::Privileged).await;
     let (st, _) = s
         .call(reqwest::Method::POST, "/api/v1/assets", Some(&p), Some(serde_json::json!([asset("a-1"), asset("a-2")])))
@@ -257,7 +259,7 @@ async fn dead_letters_and_workers(backend: Backend) {
     assert!(row("w-gone").contains(">gone<"), "{live}");
     let queue = live.split("<code>certfleet.jobs.local</code>").nth(1).unwrap().split("</tr>").next().unwrap();
     assert!(!queue.contains("n/a"), "unacked and rates from the management API: {queue}");
-    assert!(live.contains("Rates are the broker"), "{live}");
+    assert!(live.contains("the broker's recent averages"), "{live}");
     let (_, page) = b.get("/queues").await;
     assert!(page.contains("data-refresh=\"/queues/live\""));
     s.stop().await;

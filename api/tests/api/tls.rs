@@ -162,8 +162,10 @@ async fn certificate_hot_swap_under_a_client_loop(backend: Backend) {
 #[tokio::test]
 async fn plain_http_is_refused_off_loopback() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = certfleet_shared::Config::default();
-    config.database_url = format!("sqlite://{}/x.db?mode=rwc", dir.path().display());
+    let mut config = certfleet_shared::Config {
+        database_url: format!("sqlite://{}/x.db?mode=rwc", dir.path().display()),
+        ..certfleet_shared::Config::default()
+    };
     config.api.listen = "0.0.0.0:0".parse().unwrap();
     let err = certfleet_api::bind(&config).await.err().expect("refused").to_string();
     assert!(err.contains("api.listen") && err.contains("allow_plain_http"), "{err}");

@@ -2,6 +2,7 @@
 //! config inputs those stored values were computed with.
 
 use super::{Decision, Facts, decide};
+use crate::notify::expiry::{self, Announcement, CertFacts};
 use certfleet_shared::Config;
 use certfleet_shared::db::scan_rows::ScanRow;
 use chrono::{DateTime, Utc};
@@ -20,6 +21,11 @@ pub struct PolicyInputs {
     pub renew_before: BTreeMap<String, Option<Duration>>,
     /// How long a rolled-back asset waits (applied when its result is recorded).
     pub failed_retry_after: Duration,
+    /// The expiry watch: the thresholds some `[[notify.rule]]` announces, most distant
+    /// first (`certificate_expired` is announced whenever the watch is on); `None` when no
+    /// rule takes either expiry event. The stored `next_due_at` is the earlier of the
+    /// rotation's time and the next announcement's.
+    pub expiry_watch: Option<Vec<Duration>>,
 }
 
 impl PolicyInputs {
@@ -28,13 +34,42 @@ impl PolicyInputs {
         Self {
             renew_before: config.issuers.iter().map(|(name, c)| (name.clone(), c.renew_before())).collect(),
             failed_retry_after: config.failed_retry_after,
+            expiry_watch: crate::notify::router::expiry_watch(&config.notify),
         }
+    }
+
+    /// The expiry watch's thresholds, `None` when it is off.
+    pub fn watch(&self) -> Option<&[Duration]> {
+        self.expiry_watch.as_deref()
+    }
+
+    /// The expiry announcement `row` is due at `now`, if the watch is on.
+    pub fn announcement(&self, row: &ScanRow, now: DateTime<Utc>) -> Option<Announcement> {
+        expiry::announcement(&CertFacts::of(row, row.expiry_notice.as_deref()), self.watch()?, now)
+    }
+
+    /// When the next announcement about `row` falls due, had `notice` been the last one.
+    pub fn next_notice_at(&self, row: &ScanRow, notice: Option<&str>) -> Option<DateTime<Utc>> {
+        expiry::next_notification_at(&CertFacts::of(row, notice), self.watch()?)
+    }
+
+    /// The next instant the scheduler must look at `row`: the earlier of the policy
+    /// chain's [`next_due_at`] and the next expiry announcement.
+    pub fn next_due_at(&self, row: &ScanRow, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        earliest(next_due_at(&self.facts(row), now), self.next_notice_at(row, row.expiry_notice.as_deref()))
     }
 
     /// The facts of a scan row under these inputs.
     pub fn facts(&self, row: &ScanRow) -> Facts {
         let rb = self.renew_before.get(&row.certificate_authority).copied().flatten();
         Facts::of_scan(row, rb)
+    }
+
+    /// Whether the chain says `asset` is due at `now` (`certfleet assets list --due`, the
+    /// API's `due=true`).
+    pub fn is_due(&self, asset: &certfleet_shared::db::entity::asset::Model, now: DateTime<Utc>) -> bool {
+        let rb = self.renew_before.get(&asset.certificate_authority).copied().flatten();
+        matches!(decide(&Facts::of(asset, rb), now), Decision::Due(_))
     }
 
     /// A stable digest of the inputs: when it changes, every stored `next_due_at` is
@@ -44,6 +79,10 @@ impl PolicyInputs {
         h.update(format!("v{POLICY_VERSION};failed={}", self.failed_retry_after.as_millis()));
         for (name, rb) in &self.renew_before {
             h.update(format!(";{name}={}", rb.map_or(-1, |d| i128::try_from(d.as_millis()).unwrap_or(i128::MAX))));
+        }
+        match &self.expiry_watch {
+            None => h.update(";expiry=off"),
+            Some(t) => h.update(format!(";expiry={:?}", t.iter().map(Duration::as_secs).collect::<Vec<_>>())),
         }
         hex::encode(&h.finalize()[..16])
     }
@@ -57,6 +96,14 @@ pub fn next_due_at(facts: &Facts, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     match decide(facts, now) {
         Decision::Due(_) => Some(now),
         Decision::NotDue(at) => at,
+    }
+}
+
+/// The earlier of two optional instants (`None` is "never").
+pub fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -161,5 +208,14 @@ mod tests {
         let mut c = a.clone();
         c.failed_retry_after = Duration::from_secs(1);
         assert_ne!(a.fingerprint(), c.fingerprint());
+        let mut d = a.clone();
+        d.expiry_watch = Some(vec![Duration::from_secs(30 * 86_400)]);
+        assert_ne!(a.fingerprint(), d.fingerprint(), "turning the expiry watch on");
+        let mut e = d.clone();
+        e.expiry_watch = Some(vec![Duration::from_secs(15 * 86_400)]);
+        assert_ne!(d.fingerprint(), e.fingerprint(), "another threshold");
+        let mut f = a.clone();
+        f.expiry_watch = Some(Vec::new());
+        assert_ne!(a.fingerprint(), f.fingerprint(), "expired only");
     }
 }

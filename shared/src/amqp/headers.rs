@@ -18,6 +18,10 @@ pub const ATTEMPT: &str = "x-certfleet-attempt";
 pub const DEAD_REASON: &str = "x-certfleet-reason";
 /// Dead letters: the error class.
 pub const DEAD_CLASS: &str = "x-certfleet-error-class";
+/// Dead letters: what died (`notification`; absent for rotation jobs).
+pub const DEAD_KIND: &str = "x-certfleet-kind";
+/// Notifications: the channel.
+pub const CHANNEL: &str = "x-certfleet-channel";
 /// Content type of every certfleet body.
 pub const CONTENT_TYPE: &str = "application/json";
 /// The reply-to queue.
@@ -41,6 +45,20 @@ pub fn job_properties(job: &RotationJob, traceparent: &str) -> BasicProperties {
         .with_message_id(job.job_id.to_string().into())
         .with_correlation_id(job.job_id.to_string().into())
         .with_reply_to(REPLY_TO.into())
+        .with_headers(h)
+}
+
+/// Properties of a notification: persistent, with its id, channel and trace context.
+pub fn notification_properties(n: &certfleet_proto::Notification, traceparent: &str) -> BasicProperties {
+    let mut h = FieldTable::default();
+    h.insert(ShortString::from(TRACEPARENT), long(traceparent));
+    h.insert(ShortString::from(DEAD_KIND), long("notification"));
+    h.insert(ShortString::from(CHANNEL), long(&n.channel));
+    h.insert(ShortString::from(ATTEMPT), AMQPValue::LongLongInt(i64::from(n.attempt)));
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type(CONTENT_TYPE.into())
+        .with_message_id(n.id.to_string().into())
         .with_headers(h)
 }
 

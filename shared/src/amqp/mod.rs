@@ -2,7 +2,9 @@
 //! a publisher that waits for the broker's confirm, and the message headers.
 
 pub mod headers;
+pub mod management;
 mod publisher;
+pub mod settle;
 pub mod stats;
 pub mod topology;
 

@@ -8,6 +8,8 @@
 //! | `certfleet.retry.<driver>.<tier>` | quorum queue with TTL | delayed retries, dead-lettered back to `certfleet.jobs` |
 //! | `certfleet.dead` | fanout exchange + quorum queue | dead letters, read by one active consumer |
 //! | `certfleet.heartbeats` | quorum queue with TTL | worker heartbeats, recorded by the scheduler |
+//! | `certfleet.notify` | quorum queue | notifications, one message per event and channel |
+//! | `certfleet.retry.notify.<tier>` | quorum queue with TTL | delayed notification retries, back to `certfleet.notify` |
 
 use super::{AmqpError, timed};
 use crate::backoff::{RETRY_TIERS, tier_label};
@@ -37,6 +39,16 @@ pub const JOB_DELIVERY_LIMIT: i64 = 5;
 /// Length bound of each job queue; past it publishes are refused (nacked), never dropped.
 pub const JOB_QUEUE_MAX_LENGTH: i64 = 1_000_000;
 
+/// The notification queue (default exchange, routing key = its name).
+pub const NOTIFY_QUEUE: &str = "certfleet.notify";
+/// Deliveries of one notification before the broker dead-letters it.
+pub const NOTIFY_DELIVERY_LIMIT: i64 = 5;
+
+/// The retry queue of notifications for one tier.
+pub fn notify_retry_queue(tier: Duration) -> String {
+    format!("certfleet.retry.notify.{}", tier_label(tier))
+}
+
 /// The job queue of a driver.
 pub fn job_queue(driver: Driver) -> String {
     format!("{JOBS_EXCHANGE}.{driver}")
@@ -49,7 +61,9 @@ pub fn retry_queue(driver: Driver, tier: Duration) -> String {
 
 /// Every certfleet queue for `drivers`, for dashboards and `certfleet queues`.
 pub fn queue_names(drivers: &[Driver]) -> Vec<String> {
-    let mut names = vec![RESULTS_QUEUE.to_owned(), DEAD_QUEUE.to_owned(), HEARTBEATS_QUEUE.to_owned()];
+    let mut names =
+        vec![RESULTS_QUEUE.to_owned(), DEAD_QUEUE.to_owned(), NOTIFY_QUEUE.to_owned(), HEARTBEATS_QUEUE.to_owned()];
+    names.extend(RETRY_TIERS.iter().map(|t| notify_retry_queue(*t)));
     for d in drivers {
         names.push(job_queue(*d));
         names.extend(RETRY_TIERS.iter().map(|t| retry_queue(*d, *t)));
@@ -116,6 +130,8 @@ pub async fn declare(channel: &Channel, drivers: &[Driver], timeout: Duration) -
     ]);
     timed("queue.declare", timeout, channel.queue_declare(HEARTBEATS_QUEUE.into(), durable(), beats_args)).await?;
 
+    declare_notify(channel, timeout).await?;
+
     for driver in drivers {
         let queue = job_queue(*driver);
         let args = quorum_args(&[
@@ -150,6 +166,32 @@ pub async fn declare(channel: &Channel, drivers: &[Driver], timeout: Duration) -
             let name = retry_queue(*driver, *tier);
             timed("queue.declare", timeout, channel.queue_declare(name.as_str().into(), durable(), args)).await?;
         }
+    }
+    Ok(())
+}
+
+/// Declares `certfleet.notify` and its retry tiers: the same guarantees as a job queue
+/// (delivery limit, at-least-once dead-lettering to `certfleet.dead`, reject-publish).
+async fn declare_notify(channel: &Channel, timeout: Duration) -> Result<(), AmqpError> {
+    let args = quorum_args(&[
+        ("x-delivery-limit", AMQPValue::LongLongInt(NOTIFY_DELIVERY_LIMIT)),
+        ("x-dead-letter-exchange", text(DEAD_EXCHANGE)),
+        ("x-dead-letter-strategy", text("at-least-once")),
+        ("x-overflow", text("reject-publish")),
+        ("x-max-length", AMQPValue::LongLongInt(JOB_QUEUE_MAX_LENGTH)),
+    ]);
+    timed("queue.declare", timeout, channel.queue_declare(NOTIFY_QUEUE.into(), durable(), args)).await?;
+    for tier in RETRY_TIERS {
+        let ttl = i64::try_from(tier.as_millis()).unwrap_or(i64::MAX);
+        let args = quorum_args(&[
+            ("x-message-ttl", AMQPValue::LongLongInt(ttl)),
+            ("x-dead-letter-exchange", text("")),
+            ("x-dead-letter-routing-key", text(NOTIFY_QUEUE)),
+            ("x-dead-letter-strategy", text("at-least-once")),
+            ("x-overflow", text("reject-publish")),
+        ]);
+        let name = notify_retry_queue(*tier);
+        timed("queue.declare", timeout, channel.queue_declare(name.as_str().into(), durable(), args)).await?;
     }
     Ok(())
 }

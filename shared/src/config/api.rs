@@ -32,10 +32,6 @@ pub struct ApiConfig {
     pub trace_url_template: Option<String>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
-    /// Base URL of RabbitMQ's management API (for example `http://127.0.0.1:15672`): the
-    /// dashboard's Queues page then also shows unacknowledged counts and message rates.
-    /// The credentials are those of `amqp_url`. Unset: ready counts and consumers only.
-    pub broker_management_url: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -50,7 +46,6 @@ impl Default for ApiConfig {
             public_url: None,
             trace_url_template: None,
             max_body_bytes: 10 * 1024 * 1024,
-            broker_management_url: None,
         }
     }
 }

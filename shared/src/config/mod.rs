@@ -5,10 +5,12 @@ pub mod api;
 pub mod dns;
 pub mod drivers;
 pub mod issuer;
+pub mod notify;
 
 pub use api::ApiConfig;
 pub use drivers::{DriversConfig, PanosDriverConfig};
 pub use issuer::{AcmeIssuerConfig, InternalIssuerConfig, IssuerConfig};
+pub use notify::NotifyConfig;
 
 use certfleet_proto::Driver;
 use figment::Figment;
@@ -32,6 +34,10 @@ pub struct Config {
     pub database_url: String,
     /// RabbitMQ URL, for example `amqp://guest:guest@127.0.0.1:5672/%2f`.
     pub amqp_url: String,
+    /// RabbitMQ's management API, for example `http://127.0.0.1:15672` (optional): adds
+    /// the unacked count and the publish / deliver rates to the queue numbers. The user,
+    /// password and vhost are those of `amqp_url` unless this URL carries a user.
+    pub amqp_management_url: Option<String>,
     /// Routing table mapping assets to drivers (see `routes.example.toml`).
     pub routes_file: PathBuf,
     /// Scheduler: time between two inventory scans, for example `30s`.
@@ -72,6 +78,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The HTTP API and dashboard.
     pub api: ApiConfig,
+    /// Notifications: channels, routing rules, expiry thresholds, storm control.
+    pub notify: NotifyConfig,
 }
 
 /// Delayed retries of transient failures.
@@ -144,6 +152,7 @@ impl Default for Config {
         Self {
             database_url: "sqlite://certfleet.db?mode=rwc".into(),
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            amqp_management_url: None,
             routes_file: PathBuf::from("routes.toml"),
             scan_interval: Duration::from_secs(30),
             scan_page_size: 2000,
@@ -159,6 +168,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             drivers: DriversConfig::default(),
             api: ApiConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -175,6 +185,14 @@ pub enum ConfigError {
     /// A value has the wrong type, or a key is unknown; figment names the key and its source.
     #[error("invalid configuration: {0}")]
     Invalid(Box<figment::Error>),
+    /// A value under a named entry (a channel, a rule) is not acceptable.
+    #[error("invalid configuration: {key}: {reason}")]
+    Setting {
+        /// The offending key, with the entry's name or index.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A value parses but is not acceptable.
     #[error("invalid configuration: {key}: {reason}")]
     Value {
@@ -233,6 +251,11 @@ impl Config {
         if self.scan_page_size == 0 {
             return bad("scan_page_size", "must be at least 1");
         }
+        if let Some(url) = &self.amqp_management_url
+            && let Err(e) = crate::amqp::management::Management::new(url, &self.amqp_url, self.connect_timeout)
+        {
+            return Err(ConfigError::Value { key: "amqp_management_url", reason: e.to_string() });
+        }
         if self.worker.concurrency == 0 {
             return bad("worker.concurrency", "must be at least 1");
         }
@@ -251,6 +274,7 @@ impl Config {
         for (name, issuer) in &self.issuers {
             issuer.validate(name)?;
         }
+        self.notify.validate()?;
         Ok(())
     }
 }
@@ -259,6 +283,7 @@ impl Config {
 const ENV_KEYS: &[&str] = &[
     "database_url",
     "amqp_url",
+    "amqp_management_url",
     "routes_file",
     "scan_interval",
     "scan_page_size",
@@ -274,6 +299,7 @@ const ENV_KEYS: &[&str] = &[
     "issuers",
     "log_format",
     "api",
+    "notify",
 ];
 
 /// `CERTFLEET_*` variables read directly, not config keys.

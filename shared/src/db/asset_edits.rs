@@ -3,7 +3,7 @@
 //! certificate-validation switch.
 
 use super::DbError;
-use super::assets::{AssetInput, FieldError, by_name};
+use super::assets::{AssetInput, FieldError, Known, by_name};
 use super::entity::asset;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, SimpleExpr};
@@ -177,7 +177,7 @@ fn changes(patch: &AssetPatch, merged: &mut AssetInput) -> Vec<Change> {
 pub async fn update(
     db: &DatabaseConnection,
     patch: &AssetPatch,
-    issuers: &[&str],
+    known: Known<'_>,
 ) -> Result<asset::Model, UpdateError> {
     let txn = db.begin().await.map_err(DbError::from)?;
     // Write first: the transaction takes the row lock (PostgreSQL) or the write lock
@@ -198,7 +198,7 @@ pub async fn update(
     if cols.is_empty() {
         return Err(UpdateError::Empty);
     }
-    merged.validate(issuers)?;
+    merged.validate(known)?;
     let mut q = asset::Entity::update_many();
     for (col, value) in cols {
         q = q.col_expr(col, value);

@@ -76,6 +76,47 @@ pub struct FieldError {
     pub reason: String,
 }
 
+/// Checks a row against the routing table (implemented by the scheduler's `Routes`).
+pub trait RouteCheck: Send + Sync {
+    /// `Err` with the field and rule when no route takes the row.
+    fn check(&self, row: &AssetInput) -> Result<(), FieldError>;
+}
+
+/// What rows are validated against besides their own rules: the configured issuers and,
+/// where the caller has it, the routing table.
+#[derive(Clone, Copy)]
+pub struct Known<'a> {
+    /// Issuer names the config knows.
+    pub issuers: &'a [&'a str],
+    /// The routing table, when loaded.
+    pub routes: Option<&'a dyn RouteCheck>,
+}
+
+impl<'a> Known<'a> {
+    /// Also check every row against `routes`.
+    pub fn with_routes(self, routes: &'a dyn RouteCheck) -> Self {
+        Self { routes: Some(routes), ..self }
+    }
+}
+
+impl<'a> From<&'a [&'a str]> for Known<'a> {
+    fn from(issuers: &'a [&'a str]) -> Self {
+        Self { issuers, routes: None }
+    }
+}
+
+impl<'a, const N: usize> From<&'a [&'a str; N]> for Known<'a> {
+    fn from(issuers: &'a [&'a str; N]) -> Self {
+        Self { issuers, routes: None }
+    }
+}
+
+impl<'a> From<&'a Vec<&'a str>> for Known<'a> {
+    fn from(issuers: &'a Vec<&'a str>) -> Self {
+        Self { issuers, routes: None }
+    }
+}
+
 fn field_err(field: &'static str, reason: impl Into<String>) -> FieldError {
     FieldError { field, reason: reason.into() }
 }
@@ -123,8 +164,11 @@ impl AssetInput {
         }
     }
 
-    /// Validates the row; `issuers` are the issuer names the config knows.
-    pub fn validate(&self, issuers: &[&str]) -> Result<(), FieldError> {
+    /// Validates the row against its own rules and what `known` holds (the configured
+    /// issuers and, when given, the routing table).
+    pub fn validate<'a>(&self, known: impl Into<Known<'a>>) -> Result<(), FieldError> {
+        let known = known.into();
+        let issuers = known.issuers;
         let name = self.system_name.trim();
         if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
             return Err(field_err("system_name", "must be 1 to 255 printable characters"));
@@ -155,10 +199,10 @@ impl AssetInput {
         if let Some(alg) = &self.key_algorithm {
             alg.parse::<KeyAlgorithm>().map_err(|e| field_err("key_algorithm", e.to_string()))?;
         }
-        match &self.settings {
-            None | Some(serde_json::Value::Object(_)) => Ok(()),
-            Some(other) => Err(field_err("settings", format!("must be a JSON object, not {other}"))),
+        if let Some(other) = self.settings.as_ref().filter(|v| !v.is_object()) {
+            return Err(field_err("settings", format!("must be a JSON object, not {other}")));
         }
+        known.routes.map_or(Ok(()), |routes| routes.check(self))
     }
 }
 
@@ -248,12 +292,13 @@ pub struct RowError {
 }
 
 /// Validates every row; returns every bad row (or none). Duplicate names are bad rows too.
-pub fn validate_all(rows: &[AssetInput], issuers: &[&str]) -> Vec<RowError> {
+pub fn validate_all<'a>(rows: &[AssetInput], known: impl Into<Known<'a>>) -> Vec<RowError> {
+    let known = known.into();
     let mut seen = HashSet::new();
     let mut errors = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         let named = |error| RowError { row: i + 1, name: Some(row.system_name.clone()), error };
-        if let Err(e) = row.validate(issuers) {
+        if let Err(e) = row.validate(known) {
             errors.push(named(e));
         } else if !seen.insert(row.system_name.trim()) {
             errors.push(named(field_err("system_name", "appears more than once in the file")));
@@ -319,9 +364,9 @@ const IMPORTED_COLUMNS: &[asset::Column] = &[
 pub async fn import(
     db: &DatabaseConnection,
     rows: &[AssetInput],
-    issuers: &[&str],
+    known: impl Into<Known<'_>>,
 ) -> Result<ImportSummary, ImportError> {
-    let errors = validate_all(rows, issuers);
+    let errors = validate_all(rows, known);
     if !errors.is_empty() {
         return Err(ImportError::Rows(errors));
     }
@@ -351,9 +396,9 @@ pub async fn import(
 pub async fn create(
     db: &DatabaseConnection,
     rows: &[AssetInput],
-    issuers: &[&str],
+    known: impl Into<Known<'_>>,
 ) -> Result<ImportSummary, ImportError> {
-    let errors = validate_all(rows, issuers);
+    let errors = validate_all(rows, known);
     if !errors.is_empty() {
         return Err(ImportError::Rows(errors));
     }
@@ -441,4 +486,32 @@ pub async fn page(db: &impl ConnectionTrait, after: i64, limit: u64) -> Result<V
         .limit(limit)
         .all(db)
         .await?)
+}
+
+/// Assets by id (for the few rows a scan found something to announce about).
+pub async fn by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<asset::Model>, DbError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(asset::Entity::find().filter(asset::Column::Id.is_in(ids.iter().copied())).all(db).await?)
+}
+
+/// Records `notice` as the last expiry threshold announced for asset `id`, if its notice
+/// is still `previous` (compare-and-set). Returns false when another scheduler (or an
+/// earlier scan) recorded something else first: then it is not announced again.
+pub async fn mark_expiry_notice(
+    db: &impl ConnectionTrait,
+    id: i64,
+    previous: Option<&str>,
+    notice: Option<&str>,
+) -> Result<bool, DbError> {
+    use sea_orm::sea_query::Expr;
+    let mut q = asset::Entity::update_many()
+        .col_expr(asset::Column::ExpiryNotice, Expr::value(notice.map(str::to_owned)))
+        .filter(asset::Column::Id.eq(id));
+    q = match previous {
+        Some(p) => q.filter(asset::Column::ExpiryNotice.eq(p)),
+        None => q.filter(asset::Column::ExpiryNotice.is_null()),
+    };
+    Ok(q.exec(db).await?.rows_affected == 1)
 }

@@ -29,6 +29,25 @@ pub struct DeadLetter {
     pub reason: String,
     /// Attempts made.
     pub attempts: u32,
+    /// `Some("notification")` for a dead notification; `None` for a rotation job.
+    pub kind: Option<String>,
+    /// A dead notification's envelope, for `dlq retry`.
+    pub payload: Option<String>,
+}
+
+/// The `kind` of a dead notification.
+pub const NOTIFICATION_KIND: &str = "notification";
+
+impl DeadLetter {
+    /// Whether this is a dead notification (it names no asset to retry as a rotation).
+    pub fn is_notification(&self) -> bool {
+        self.kind.as_deref() == Some(NOTIFICATION_KIND)
+    }
+}
+
+/// Whether a recorded dead letter is a dead notification.
+pub fn is_notification(row: &dead_letter::Model) -> bool {
+    row.kind.as_deref() == Some(NOTIFICATION_KIND)
 }
 
 /// Records a dead letter (idempotent on the job id: a redelivered dead letter, or the same
@@ -48,6 +67,8 @@ pub async fn record(db: &DatabaseConnection, dl: &DeadLetter) -> Result<(), DbEr
         status: Set(DeadLetterStatus::Pending),
         dead_at: Set(now),
         updated_at: Set(now),
+        kind: Set(dl.kind.clone()),
+        payload: Set(dl.payload.clone()),
         ..Default::default()
     };
     dead_letter::Entity::insert(row)
@@ -59,11 +80,17 @@ pub async fn record(db: &DatabaseConnection, dl: &DeadLetter) -> Result<(), DbEr
                     dead_letter::Column::Attempts,
                     dead_letter::Column::Status,
                     dead_letter::Column::UpdatedAt,
+                    dead_letter::Column::Payload,
                 ])
                 .to_owned(),
         )
         .exec_without_returning(&txn)
         .await?;
+    if dl.is_notification() {
+        // A dead notification leaves the asset and its rotations alone.
+        txn.commit().await?;
+        return Ok(());
+    }
     if let Some(asset_id) = dl.asset_id {
         asset::Entity::update_many()
             .col_expr(asset::Column::State, Expr::value(AssetState::Dead.as_str()))

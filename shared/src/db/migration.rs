@@ -3,6 +3,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+mod m0004_notifications;
 mod m0005_due_scan;
 mod m0006_workers;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0001Initial),
             Box::new(M0002RenewalInfo),
             Box::new(M0003ControlPlane),
+            Box::new(m0004_notifications::M0004Notifications),
             Box::new(m0005_due_scan::M0005DueScan),
             // M0004 is reserved for another branch.
             Box::new(m0006_workers::M0006Workers),
@@ -235,7 +237,7 @@ impl MigrationTrait for M0003ControlPlane {
             ("audit_at", &["at"][..]),
         ]
         .into_iter()
-        .chain(SEARCH_INDEXES.iter().copied().map(|(n, c)| (n, c)))
+        .chain(SEARCH_INDEXES.iter().copied())
         {
             let table = if name.starts_with("audit") { "audit" } else { "assets" };
             let mut index = Index::create();

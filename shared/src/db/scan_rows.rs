@@ -10,7 +10,7 @@ use sea_orm::{
 
 /// The columns a scan decides on: a handful, so a scan of a large inventory decodes as
 /// little as it can. Routing and job building use the full rows of the claimed assets.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sea_orm::FromQueryResult)]
 pub struct ScanRow {
     /// Primary key.
     pub id: i64,
@@ -32,27 +32,16 @@ pub struct ScanRow {
     pub renewal_window_start: Option<DateTime<Utc>>,
     /// The CA's suggested renewal window, end.
     pub renewal_window_end: Option<DateTime<Utc>>,
-    /// The stored time of the next policy decision.
+    /// SHA-256 fingerprint of the current certificate (the expiry watch's dedup key).
+    pub fingerprint_sha256: Option<String>,
+    /// The last expiry threshold announced for the current certificate.
+    pub expiry_notice: Option<String>,
+    /// The stored time of the next policy decision or expiry announcement.
     pub next_due_at: Option<DateTime<Utc>>,
     /// Last change: a write of `next_due_at` computed from this row applies only if the
     /// row is still at this version.
     pub updated_at: DateTime<Utc>,
 }
-
-type ScanTuple = (
-    i64,
-    AssetState,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    String,
-    Option<String>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    DateTime<Utc>,
-);
 
 fn scan_select() -> sea_orm::Select<asset::Entity> {
     use asset::Column as C;
@@ -68,40 +57,24 @@ fn scan_select() -> sea_orm::Select<asset::Entity> {
         C::AriCertId,
         C::RenewalWindowStart,
         C::RenewalWindowEnd,
+        C::FingerprintSha256,
+        C::ExpiryNotice,
         C::NextDueAt,
         C::UpdatedAt,
     ])
 }
 
-fn scan_row(t: ScanTuple) -> ScanRow {
-    ScanRow {
-        id: t.0,
-        state: t.1,
-        lease_until: t.2,
-        not_before: t.3,
-        not_after: t.4,
-        certificate_expiration: t.5,
-        certificate_authority: t.6,
-        ari_cert_id: t.7,
-        renewal_window_start: t.8,
-        renewal_window_end: t.9,
-        next_due_at: t.10,
-        updated_at: t.11,
-    }
-}
-
 /// A page of scan rows with `id > after`, in id order (keyset pagination): the full pass.
-/// Columns are read by position, not by name.
+/// Columns are read by name into [`ScanRow`] (more than sea-orm's twelve-element tuples).
 pub async fn scan_page(db: &impl ConnectionTrait, after: i64, limit: u64) -> Result<Vec<ScanRow>, DbError> {
     use sea_orm::QuerySelect;
-    let rows: Vec<ScanTuple> = scan_select()
+    Ok(scan_select()
         .filter(asset::Column::Id.gt(after))
         .order_by_asc(asset::Column::Id)
         .limit(limit)
-        .into_tuple()
+        .into_model::<ScanRow>()
         .all(db)
-        .await?;
-    Ok(rows.into_iter().map(scan_row).collect())
+        .await?)
 }
 
 /// A page of the rows whose `next_due_at <= now`, in (`next_due_at`, id) order after the
@@ -120,18 +93,16 @@ pub async fn due_page(
             Condition::any().add(C::NextDueAt.gt(t)).add(Condition::all().add(C::NextDueAt.eq(t)).add(C::Id.gt(id))),
         );
     }
-    let rows: Vec<ScanTuple> =
-        q.order_by_asc(C::NextDueAt).order_by_asc(C::Id).limit(limit).into_tuple().all(db).await?;
-    Ok(rows.into_iter().map(scan_row).collect())
+    Ok(q.order_by_asc(C::NextDueAt).order_by_asc(C::Id).limit(limit).into_model::<ScanRow>().all(db).await?)
 }
+
+/// One computed `next_due_at` to store: (id, the row's version, the time).
+pub type NextDue = (i64, DateTime<Utc>, Option<DateTime<Utc>>);
 
 /// Stores computed `next_due_at` values, each only if its row is still at the version
 /// (`updated_at`) it was computed from: a row changed meanwhile keeps the writer's value.
 /// Returns how many rows were written.
-pub async fn store_next_due(
-    db: &DatabaseConnection,
-    updates: &[(i64, DateTime<Utc>, Option<DateTime<Utc>>)],
-) -> Result<u64, DbError> {
+pub async fn store_next_due(db: &DatabaseConnection, updates: &[NextDue]) -> Result<u64, DbError> {
     let mut written = 0;
     for chunk in updates.chunks(500) {
         let txn = db.begin().await?;
@@ -141,6 +112,45 @@ pub async fn store_next_due(
                 .col_expr(asset::Column::NextDueAt, sea_orm::sea_query::Expr::value(*next))
                 .filter(asset::Column::Id.eq(*id))
                 .filter(asset::Column::UpdatedAt.eq(*version))
+                .exec(&txn)
+                .await?
+                .rows_affected;
+        }
+        txn.commit().await?;
+    }
+    Ok(written)
+}
+
+/// The scan rows of the given assets, in id order.
+pub async fn by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<ScanRow>, DbError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        out.extend(
+            scan_select()
+                .filter(asset::Column::Id.is_in(chunk.iter().copied()))
+                .order_by_asc(asset::Column::Id)
+                .into_model::<ScanRow>()
+                .all(db)
+                .await?,
+        );
+    }
+    Ok(out)
+}
+
+/// Moves stored `next_due_at` values earlier: each row's becomes the given time where it
+/// is later or `None`, and is left alone otherwise. Unconditional on the row's version,
+/// since an earlier stored time is never wrong (it only asks for a decision sooner).
+/// Returns how many rows were written.
+pub async fn pull_next_due(db: &DatabaseConnection, floors: &[(i64, DateTime<Utc>)]) -> Result<u64, DbError> {
+    use sea_orm::Condition;
+    let mut written = 0;
+    for chunk in floors.chunks(500) {
+        let txn = db.begin().await?;
+        for (id, at) in chunk {
+            written += asset::Entity::update_many()
+                .col_expr(asset::Column::NextDueAt, sea_orm::sea_query::Expr::value(*at))
+                .filter(asset::Column::Id.eq(*id))
+                .filter(Condition::any().add(asset::Column::NextDueAt.is_null()).add(asset::Column::NextDueAt.gt(*at)))
                 .exec(&txn)
                 .await?
                 .rows_affected;

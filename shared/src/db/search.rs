@@ -28,6 +28,9 @@ pub struct AssetFilter {
     pub certificate_authority: Option<String>,
     /// Substring of system_name or common_name.
     pub q: Option<String>,
+    /// Only assets whose stored next decision time is at or before `now`: a superset of
+    /// the due ones (the scheduler's invariant), which the caller narrows with the policy.
+    pub decision_due: bool,
 }
 
 /// One page of assets with `id > after` matching `f`, in id order, plus the cursor of
@@ -57,10 +60,14 @@ pub async fn assets(
     if let Some(days) = f.days_until_expiration {
         // A rotation writes its notAfter into certificate_expiration too, so one indexed
         // column answers for imported and rotated certificates alike.
-        cond = cond.add(C::CertificateExpiration.lte(now + chrono::Duration::days(i64::from(days))));
+        let until = now.checked_add_signed(chrono::Duration::days(i64::from(days))).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        cond = cond.add(C::CertificateExpiration.lte(until));
     }
     if let Some(state) = f.state {
         cond = cond.add(C::State.eq(state));
+    }
+    if f.decision_due {
+        cond = cond.add(C::NextDueAt.lte(now));
     }
     if let Some(q) = f.q.as_deref().filter(|q| !q.is_empty()) {
         let pattern = format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// Where an asset stands in its rotation cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 #[serde(rename_all = "snake_case")]
 pub enum AssetState {
@@ -109,6 +110,9 @@ pub struct Model {
     pub next_due_at: Option<DateTimeUtc>,
     /// Last change.
     pub updated_at: DateTimeUtc,
+    /// The last expiry threshold announced for the current certificate,
+    /// `<fingerprint or exp:unix>/<seconds>` (0 seconds: expired).
+    pub expiry_notice: Option<String>,
 }
 
 /// No relations are navigated through sea-orm.

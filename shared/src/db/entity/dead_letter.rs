@@ -59,6 +59,11 @@ pub struct Model {
     pub dead_at: DateTimeUtc,
     /// Last operator action.
     pub updated_at: DateTimeUtc,
+    /// What died: `notification`, or empty for a rotation job.
+    pub kind: Option<String>,
+    /// For a dead notification: its envelope, republished by `dlq retry` (never secrets).
+    #[serde(skip)]
+    pub payload: Option<String>,
 }
 
 /// No relations are navigated through sea-orm.
