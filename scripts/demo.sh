@@ -18,6 +18,7 @@ rabbitmqctl -q set_permissions -p certfleet-demo guest '.*' '.*' '.*'
 cat > certfleet.toml <<TOML
 amqp_url = "amqp://guest:guest@127.0.0.1:5672/certfleet-demo"
 scan_interval = "2s"
+amqp_management_url = "http://127.0.0.1:15672"
 TOML
 python3 - "$demo" > assets.json <<'PY'
 import json, sys
@@ -33,6 +34,8 @@ print(json.dumps([{
 } for i in range(10)], indent=1))
 PY
 "$bin/certfleet" assets import assets.json
+# A dashboard login (the password is generated and shown once, here).
+"$bin/certfleet" users create demo-admin --role admin --generate-password > admin.txt
 "$bin/certfleet" up --concurrency 8 2> up.log &
 up=$!
 trap 'kill $up 2>/dev/null || true' EXIT
@@ -49,3 +52,6 @@ echo
 openssl x509 -in certs/web-00.crt -noout -subject -issuer -dates -ext subjectAltName
 echo
 echo "demo files: $demo (log: $demo/up.log)"
+echo
+echo "The dashboard: run  (cd $demo && $bin/certfleet up)  and open http://127.0.0.1:8080/"
+echo "  log in as demo-admin, $(grep 'password' admin.txt)"

@@ -120,6 +120,12 @@ async fn poison_and_failing_assets_are_dead_lettered_then_retried() {
     })
     .await;
     assert_eq!(queue_depth(&env.vhost.url, "certfleet.dead").await.0, 0, "recorded letters leave the queue");
+    // Each letter's properties and headers are kept too (the dashboard's detail page).
+    for l in &letters {
+        let id = certfleet_proto::JobId(l["job_id"].as_str().unwrap().parse().unwrap());
+        let kept = certfleet_shared::db::dead_letters::headers(&db, id).await.unwrap().expect("headers recorded");
+        assert!(kept["headers"]["x-certfleet-error-class"].is_string(), "{kept}");
+    }
     let broken = assets::by_name(&db, "broken").await.unwrap();
     assert_eq!(broken.state, AssetState::Dead);
     assert!(broken.last_error.unwrap().contains("/missing: No such file"));

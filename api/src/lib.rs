@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod broker;
+pub mod dashboard;
 pub mod error;
 pub mod routes;
 pub mod server;
@@ -110,6 +111,7 @@ impl Bound {
     pub async fn serve(self, cancel: CancellationToken) {
         let scheme = if self.tls { "https" } else { "http" };
         tracing::info!(url = %format!("{scheme}://{}", self.addr), "API listening");
+        tracing::info!(url = %format!("{scheme}://{}/", self.addr), "dashboard: open this URL in a browser");
         server::serve(self.listener, self.app, self.tls_setup, cancel).await;
     }
 }

@@ -91,7 +91,7 @@ impl BenchEnv {
         Ok(Self { dir, vhost, vhost_url, config, db, pg_name })
     }
 
-    fn row(&self, i: u64, due: bool, settings: serde_json::Value) -> asset::ActiveModel {
+    pub fn row(&self, i: u64, due: bool, settings: serde_json::Value) -> asset::ActiveModel {
         let now = Utc::now();
         asset::ActiveModel {
             system_name: Set(format!("a-{i:07}")),

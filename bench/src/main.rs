@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod baseline;
+mod dashboard;
 mod env;
 mod fleet;
 mod import;
@@ -51,6 +52,16 @@ enum Cmd {
         concurrency: u16,
         #[arg(long, default_value_t = 3)]
         runs: usize,
+    },
+    /// The dashboard's server time (Overview, Assets page 1 and page 500 of a filter).
+    Dashboard {
+        /// `sqlite` or `postgres`.
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 100)]
+        loads: usize,
     },
     /// RabbitMQ's own publish-and-consume rate (the baseline of the other benchmarks).
     Baseline {
@@ -134,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Cmd::Scan { backend, rows, due, runs, full } => scan::scan(&backend, rows, due, runs, full).await,
         Cmd::E2e { assets, workers, concurrency, runs } => e2e(assets, workers, concurrency, runs).await,
+        Cmd::Dashboard { backend, rows, loads } => dashboard::run(&backend, rows, loads).await,
         Cmd::IdleRss { settle_secs } => idle_rss(settle_secs).await,
         Cmd::Import { backend, rows, runs } => import::import(&backend, rows, runs).await,
         Cmd::Scale { assets, workers, concurrency, sleep_secs, runs } => {

@@ -1,6 +1,6 @@
 //! The versioned envelope every certfleet message travels in.
 
-use crate::{Notification, RotationJob, RotationResult};
+use crate::{Notification, RotationJob, RotationResult, WorkerHeartbeat};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,8 @@ pub enum MessageKind {
     RotationResult,
     /// A [`Notification`] for one channel.
     Notification,
+    /// A [`WorkerHeartbeat`].
+    WorkerHeartbeat,
 }
 
 impl MessageKind {
@@ -26,6 +28,7 @@ impl MessageKind {
             Self::RotationJob => "rotation_job",
             Self::RotationResult => "rotation_result",
             Self::Notification => "notification",
+            Self::WorkerHeartbeat => "worker_heartbeat",
         }
     }
 }
@@ -93,6 +96,10 @@ impl Payload for RotationResult {
 
 impl Payload for Notification {
     const KIND: MessageKind = MessageKind::Notification;
+}
+
+impl Payload for WorkerHeartbeat {
+    const KIND: MessageKind = MessageKind::WorkerHeartbeat;
 }
 
 #[derive(Deserialize)]

@@ -7,6 +7,7 @@
 
 mod driver;
 mod envelope;
+mod heartbeat;
 mod ids;
 mod job;
 mod notify;
@@ -14,6 +15,7 @@ mod result;
 
 pub use driver::{Driver, KeyAlgorithm, UnknownVariant};
 pub use envelope::{Envelope, MessageKind, Payload, WIRE_VERSION, WireError};
+pub use heartbeat::WorkerHeartbeat;
 pub use ids::{AssetId, JobId};
 pub use job::RotationJob;
 pub use notify::{AssetSummary, Digest, EventKind, Notification, NotificationId, ReasonCount, Severity};

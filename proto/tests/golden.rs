@@ -208,3 +208,17 @@ fn expiring_notification_v1_is_pinned() {
     n.fingerprint = Some("ab".repeat(32));
     check(n, include_str!("golden/notification_expiring.v1.json"));
 }
+
+#[test]
+fn worker_heartbeat_v1_is_pinned() {
+    let beat = WorkerHeartbeat {
+        worker: "worker-a".into(),
+        drivers: vec![Driver::Local, Driver::LinuxSsh],
+        concurrency: 16,
+        in_flight: 3,
+        interval_ms: 5000,
+        started_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap(),
+        sent_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 5).unwrap(),
+    };
+    check(beat, include_str!("golden/worker_heartbeat.v1.json"));
+}

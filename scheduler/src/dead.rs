@@ -129,6 +129,11 @@ pub async fn consume(
                     warn!(error = %e, "could not keep the expiry watch of a dead asset; the full pass will");
                 }
                 announce(&db, &events, &dl).await;
+                // For the dashboard's detail page; the letter itself is recorded already.
+                let described = headers::describe(&delivery.properties);
+                if let Err(e) = dead_letters::record_headers(&db, dl.job_id, described).await {
+                    warn!(job_id = %dl.job_id, error = %e, "could not store the dead letter's headers");
+                }
                 let _ = delivery.ack(BasicAckOptions::default()).await;
             }
             Err(e) => {

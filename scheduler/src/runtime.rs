@@ -6,7 +6,7 @@ use crate::notify::{self, Events};
 use crate::policy::PolicyInputs;
 use crate::routes::Routes;
 use crate::scan::{ScanMode, ScanReport, Scanner};
-use crate::{SchedulerError, dead, leader, recompute, results};
+use crate::{SchedulerError, dead, heartbeats, leader, recompute, results};
 use certfleet_proto::Driver;
 use certfleet_shared::Config;
 use certfleet_shared::amqp::{self, Publisher, timed, topology};
@@ -111,7 +111,7 @@ pub async fn run_with(
     let consumers = cancel.child_token();
     // A consumer that stops on its own (recovery failed) stops the scheduler, so that a
     // supervisor restarts it rather than it scanning on without recording results.
-    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::channel::<String>(2);
+    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::channel::<String>(4);
     {
         let channel = timed("channel.open", timeout, conn.create_channel()).await?;
         let (db, c, retry_after, failed, ev) =
@@ -126,6 +126,13 @@ pub async fn run_with(
         tracker.spawn(async move {
             if let Err(e) = dead::consume(db, channel, timeout, c, ev).await {
                 let _ = failed.send(format!("dead-letter consumer stopped: {e}")).await;
+            }
+        });
+        let channel = timed("channel.open", timeout, conn.create_channel()).await?;
+        let (db, c, failed) = (database.clone(), consumers.clone(), failed_tx.clone());
+        tracker.spawn(async move {
+            if let Err(e) = heartbeats::consume(db, channel, timeout, c).await {
+                let _ = failed.send(format!("heartbeat consumer stopped: {e}")).await;
             }
         });
         if !channels.is_empty() && config.notify.deliver_in_scheduler {

@@ -167,6 +167,26 @@ if [[ ! -x $venv/bin/schemathesis ]] || ! "$venv/bin/python" -c 'import aiosmtpd
     "$venv/bin/python" -c 'import aiosmtpd' || die "aiosmtpd still missing after pip install"
 fi
 
+# The dashboard's browser tests (tests/dashboard.rs): Debian's Chromium, driven by
+# playwright-core from npm (pinned), installed into a directory of its own. No browser is
+# downloaded (`npx playwright install` cannot work here): the tests launch /usr/bin/chromium.
+playwright_dir=${CERTFLEET_PLAYWRIGHT_DIR:-/var/tmp/certfleet-playwright}
+playwright_version=1.65.1
+if ! is_installed chromium || ! command -v npm >/dev/null; then
+    log "installing chromium (and nodejs/npm if missing)"
+    need=(chromium)
+    command -v node >/dev/null || need+=(nodejs)
+    command -v npm >/dev/null || need+=(npm)
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+if [[ ! -f $playwright_dir/node_modules/playwright-core/package.json ]] \
+   || ! grep -q "\"version\": \"$playwright_version\"" "$playwright_dir/node_modules/playwright-core/package.json"; then
+    log "installing playwright-core@$playwright_version into $playwright_dir"
+    mkdir -p "$playwright_dir"
+    (cd "$playwright_dir" && npm install --no-audit --no-fund --silent "playwright-core@$playwright_version")
+fi
+
 for p in "${packages[@]}"; do
     is_installed "$p" || die "package $p is still not installed"
 done

@@ -6,6 +6,7 @@ pub mod certinfo;
 pub mod consumer;
 pub mod driver;
 pub mod fsutil;
+pub mod heartbeat;
 pub mod issuer;
 pub mod keygen;
 #[cfg(test)]

@@ -87,6 +87,13 @@ pub async fn run(config: &Config, opts: WorkerOptions, cancel: CancellationToken
     let mut deliveries = futures_util::stream::select_all(consumers);
     info!(drivers = ?served.iter().map(|d| d.as_str()).collect::<Vec<_>>(), concurrency, "worker ready");
 
+    let heartbeat = crate::heartbeat::Identity {
+        worker: opts.name.clone(),
+        drivers: served.clone(),
+        concurrency: u32::from(concurrency),
+        interval: config.worker.heartbeat_interval,
+    };
+    let beats_publisher = publisher.clone();
     let handler = Arc::new(Handler {
         ctx: JobContext { drivers, issuers },
         publisher,
@@ -96,6 +103,10 @@ pub async fn run(config: &Config, opts: WorkerOptions, cancel: CancellationToken
     });
     let permits = Arc::new(Semaphore::new(usize::from(concurrency)));
     let tracker = TaskTracker::new();
+    // The heartbeat stops with the consumers: a stopping worker falls silent, and is shown
+    // as gone once 3 intervals pass.
+    let beats_cancel = cancel.child_token();
+    let beats = tokio::spawn(crate::heartbeat::run(beats_publisher, heartbeat, tracker.clone(), beats_cancel.clone()));
 
     loop {
         // Take the permit before accepting work, so at most `concurrency` jobs run.
@@ -127,6 +138,8 @@ pub async fn run(config: &Config, opts: WorkerOptions, cancel: CancellationToken
         }
     }
 
+    beats_cancel.cancel();
+    let _ = beats.await;
     info!("stopping: no new jobs; waiting for jobs in flight");
     for tag in &tags {
         let cancel_consumer = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());

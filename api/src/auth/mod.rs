@@ -51,6 +51,12 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
         .map(str::trim)
         .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into()))?;
+    authenticate_secret(bearer, parts, state).await
+}
+
+/// Authenticates a bearer secret (an API key or a session token), wherever it came from:
+/// the `Authorization` header of the API or the session cookie of the dashboard.
+pub async fn authenticate_secret(bearer: &str, parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
     let (source, request_id) = origin(parts);
     let now = Utc::now();
     if let Some((key_id, secret)) = keys::parse(bearer) {
@@ -84,7 +90,11 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
 
 /// Authenticates and requires `needed`.
 async fn require(parts: &Parts, state: &AppState, needed: Role) -> Result<Caller, ApiError> {
-    let caller = authenticate(parts, state).await?;
+    check_role(authenticate(parts, state).await?, needed)
+}
+
+/// The one permission check: the caller's role must include `needed` (403 otherwise).
+pub fn check_role(caller: Caller, needed: Role) -> Result<Caller, ApiError> {
     if !caller.role.includes(needed) {
         return Err(ApiError::Forbidden(format!(
             "this needs the {} role; {} has {}",
@@ -106,6 +116,12 @@ macro_rules! capability {
             /// The authenticated caller.
             pub fn caller(&self) -> &Caller {
                 &self.0
+            }
+
+            /// The capability of an already authenticated caller (the dashboard's session),
+            /// through the same [`check_role`] as the extractor.
+            pub fn grant(caller: Caller) -> Result<Self, ApiError> {
+                check_role(caller, $role).map($name)
             }
         }
 

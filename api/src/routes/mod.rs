@@ -154,7 +154,8 @@ fn endpoints() -> OpenApiRouter<AppState> {
 pub fn app(state: AppState) -> Router {
     let max_body = state.config.api.max_body_bytes;
     let (router, doc) = parts();
-    let router = router.with_state(state);
+    // The dashboard is served by the same process at `/` (not part of the API document).
+    let router = router.merge(crate::dashboard::router()).with_state(state);
     let spec = doc.to_json().unwrap_or_else(|_| "{}".to_owned());
     router
         .route(

@@ -5,6 +5,7 @@
 mod auth;
 mod broker;
 mod common;
+mod dashboard;
 mod inventory;
 mod matrix;
 mod tls;

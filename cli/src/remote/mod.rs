@@ -44,7 +44,9 @@ impl Server {
 
     fn http(&self) -> anyhow::Result<reqwest::Client> {
         let pem = match &self.ca_file {
-            Some(path) => Some(std::fs::read(path).with_context(|| format!("cannot read --ca-file {}", path.display()))?),
+            Some(path) => {
+                Some(std::fs::read(path).with_context(|| format!("cannot read --ca-file {}", path.display()))?)
+            }
             None => None,
         };
         certfleet_shared::http::client(self.timeout, pem.as_deref()).map_err(|e| match (&self.ca_file, e) {

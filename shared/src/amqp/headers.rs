@@ -126,3 +126,46 @@ pub fn broker_death_reason(props: &BasicProperties) -> Option<String> {
 pub fn delivery_count(props: &BasicProperties) -> Option<i64> {
     get_int(props, "x-delivery-count")
 }
+
+/// A header value as JSON (for people: strings as text, numbers as numbers, byte arrays
+/// by size).
+fn json_value(v: &AMQPValue) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        AMQPValue::Boolean(b) => J::Bool(*b),
+        AMQPValue::ShortShortUInt(i) => J::from(*i),
+        AMQPValue::Float(f) => J::from(*f),
+        AMQPValue::Double(f) => J::from(*f),
+        AMQPValue::DecimalValue(d) => J::String(format!("{}e-{}", d.value, d.scale)),
+        AMQPValue::ShortString(s) => J::String(s.to_string()),
+        AMQPValue::LongString(s) => J::String(s.to_string()),
+        AMQPValue::FieldArray(a) => J::Array(a.as_slice().iter().map(json_value).collect()),
+        AMQPValue::FieldTable(t) => table_json(t),
+        AMQPValue::ByteArray(b) => J::String(format!("({} bytes)", b.as_slice().len())),
+        AMQPValue::Void => J::Null,
+        other => int_value(other).map_or(J::Null, J::from),
+    }
+}
+
+fn table_json(t: &lapin::types::FieldTable) -> serde_json::Value {
+    serde_json::Value::Object(t.inner().iter().map(|(k, v)| (k.to_string(), json_value(v))).collect())
+}
+
+/// A delivery's properties and headers as one JSON object, for the dead-letter detail page:
+/// `{"properties": {...}, "headers": {...}}`.
+pub fn describe(props: &BasicProperties) -> serde_json::Value {
+    let mut p = serde_json::Map::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            p.insert(k.to_owned(), serde_json::Value::String(v));
+        }
+    };
+    put("message_id", props.message_id().as_ref().map(ToString::to_string));
+    put("correlation_id", props.correlation_id().as_ref().map(ToString::to_string));
+    put("content_type", props.content_type().as_ref().map(ToString::to_string));
+    put("reply_to", props.reply_to().as_ref().map(ToString::to_string));
+    put("expiration", props.expiration().as_ref().map(ToString::to_string));
+    put("delivery_mode", props.delivery_mode().map(|m| m.to_string()));
+    let headers = props.headers().as_ref().map_or(serde_json::json!({}), table_json);
+    serde_json::json!({"properties": p, "headers": headers})
+}

@@ -7,6 +7,7 @@
 //! | `certfleet.results` | quorum queue | the reply queue |
 //! | `certfleet.retry.<driver>.<tier>` | quorum queue with TTL | delayed retries, dead-lettered back to `certfleet.jobs` |
 //! | `certfleet.dead` | fanout exchange + quorum queue | dead letters, read by one active consumer |
+//! | `certfleet.heartbeats` | quorum queue with TTL | worker heartbeats, recorded by the scheduler |
 //! | `certfleet.notify` | quorum queue | notifications, one message per event and channel |
 //! | `certfleet.retry.notify.<tier>` | quorum queue with TTL | delayed notification retries, back to `certfleet.notify` |
 
@@ -26,6 +27,12 @@ pub const RESULTS_QUEUE: &str = "certfleet.results";
 pub const DEAD_EXCHANGE: &str = "certfleet.dead";
 /// The dead-letter queue.
 pub const DEAD_QUEUE: &str = "certfleet.dead";
+/// The worker heartbeat queue (published to through the default exchange).
+pub const HEARTBEATS_QUEUE: &str = "certfleet.heartbeats";
+/// A heartbeat nobody read within this many milliseconds is dropped: it is stale anyway.
+pub const HEARTBEAT_TTL_MS: i64 = 60_000;
+/// Length bound of the heartbeat queue (the oldest beats go first past it).
+pub const HEARTBEAT_MAX_LENGTH: i64 = 10_000;
 /// Deliveries of one job message before the broker dead-letters it (a job that keeps
 /// crashing or stalling its workers). RabbitMQ 3.10 has no default, so it is explicit.
 pub const JOB_DELIVERY_LIMIT: i64 = 5;
@@ -54,7 +61,8 @@ pub fn retry_queue(driver: Driver, tier: Duration) -> String {
 
 /// Every certfleet queue for `drivers`, for dashboards and `certfleet queues`.
 pub fn queue_names(drivers: &[Driver]) -> Vec<String> {
-    let mut names = vec![RESULTS_QUEUE.to_owned(), DEAD_QUEUE.to_owned(), NOTIFY_QUEUE.to_owned()];
+    let mut names =
+        vec![RESULTS_QUEUE.to_owned(), DEAD_QUEUE.to_owned(), NOTIFY_QUEUE.to_owned(), HEARTBEATS_QUEUE.to_owned()];
     names.extend(RETRY_TIERS.iter().map(|t| notify_retry_queue(*t)));
     for d in drivers {
         names.push(job_queue(*d));
@@ -115,6 +123,12 @@ pub async fn declare(channel: &Channel, drivers: &[Driver], timeout: Duration) -
         ),
     )
     .await?;
+
+    let beats_args = quorum_args(&[
+        ("x-message-ttl", AMQPValue::LongLongInt(HEARTBEAT_TTL_MS)),
+        ("x-max-length", AMQPValue::LongLongInt(HEARTBEAT_MAX_LENGTH)),
+    ]);
+    timed("queue.declare", timeout, channel.queue_declare(HEARTBEATS_QUEUE.into(), durable(), beats_args)).await?;
 
     declare_notify(channel, timeout).await?;
 

@@ -110,6 +110,10 @@ pub struct WorkerConfig {
     /// On SIGTERM, how long jobs in flight may take to finish before the worker exits.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How often the worker publishes its heartbeat (shown on the dashboard's Queues page;
+    /// a worker silent for 3 intervals is shown as gone).
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
 }
 
 /// How logs are written.
@@ -136,6 +140,7 @@ impl Default for WorkerConfig {
             drivers: Vec::new(),
             job_timeout: Duration::from_secs(120),
             shutdown_grace: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(5),
         }
     }
 }

@@ -18,6 +18,8 @@ pub enum Action {
     LoginFailed,
     /// A login was refused by the throttle.
     LoginThrottled,
+    /// A user logged out of the dashboard.
+    Logout,
     /// A user changed their password.
     UserPassword,
     /// A user was created.
@@ -46,10 +48,11 @@ pub enum Action {
 
 impl Action {
     /// Every action, for the docs and the filters.
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 16] = [
         Self::LoginOk,
         Self::LoginFailed,
         Self::LoginThrottled,
+        Self::Logout,
         Self::UserPassword,
         Self::UserCreate,
         Self::UserDelete,
@@ -70,6 +73,7 @@ impl Action {
             Self::LoginOk => "login.ok",
             Self::LoginFailed => "login.failed",
             Self::LoginThrottled => "login.throttled",
+            Self::Logout => "logout",
             Self::UserPassword => "user.password",
             Self::UserCreate => "user.create",
             Self::UserDelete => "user.delete",

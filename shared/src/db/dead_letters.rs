@@ -3,6 +3,7 @@
 use super::DbError;
 use super::entity::asset::{self, AssetState};
 use super::entity::dead_letter::{self, DeadLetterStatus};
+use super::entity::dead_letter_headers;
 use super::entity::rotation::{self, RotationStatus};
 use certfleet_proto::{ErrorClass, JobId};
 use chrono::{DateTime, Utc};
@@ -154,3 +155,22 @@ pub async fn set_status(db: &DatabaseConnection, job_id: JobId, status: DeadLett
 }
 
 use sea_orm::ActiveEnum as _;
+
+/// Stores the properties and headers a dead letter arrived with (the latest arrival wins).
+pub async fn record_headers(db: &DatabaseConnection, job_id: JobId, headers: serde_json::Value) -> Result<(), DbError> {
+    use dead_letter_headers::Column as C;
+    dead_letter_headers::Entity::insert(dead_letter_headers::ActiveModel {
+        job_id: Set(job_id.0),
+        headers: Set(headers),
+        recorded_at: Set(Utc::now()),
+    })
+    .on_conflict(OnConflict::column(C::JobId).update_columns([C::Headers, C::RecordedAt]).to_owned())
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+/// The properties and headers a dead letter arrived with, if recorded.
+pub async fn headers(db: &DatabaseConnection, job_id: JobId) -> Result<Option<serde_json::Value>, DbError> {
+    Ok(dead_letter_headers::Entity::find_by_id(job_id.0).one(db).await?.map(|h| h.headers))
+}

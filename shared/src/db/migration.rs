@@ -5,6 +5,7 @@ use sea_orm_migration::schema::*;
 
 mod m0004_notifications;
 mod m0005_due_scan;
+mod m0006_workers;
 mod m0007_search_covering;
 
 /// The list of migrations, oldest first.
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0003ControlPlane),
             Box::new(m0004_notifications::M0004Notifications),
             Box::new(m0005_due_scan::M0005DueScan),
+            Box::new(m0006_workers::M0006Workers),
             Box::new(m0007_search_covering::M0007SearchCovering),
         ]
     }

@@ -12,9 +12,11 @@ pub mod history;
 mod job;
 pub mod leader;
 pub mod migration;
+pub mod overview;
 pub mod scan_rows;
 pub mod search;
 pub mod users;
+pub mod workers;
 
 pub use job::{JobBuildError, job_from_asset};
 
