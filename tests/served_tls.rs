@@ -38,12 +38,18 @@ async fn nginx_serves_the_rotated_certificate_and_a_stale_service_rolls_back() {
     })
     .await;
     assert_eq!(web.state, AssetState::Ok, "{:?}", web.last_error);
-    // Our own handshake: nginx serves exactly the certificate the inventory recorded.
-    let served =
-        certfleet_worker::validate::served_chain("127.0.0.1", port, "web.certfleet.test", Duration::from_secs(5))
-            .await
-            .unwrap();
-    assert_eq!(Some(hex::encode(sha2::Sha256::digest(&served[0]))), web.fingerprint_sha256);
+    // Our own handshake: nginx serves exactly the certificate the inventory recorded. A
+    // graceful `nginx -s reload` lets an old worker accept for a moment after the new ones
+    // start (the driver's own check already saw the new certificate), so look until it does.
+    let recorded = web.fingerprint_sha256.clone().expect("a rotated asset has a fingerprint");
+    wait_for(Duration::from_secs(20), "nginx to serve the recorded certificate", || async {
+        let served =
+            certfleet_worker::validate::served_chain("127.0.0.1", port, "web.certfleet.test", Duration::from_secs(5))
+                .await
+                .ok()?;
+        (hex::encode(sha2::Sha256::digest(&served[0])) == recorded).then_some(())
+    })
+    .await;
 
     // A second asset claims to be served by the same nginx, which never loads its files:
     // validation fails, its files are rolled back, and the asset is failed with the cause.
