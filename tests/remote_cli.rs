@@ -215,8 +215,15 @@ async fn an_operator_without_database_access_works_through_the_api() {
     let os_user = rows.iter().find(|r| r.action == "asset.rotate" && r.actor != "alice").expect("the local rotate");
     assert_eq!(os_user.target.as_deref(), Some("stuck"));
 
-    // Logging out forgets the session.
+    // Logging out ends the token on the server and forgets it here: the same token, sent
+    // again, is refused, and the logout is audited.
+    let sessions: serde_json::Value = serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
+    let token = sessions["sessions"][&server]["token"].as_str().expect("the saved token").to_owned();
     assert_eq!(laptop.ok(&["logout"]).trim(), format!("logged out of {server}"));
     assert!(laptop.fails(&["assets", "list"], None).contains("not logged in"));
+    let ended = laptop.fails(&["assets", "list"], Some(&token));
+    assert!(ended.contains("this session was logged out; log in again"), "{ended}");
+    let rows = audit::list(&db, &audit::Filter { limit: 100, ..audit::Filter::default() }).await.unwrap();
+    assert_eq!(rows.iter().filter(|r| r.actor == "alice" && r.action == "logout").count(), 1, "{rows:?}");
     drop(api);
 }

@@ -98,6 +98,7 @@ pub async fn bind(config: &Config) -> Result<Bound, StartError> {
         signer,
         broker: broker::Broker::new(config.amqp_url.clone(), management, config.connect_timeout),
         dummy_hash,
+        summary: Default::default(),
     }));
     let listener = tokio::net::TcpListener::bind(api.listen)
         .await

@@ -22,6 +22,8 @@ pub struct Inner {
     pub broker: Broker,
     /// A valid argon2id hash of nothing, verified for unknown users so they cost the same.
     pub dummy_hash: String,
+    /// The Overview's fleet counts, recounted when stale.
+    pub summary: crate::dashboard::summary::Summary,
 }
 
 impl std::ops::Deref for AppState {

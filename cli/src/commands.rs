@@ -77,7 +77,7 @@ async fn run_remote(server: remote::Server, command: Command) -> anyhow::Result<
     };
     match command {
         Command::Login { username } => remote::session::login(server, username).await,
-        Command::Logout => remote::session::logout(&server),
+        Command::Logout => remote::session::logout(server).await,
         Command::Assets { command: AssetsCommand::Import { file, format } } => {
             let format = match format {
                 Some(f) => f,

@@ -65,7 +65,7 @@ pub fn os_caller() -> Caller {
         use std::os::unix::fs::MetadataExt as _;
         std::fs::metadata("/proc/self").map_or_else(|_| "unknown".to_owned(), |m| format!("uid:{}", m.uid()))
     });
-    Caller { actor: name, kind: ActorKind::OsUser, role: Role::Admin, source: None, request_id: None }
+    Caller { actor: name, kind: ActorKind::OsUser, role: Role::Admin, source: None, request_id: None, session: None }
 }
 
 async fn open(config: &Config) -> anyhow::Result<sea_orm::DatabaseConnection> {

@@ -82,7 +82,8 @@ async fn overview_counts_states_expiries_and_the_last_day(db: DatabaseConnection
     history_row(&db, a3.id, RotationStatus::RolledBack, 3).await;
     history_row(&db, a3.id, RotationStatus::Rotated, 48).await;
 
-    let o = overview::read(&db, Utc::now(), 3).await.unwrap();
+    let read = overview::read(&db, Utc::now(), 3).await.unwrap();
+    let o = &read.counts;
     assert_eq!(o.total, 6);
     let state = |s: AssetState| o.by_state.get(s.as_str()).copied().unwrap_or(0);
     assert_eq!(
@@ -96,9 +97,9 @@ async fn overview_counts_states_expiries_and_the_last_day(db: DatabaseConnection
     assert_eq!(o.histogram.len(), 13, "90 days in 7-day bars");
     assert_eq!(o.histogram.iter().map(overview::Bucket::total).sum::<u64>(), 4, "a2..a5 expire within 90 days");
     assert_eq!(o.histogram[0].by_issuer.get("internal"), Some(&1), "a2 in the first bar");
-    assert_eq!(o.recent.len(), 3, "the latest rotations only");
-    assert!(o.recent.iter().all(|r| r.system_name.as_deref() == Some("a3")));
-    assert!(o.recent.windows(2).all(|w| w[0].rotation.id > w[1].rotation.id), "newest first");
+    assert_eq!(read.recent.len(), 3, "the latest rotations only");
+    assert!(read.recent.iter().all(|r| r.system_name.as_deref() == Some("a3")));
+    assert!(read.recent.windows(2).all(|w| w[0].rotation.id > w[1].rotation.id), "newest first");
 }
 
 async fn heartbeats_upsert_and_age_out(db: DatabaseConnection) {

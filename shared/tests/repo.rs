@@ -107,6 +107,12 @@ async fn reimport_updates_fields_and_keeps_rotation_state(db: DatabaseConnection
     assert_eq!(a2.common_name, "new.example.test");
     assert_eq!(a2.fingerprint_sha256.as_deref(), Some("ff"), "rotation facts are kept");
     assert_eq!(a2.state, AssetState::Due, "an unroutable asset is re-examined after re-import");
+    assert_eq!(a2.last_error, None, "its unroutable reason is cleared");
+    // A re-import leaves the state of an asset that is not unroutable alone.
+    history::apply_results(&db, &[rotated(JobId::new(), a.id, "ee")], StdDuration::from_secs(60)).await.unwrap();
+    let rotated_state = assets::by_name(&db, "a").await.unwrap().state;
+    assets::import(&db, &[input("a")], ISSUERS).await.unwrap();
+    assert_eq!(assets::by_name(&db, "a").await.unwrap().state, rotated_state);
 }
 
 async fn claims_respect_leases_and_scope(db: DatabaseConnection) {
@@ -208,6 +214,29 @@ async fn dead_letters_are_idempotent_and_operator_states_stick(db: DatabaseConne
     assert_eq!(dead_letters::list(&db, false).await.unwrap().len(), 1);
     assert_eq!(dead_letters::list(&db, true).await.unwrap().len(), 2);
     assert!(dead_letters::get(&db, JobId::new()).await.is_err());
+
+    // The dashboard's search and paging, in the database.
+    for i in 0..7 {
+        let more = DeadLetter { job_id: JobId::new(), reason: format!("Timed out {i}_x"), ..dl.clone() };
+        dead_letters::record(&db, &more).await.unwrap();
+    }
+    let search = |all: bool, q: &str| dead_letters::Search { all, q: Some(q.to_owned()) };
+    let (first, total) = dead_letters::page(&db, &search(false, ""), 0, 5).await.unwrap();
+    assert_eq!((first.len(), total), (5, 8), "8 pending: the first letter and 7 more");
+    let (rest, _) = dead_letters::page(&db, &search(false, ""), 5, 5).await.unwrap();
+    assert_eq!(rest.len(), 3);
+    let ids: std::collections::HashSet<_> = first.iter().chain(&rest).map(|d| d.job_id).collect();
+    assert_eq!(ids.len(), 8, "the pages do not overlap");
+    assert!(first.windows(2).all(|w| w[0].updated_at >= w[1].updated_at), "newest first");
+    assert_eq!(dead_letters::page(&db, &search(false, "timed OUT"), 0, 50).await.unwrap().1, 7, "any case");
+    assert_eq!(dead_letters::page(&db, &search(false, "3_x"), 0, 50).await.unwrap().1, 1);
+    assert_eq!(dead_letters::page(&db, &search(false, "3_"), 0, 50).await.unwrap().1, 1);
+    assert_eq!(dead_letters::page(&db, &search(false, "t_med"), 0, 50).await.unwrap().1, 0, "`_` is no wildcard");
+    assert_eq!(dead_letters::page(&db, &search(false, "100%"), 0, 50).await.unwrap().1, 0, "`%` is no wildcard");
+    let by_id = search(true, &poison.job_id.to_string());
+    let (found, n) = dead_letters::page(&db, &by_id, 0, 50).await.unwrap();
+    assert_eq!((n, found[0].job_id, found[0].status), (1, poison.job_id.0, DeadLetterStatus::Discarded));
+    assert_eq!(dead_letters::page(&db, &search(false, &poison.job_id.to_string()), 0, 50).await.unwrap().1, 0);
 }
 
 async fn pages_stream_every_row_once_and_jobs_convert(db: DatabaseConnection) {

@@ -15,7 +15,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use certfleet_shared::db::entity::audit::ActorKind;
 use certfleet_shared::db::entity::role::Role;
-use certfleet_shared::db::{api_keys, users};
+use certfleet_shared::db::{api_keys, sessions, users};
 use chrono::Utc;
 use std::net::SocketAddr;
 
@@ -32,6 +32,17 @@ pub struct Caller {
     pub source: Option<String>,
     /// Request id.
     pub request_id: Option<String>,
+    /// The session token it came with, if it came with one (not an API key).
+    pub session: Option<SessionToken>,
+}
+
+/// The session token a caller authenticated with: what a logout ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionToken {
+    /// The token's `jti`.
+    pub jti: String,
+    /// When it expires anyway.
+    pub expires_at: chrono::DateTime<Utc>,
 }
 
 /// The client address and request id of a request, authenticated or not.
@@ -72,20 +83,25 @@ pub async fn authenticate_secret(bearer: &str, parts: &Parts, state: &AppState) 
             return Err(ApiError::Unauthorized("the API key has expired".into()));
         }
         api_keys::touch(&state.db, key.id, now).await?;
-        return Ok(Caller { actor: key.name, kind: ActorKind::ApiKey, role: key.role, source, request_id });
+        return Ok(Caller { actor: key.name, kind: ActorKind::ApiKey, role: key.role, source, request_id, session: None });
     }
     let claims = state.signer.check(bearer).map_err(ApiError::Unauthorized)?;
     // The account decides: a deleted user or a changed password ends its tokens, and a
     // changed role applies at once.
-    let user = users::find(&state.db, &claims.sub)
-        .await?
-        .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
+    let (user, revoked) =
+        tokio::try_join!(users::find(&state.db, &claims.sub), sessions::is_revoked(&state.db, &claims.jti))?;
+    let user = user.ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
+    if revoked {
+        return Err(ApiError::Unauthorized("this session was logged out; log in again".into()));
+    }
     if claims.iat < user.password_changed_at.timestamp() {
         return Err(ApiError::Unauthorized(
             "the password was changed since this token was issued; log in again".into(),
         ));
     }
-    Ok(Caller { actor: user.username, kind: ActorKind::User, role: user.role, source, request_id })
+    let session = chrono::DateTime::from_timestamp(claims.exp, 0)
+        .map(|expires_at| SessionToken { jti: claims.jti, expires_at });
+    Ok(Caller { actor: user.username, kind: ActorKind::User, role: user.role, source, request_id, session })
 }
 
 /// Authenticates and requires `needed`.

@@ -21,30 +21,22 @@ use chrono::Utc;
 use maud::html;
 
 /// Rows per page.
-const PER_PAGE: usize = 50;
+const PER_PAGE: u64 = 50;
 /// Why a poison letter cannot be retried.
 pub const POISON: &str = "names no asset, so there is nothing to rebuild a job from: it can be discarded, not retried";
 
-fn matches(d: &DeadLetterView, q: &str) -> bool {
-    let q = q.to_lowercase();
-    [d.job_id.to_string(), d.system_name.clone().unwrap_or_default(), d.error_class.clone(), d.reason.clone()]
-        .iter()
-        .any(|f| f.to_lowercase().contains(&q))
-        || d.driver.as_deref().is_some_and(|f| f.to_lowercase().contains(&q))
-}
-
-/// `GET /dead?q=&page=&all=`.
+/// `GET /dead?q=&page=&all=`: the search and the paging run in the database.
 pub async fn list(s: Session, State(st): State<AppState>, RawQuery(raw): RawQuery) -> Page {
+    Developer::grant(s.caller.clone())?;
     let raw = raw.as_deref();
     let all = param(raw, "all").is_some();
     let q = param(raw, "q").unwrap_or_default();
-    let page_no: usize = param(raw, "page").and_then(|p| p.parse().ok()).unwrap_or(1).max(1);
-    let rows = api::list(Developer::grant(s.caller.clone())?, State(st), Query(DlqQuery { all: Some(all) })).await?.0;
-    let rows: Vec<DeadLetterView> = rows.into_iter().filter(|d| q.is_empty() || matches(d, &q)).collect();
-    let total = rows.len();
+    let page_no: u64 = param(raw, "page").and_then(|p| p.parse().ok()).unwrap_or(1).clamp(1, u64::MAX / PER_PAGE);
+    let search = dead_letters::Search { all, q: Some(q.clone()) };
+    let (rows, total) = dead_letters::page(&st.db, &search, (page_no - 1) * PER_PAGE, PER_PAGE).await?;
     let pages = total.div_ceil(PER_PAGE).max(1);
-    let shown: Vec<&DeadLetterView> = rows.iter().skip((page_no - 1) * PER_PAGE).take(PER_PAGE).collect();
-    let link = |p: usize| {
+    let shown: Vec<DeadLetterView> = rows.into_iter().map(DeadLetterView::from).collect();
+    let link = |p: u64| {
         format!(
             "/dead?{}",
             encode(&[("q", q.clone()), ("all", if all { "1".into() } else { String::new() }), ("page", p.to_string())])
@@ -55,7 +47,7 @@ pub async fn list(s: Session, State(st): State<AppState>, RawQuery(raw): RawQuer
     let body = html! {
         form.filters method="get" action="/dead" role="search" {
             div.field {
-                label for="f-q" { "Search job, asset, driver, error class or reason" }
+                label for="f-q" { "Search a whole job id, or the asset, driver, error class or reason" }
                 input #f-q name="q" value=(q);
             }
             div.field.check {

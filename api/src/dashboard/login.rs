@@ -3,7 +3,6 @@
 //! rows are the API's. The login form, which has no session yet, is protected by a
 //! double-submit token: a random value in a SameSite=Strict cookie and in the form.
 
-use crate::accounts;
 use crate::dashboard::layout::{DashError, Nav, Page, bare, csrf, done, page, param};
 use crate::dashboard::session::{
     COOKIE_NAME, CSRF_FIELD, LOGIN_CSRF, Posted, Session, add_cookie, cookie, read_form, same, set_cookie,
@@ -14,9 +13,7 @@ use crate::state::AppState;
 use axum::extract::{RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use certfleet_shared::db::audit::Action;
 use maud::html;
-use serde_json::json;
 
 fn login_page(s: &AppState, status: StatusCode, error: Option<&str>, notice: Option<&str>) -> Response {
     let token = uuid::Uuid::new_v4().simple().to_string();
@@ -91,7 +88,7 @@ pub fn sentence(text: &str) -> String {
 
 /// `POST /logout`: audited, then the cookie is removed.
 pub async fn logout(State(s): State<AppState>, p: Posted) -> Page {
-    accounts::audit(&s.db, &p.session.caller, Action::Logout, Some(&p.session.caller.actor), json!({})).await?;
+    api::end_session(&s, &p.session.caller).await?;
     let mut res = done("/login", "You are logged out.");
     add_cookie(res.headers_mut(), set_cookie(&s, COOKIE_NAME, "", 0));
     Ok(res)

@@ -12,6 +12,7 @@ pub mod overview;
 pub mod queues;
 pub mod rotations;
 pub mod session;
+pub mod summary;
 
 use crate::state::AppState;
 use axum::Router;

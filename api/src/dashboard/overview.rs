@@ -21,9 +21,10 @@ const PALETTE: [&str; 6] = ["#2563eb", "#d97706", "#059669", "#7c3aed", "#dc2626
 /// `GET /`.
 pub async fn show(s: Session, State(st): State<AppState>, RawQuery(q): RawQuery) -> Page {
     let now = Utc::now();
-    let o = overview::read(&st.db, now, RECENT).await?;
+    let (o, recent) = tokio::try_join!(st.summary.get(&st.db), overview::latest(&st.db, RECENT))?;
     let since = (now - chrono::Duration::hours(24)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let body = html! {
+        p.muted { "Counted " (when(o.at, now)) "; large fleets are recounted every few seconds." }
         section aria-labelledby="h-states" {
             h2 #h-states { "Assets by state" }
             div.cards {
@@ -62,7 +63,7 @@ pub async fn show(s: Session, State(st): State<AppState>, RawQuery(q): RawQuery)
         }
         section aria-labelledby="h-timeline" {
             h2 #h-timeline { "Expiry timeline, next " (HORIZON_DAYS) " days (bars of " (BUCKET_DAYS) " days, per issuer)" }
-            (histogram(&o.histogram, now))
+            (histogram(&o.histogram, o.at))
         }
         section aria-labelledby="h-recent" {
             h2 #h-recent { "Latest rotations" }
@@ -70,7 +71,7 @@ pub async fn show(s: Session, State(st): State<AppState>, RawQuery(q): RawQuery)
                 table {
                     thead { tr { th { "Queued" } th { "Asset" } th { "Driver" } th { "Status" } th { "Error class" } th { "Worker" } } }
                     tbody {
-                        @for r in &o.recent {
+                        @for r in &recent {
                             tr {
                                 td { (when(r.rotation.queued_at, now)) }
                                 td {
@@ -85,7 +86,7 @@ pub async fn show(s: Session, State(st): State<AppState>, RawQuery(q): RawQuery)
                                 td { (r.rotation.worker.as_deref().unwrap_or("")) }
                             }
                         }
-                        @if o.recent.is_empty() { tr { td colspan="6" { "No rotation yet." } } }
+                        @if recent.is_empty() { tr { td colspan="6" { "No rotation yet." } } }
                     }
                 }
             }

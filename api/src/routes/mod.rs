@@ -126,7 +126,7 @@ fn parts() -> (Router<AppState>, Doc) {
 
 fn endpoints() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(session::authenticate, session::change_password))
+        .routes(routes!(session::authenticate, session::change_password, session::logout))
         .routes(routes!(admin::list_users, admin::create_user))
         .routes(routes!(admin::delete_user))
         .routes(routes!(admin::list_keys, admin::create_key))

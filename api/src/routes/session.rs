@@ -1,10 +1,10 @@
-//! `POST /user/v1/authenticate` (log in) and `PUT /user/v1/authenticate` (change the
-//! password). Failed logins are audited and counted: after 5 for one username within 15
+//! `POST /user/v1/authenticate` (log in), `PUT /user/v1/authenticate` (change the
+//! password) and `DELETE /user/v1/authenticate` (log out: the token stops working). Failed logins are audited and counted: after 5 for one username within 15
 //! minutes the answer is 429 with `Retry-After`. An unknown username gets the same answer
 //! after the same argon2 work (a dummy hash is verified), so existence never shows.
 
 use crate::accounts::audit as audit_row;
-use crate::auth::{Caller, origin, password};
+use crate::auth::{Caller, Developer, origin, password};
 use crate::error::{ApiError, Json};
 use crate::state::AppState;
 use axum::extract::{FromRequestParts, State};
@@ -12,7 +12,7 @@ use axum::http::request::Parts;
 use certfleet_shared::db::audit::{self, Action};
 use certfleet_shared::db::entity::audit::ActorKind;
 use certfleet_shared::db::entity::user;
-use certfleet_shared::db::users;
+use certfleet_shared::db::{sessions, users};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -73,6 +73,7 @@ fn as_caller(username: &str, o: &Origin, user: Option<&user::Model>) -> Caller {
         role: user.map_or(certfleet_shared::db::entity::role::Role::Developer, |u| u.role),
         source: o.0.clone(),
         request_id: o.1.clone(),
+        session: None,
     }
 }
 
@@ -155,4 +156,28 @@ pub async fn change_password(
     )
     .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// Logs out: the session token this request carries stops working at once (an API key is
+/// not a session; an ADMIN revokes it with `DELETE /admin/v1/api-keys/{id}`).
+#[utoipa::path(delete, path = "/user/v1/authenticate", tag = "session", security(("bearer" = ["DEVELOPER"])),
+    responses((status = 204, description = "Logged out: the token no longer works")))]
+pub async fn logout(State(state): State<AppState>, who: Developer) -> Result<axum::http::StatusCode, ApiError> {
+    end_session(&state, who.caller()).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// Ends the caller's session token and audits the logout (the API's and the dashboard's).
+pub async fn end_session(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+    let Some(token) = &caller.session else {
+        return Err(ApiError::BadRequest {
+            detail: "an API key is not a session and cannot log out; an ADMIN revokes it with \
+                     DELETE /admin/v1/api-keys/{id}"
+                .into(),
+            errors: Vec::new(),
+        });
+    };
+    sessions::revoke(&state.db, &token.jti, token.expires_at, Utc::now()).await?;
+    audit_row(&state.db, caller, Action::Logout, Some(&caller.actor), json!({})).await?;
+    Ok(())
 }

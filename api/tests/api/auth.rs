@@ -80,6 +80,19 @@ async fn passwords_follow_the_rule_and_a_change_ends_old_tokens(backend: Backend
     let fresh = s.login("pw-user", "a brand new passphrase").await;
     let (st, _) = s.call(Method::GET, "/api/v1/search", Some(&fresh), None).await;
     assert_eq!(st, StatusCode::OK);
+    // Logging out ends that token only, at once; another session of the user goes on.
+    let second = s.login("pw-user", "a brand new passphrase").await;
+    let (st, p) = s.call(Method::DELETE, "/user/v1/authenticate", Some(&second), None).await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{p}");
+    let (st, p) = s.call(Method::GET, "/api/v1/search", Some(&second), None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{p}");
+    assert_eq!(p["detail"], json!("this session was logged out; log in again"));
+    let (st, _) = s.call(Method::DELETE, "/user/v1/authenticate", Some(&second), None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "a second logout with the same token");
+    let (st, _) = s.call(Method::GET, "/api/v1/search", Some(&fresh), None).await;
+    assert_eq!(st, StatusCode::OK, "the other session goes on");
+    let (_, log) = s.call(Method::GET, "/admin/v1/audit?action=logout", Some(&admin), None).await;
+    assert_eq!(log["items"][0]["actor"], json!("pw-user"), "{log}");
     // Deleting the user ends its tokens at once.
     let (st, _) = s.call(Method::DELETE, "/admin/v1/users/pw-user", Some(&admin), None).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
@@ -125,6 +138,13 @@ async fn api_keys_are_shown_once_used_and_revoked(backend: Backend) {
     let tampered = format!("{}x", &secret[..secret.len() - 1]);
     let (st, _) = s.call(Method::GET, "/api/v1/search", Some(&tampered), None).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
+    // A key is not a session: logging out with one is refused, and says what to do.
+    let (_, other) = s
+        .call(Method::POST, "/admin/v1/api-keys", Some(&admin), Some(json!({"name": "other", "role": "DEVELOPER"})))
+        .await;
+    let (st, p) = s.call(Method::DELETE, "/user/v1/authenticate", other["secret"].as_str(), None).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("DELETE /admin/v1/api-keys/{id}"), "{p}");
     let (st, p) = s
         .call(
             Method::POST,

@@ -106,6 +106,7 @@ impl Server {
             role: Role::Admin,
             source: None,
             request_id: None,
+            session: None,
         };
         certfleet_api::accounts::create_user(&self.db, &cli, name, PASSWORD, role).await.unwrap();
         self.login(name, PASSWORD).await

@@ -192,9 +192,12 @@ async fn pages_roles_and_csrf(backend: Backend) {
     let (_, filtered) = admin.get("/assets?state=in_flight").await;
     assert!(filtered.contains("web-1") && !filtered.contains(">web-2<"), "{filtered}");
 
-    // Logout ends the cookie and is audited.
+    // Logout ends the session on the server, not only the cookie, and is audited.
     let (st, to) = admin.post("/logout", &[], Some(&token)).await;
     assert_eq!((st, to.starts_with("/login")), (StatusCode::SEE_OTHER, true));
+    // The old cookie, sent again (as a copied one would be), no longer opens a page.
+    let (st, _) = admin.get("/").await;
+    assert_eq!(st, StatusCode::SEE_OTHER, "the logged-out session is sent to the login page");
     let (_, log) = Browser::login(&s, "d-admin").await.get("/audit?action=logout").await;
     assert!(log.contains("<code>logout</code>"), "{log}");
     s.stop().await;
@@ -217,6 +220,12 @@ async fn dead_letters_and_workers(backend: Backend) {
     assert!(list.contains("data-confirm=\"Retry every pending dead letter?\""), "Retry all asks first");
     let (_, found) = b.get("/dead?q=a-2").await;
     assert!(found.contains("1 dead letter(s)"), "{found}");
+    let (_, found) = b.get("/dead?q=A-2").await;
+    assert!(found.contains("1 dead letter(s)"), "case does not matter: {found}");
+    let (_, found) = b.get("/dead?q=a_2").await;
+    assert!(found.contains("0 dead letter(s)"), "an underscore is a character, not a wildcard: {found}");
+    let (_, found) = b.get(&format!("/dead?q={poison}")).await;
+    assert!(found.contains("1 dead letter(s)") && found.contains("poison: no asset"), "by whole job id: {found}");
     let kept = serde_json::json!({"properties": {"message_id": "m-1"}, "headers": {"x-certfleet-error-class": "auth"}});
     dead_letters::record_headers(&s.db, poison, kept).await.unwrap();
     let (st, detail) = b.get(&format!("/dead/{poison}")).await;

@@ -146,6 +146,11 @@ async fn ten_thousand_assets_all_or_none(backend: Backend) {
     assert_eq!((seen.len(), pages), (10_000, 11));
     let (_, page) = s.call(Method::GET, "/api/v1/search?q=bulk-0004&limit=1000", Some(&t), None).await;
     assert_eq!(page["items"].as_array().unwrap().len(), 10);
+    // `_` and `%` in `q` are characters, not wildcards (on SQLite too).
+    let (_, page) = s.call(Method::GET, "/api/v1/search?q=bulk_0004&limit=1000", Some(&t), None).await;
+    assert_eq!(page["items"], json!([]), "{page}");
+    let (_, page) = s.call(Method::GET, "/api/v1/search?q=bulk%25&limit=1000", Some(&t), None).await;
+    assert_eq!(page["items"], json!([]), "{page}");
     let (_, page) = s.call(Method::GET, "/api/v1/search?data_center=elsewhere", Some(&t), None).await;
     assert_eq!(page["items"], json!([]));
     s.stop().await;

@@ -109,6 +109,18 @@ impl Api {
         self.send(self.request(Method::POST, segments).query(query).json(body)).await
     }
 
+    /// `DELETE` answered without a body (204).
+    pub async fn delete(&self, segments: &[&str]) -> anyhow::Result<()> {
+        let server = self.server.key();
+        let resp = self.request(Method::DELETE, segments).send().await.map_err(|e| transport_error(&server, &e))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = resp.bytes().await.map_err(|e| transport_error(&server, &e))?;
+        Err(problem_error(&server, status, &body))
+    }
+
     async fn send<T: DeserializeOwned>(&self, req: RequestBuilder) -> anyhow::Result<T> {
         let server = self.server.key();
         let resp = req.send().await.map_err(|e| transport_error(&server, &e))?;

@@ -137,15 +137,27 @@ pub async fn login(server: Server, username: Option<String>) -> anyhow::Result<(
     Ok(())
 }
 
-/// `certfleet --server URL logout`: forgets the saved session.
-pub fn logout(server: &Server) -> anyhow::Result<()> {
+/// `certfleet --server URL logout`: ends the saved session on the server (the token stops
+/// working at once), then forgets it here, whatever the server answered.
+pub async fn logout(server: Server) -> anyhow::Result<()> {
     let key = server.key();
     let (path, mut store) = load()?;
-    if store.sessions.remove(&key).is_none() {
+    let Some(saved) = store.sessions.remove(&key) else {
         println!("not logged in to {key}");
         return Ok(());
-    }
+    };
+    let ended = if saved.expires_at > Utc::now() {
+        super::Api::new(server, Some(saved.token.clone()))?.delete(&["user", "v1", "authenticate"]).await
+    } else {
+        Ok(())
+    };
     save(&path, &store)?;
-    println!("logged out of {key}");
+    match ended {
+        Ok(()) => println!("logged out of {key}"),
+        Err(e) => println!(
+            "forgot the session for {key}, but the server did not end it ({e:#}); the token works until {}",
+            saved.expires_at.format("%Y-%m-%d %H:%M:%SZ")
+        ),
+    }
     Ok(())
 }

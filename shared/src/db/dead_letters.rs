@@ -125,6 +125,52 @@ pub async fn list(db: &DatabaseConnection, all: bool) -> Result<Vec<dead_letter:
     Ok(q.all(db).await?)
 }
 
+/// What the dashboard's dead-letter search asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Search {
+    /// Retried and discarded ones too, not only pending ones.
+    pub all: bool,
+    /// A whole job id, or text found (case-insensitive) in the asset, driver, error class
+    /// or reason.
+    pub q: Option<String>,
+}
+
+/// One page of the dead letters matching `search`, newest first, and how many match in all.
+/// The filter and the paging run in the database, so a large dead-letter table costs one
+/// page's rows per load.
+pub async fn page(
+    db: &DatabaseConnection,
+    search: &Search,
+    offset: u64,
+    limit: u64,
+) -> Result<(Vec<dead_letter::Model>, u64), DbError> {
+    use dead_letter::Column as C;
+    use sea_orm::sea_query::Func;
+    use sea_orm::{Condition, ExprTrait, PaginatorTrait, QuerySelect};
+    let mut cond = Condition::all();
+    if !search.all {
+        cond = cond.add(C::Status.eq(DeadLetterStatus::Pending));
+    }
+    if let Some(q) = search.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        cond = cond.add(match q.parse::<uuid::Uuid>() {
+            Ok(id) => Condition::all().add(C::JobId.eq(id)),
+            Err(_) => {
+                let escaped = q.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+                let pattern = format!("%{escaped}%");
+                [C::SystemName, C::Driver, C::ErrorClass, C::Reason].into_iter().fold(Condition::any(), |any, col| {
+                    any.add(Expr::expr(Func::lower(Expr::col(col))).like(
+                        sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\'),
+                    ))
+                })
+            }
+        });
+    }
+    let query = dead_letter::Entity::find().filter(cond);
+    let total = query.clone().count(db).await?;
+    let rows = query.order_by_desc(C::UpdatedAt).order_by_desc(C::Id).offset(offset).limit(limit).all(db).await?;
+    Ok((rows, total))
+}
+
 /// One dead letter by job id.
 pub async fn get(db: &DatabaseConnection, job_id: JobId) -> Result<dead_letter::Model, DbError> {
     dead_letter::Entity::find()

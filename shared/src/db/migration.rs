@@ -7,6 +7,7 @@ mod m0004_notifications;
 mod m0005_due_scan;
 mod m0006_workers;
 mod m0007_search_covering;
+mod m0008_revoked_tokens;
 
 /// The list of migrations, oldest first.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_due_scan::M0005DueScan),
             Box::new(m0006_workers::M0006Workers),
             Box::new(m0007_search_covering::M0007SearchCovering),
+            Box::new(m0008_revoked_tokens::M0008RevokedTokens),
         ]
     }
 }

@@ -1,7 +1,7 @@
 //! The fleet at a glance, for the dashboard's Overview: assets by state, certificates
 //! expiring soon, rotations of the last 24 hours by outcome, an expiry histogram and the
-//! latest rotations. Every number is one aggregate query on an indexed column, so the
-//! page costs the same at 30 assets and at 1,000,000.
+//! latest rotations. Every number is one aggregate query answered from an index; their cost
+//! still grows with the fleet, which is why the dashboard caches [`Counts`].
 
 use super::DbError;
 use super::entity::asset;
@@ -42,9 +42,13 @@ pub struct RecentRotation {
     pub system_name: Option<String>,
 }
 
-/// What the Overview shows.
+/// The fleet's aggregate numbers: what the Overview shows apart from the latest rotations.
+/// Counting them visits every index entry of the fleet, so the dashboard keeps one copy
+/// and refreshes it in the background (`certfleet_api::dashboard::summary`).
 #[derive(Debug, Clone)]
-pub struct Overview {
+pub struct Counts {
+    /// When they were counted.
+    pub at: DateTime<Utc>,
     /// Assets per state spelling (`ok`, `due`, ...); states with none are absent.
     pub by_state: HashMap<String, u64>,
     /// All assets.
@@ -58,6 +62,13 @@ pub struct Overview {
     pub last_day: HashMap<String, u64>,
     /// The expiry histogram of the next [`HORIZON_DAYS`] days.
     pub histogram: Vec<Bucket>,
+}
+
+/// What the Overview shows.
+#[derive(Debug, Clone)]
+pub struct Overview {
+    /// The aggregate numbers.
+    pub counts: Counts,
     /// The latest rotations, newest first.
     pub recent: Vec<RecentRotation>,
 }
@@ -96,9 +107,15 @@ async fn bucket(db: &impl ConnectionTrait, start: DateTime<Utc>) -> Result<Bucke
     Ok(Bucket { start, by_issuer: counted(rows).into_iter().collect() })
 }
 
-/// Reads the overview at `now`, with the `recent` latest rotations. The queries are
-/// independent and run at once (on as many pooled connections).
+/// Reads the whole overview at `now`, with the `recent` latest rotations.
 pub async fn read(db: &impl ConnectionTrait, now: DateTime<Utc>, recent: u64) -> Result<Overview, DbError> {
+    let (counts, recent) = tokio::try_join!(counts(db, now), latest(db, recent))?;
+    Ok(Overview { counts, recent })
+}
+
+/// Counts the fleet at `now`. The queries are independent and run at once (on as many
+/// pooled connections); each is answered from an index alone.
+pub async fn counts(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<Counts, DbError> {
     use asset::Column as A;
     let by_state = async {
         let rows: Vec<(String, i64)> = asset::Entity::find()
@@ -129,19 +146,18 @@ pub async fn read(db: &impl ConnectionTrait, now: DateTime<Utc>, recent: u64) ->
     let starts: Vec<DateTime<Utc>> =
         (0..(HORIZON_DAYS + BUCKET_DAYS - 1) / BUCKET_DAYS).map(|i| now + Duration::days(i * BUCKET_DAYS)).collect();
     let histogram = futures_util::future::try_join_all(starts.into_iter().map(|start| bucket(db, start)));
-    let latest = async {
-        let rows = rotation::Entity::find().order_by_desc(rotation::Column::Id).limit(recent).all(db).await?;
-        let names = names(db, rows.iter().map(|r| r.asset_id).collect()).await?;
-        Ok::<_, DbError>(
-            rows.into_iter()
-                .map(|r| RecentRotation { system_name: names.get(&r.asset_id).cloned(), rotation: r })
-                .collect::<Vec<_>>(),
-        )
-    };
-    let (by_state, expiring, expired, last_day, histogram, recent) =
-        tokio::try_join!(by_state, expiring, expiring_by(db, now), last_day, histogram, latest)?;
+    let (by_state, expiring, expired, last_day, histogram) =
+        tokio::try_join!(by_state, expiring, expiring_by(db, now), last_day, histogram)?;
     let total = by_state.values().sum();
-    Ok(Overview { by_state, total, expiring, expired, last_day, histogram, recent })
+    Ok(Counts { at: now, by_state, total, expiring, expired, last_day, histogram })
+}
+
+/// The `n` latest rotations with their assets' names, newest first: one read of the
+/// history's primary key backwards, cheap at any fleet size.
+pub async fn latest(db: &impl ConnectionTrait, n: u64) -> Result<Vec<RecentRotation>, DbError> {
+    let rows = rotation::Entity::find().order_by_desc(rotation::Column::Id).limit(n).all(db).await?;
+    let names = names(db, rows.iter().map(|r| r.asset_id).collect()).await?;
+    Ok(rows.into_iter().map(|r| RecentRotation { system_name: names.get(&r.asset_id).cloned(), rotation: r }).collect())
 }
 
 /// The names of the assets with these ids (deleted ones are absent).

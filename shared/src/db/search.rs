@@ -71,7 +71,9 @@ pub async fn assets(
     }
     if let Some(q) = f.q.as_deref().filter(|q| !q.is_empty()) {
         let pattern = format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-        cond = cond.add(Condition::any().add(C::SystemName.like(&pattern)).add(C::CommonName.like(&pattern)));
+        // The escape character is named: SQLite has none by default.
+        let like = || sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\');
+        cond = cond.add(Condition::any().add(C::SystemName.like(like())).add(C::CommonName.like(like())));
     }
     let rows = asset::Entity::find().filter(cond).order_by_asc(C::Id).limit(limit).all(db).await?;
     let next = if rows.len() as u64 == limit { rows.last().map(|r| r.id) } else { None };

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod dead_letter;
 pub mod dead_letter_headers;
 pub mod leader_lease;
+pub mod revoked_token;
 pub mod role;
 pub mod rotation;
 pub mod scheduler_state;

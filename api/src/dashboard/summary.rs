@@ -1,0 +1,136 @@
+//! The Overview's fleet counts, kept in memory and recounted when stale, so that a page load
+//! costs nothing at any fleet size while the counts stay close to the inventory.
+//!
+//! Counting visits every index entry of the fleet (400 ms at 1,000,000 assets on PostgreSQL).
+//! A count stays fresh for [`AGE_FACTOR`] times what it took, between [`MIN_AGE`] and
+//! [`MAX_AGE`], so recounting costs at most 1/20 of one connection. A stale count that
+//! took longer than [`SYNC_LIMIT`] is shown while one recount runs in the background;
+//! a quick one (a small fleet) is recounted before the page is drawn, so a small fleet's
+//! numbers are always current. The page says when the numbers were counted.
+
+use certfleet_shared::db::DbError;
+use certfleet_shared::db::overview::{self, Counts};
+use chrono::Utc;
+use sea_orm::DatabaseConnection;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// A count stays fresh for this many times what it took.
+pub const AGE_FACTOR: u32 = 20;
+/// The shortest freshness.
+pub const MIN_AGE: Duration = Duration::from_millis(250);
+/// The longest freshness.
+pub const MAX_AGE: Duration = Duration::from_secs(60);
+/// A stale count that took longer than this is shown while it is recounted in the background.
+pub const SYNC_LIMIT: Duration = Duration::from_millis(100);
+/// A count older than this is never shown: the page waits for a new one.
+pub const MAX_STALE: Duration = Duration::from_secs(600);
+
+/// One count and how it was made.
+struct Counted {
+    counts: Arc<Counts>,
+    /// When it was made.
+    made: Instant,
+    /// How long it took.
+    took: Duration,
+}
+
+impl Counted {
+    fn fresh(&self, now: Instant) -> bool {
+        now.duration_since(self.made) < (self.took * AGE_FACTOR).clamp(MIN_AGE, MAX_AGE)
+    }
+}
+
+/// The shared counts of one API process. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Summary {
+    current: Arc<RwLock<Option<Arc<Counted>>>>,
+    /// Held by the one recount running, so that concurrent loads do not all count.
+    recount: Arc<Mutex<()>>,
+}
+
+impl Summary {
+    /// The counts to show now (see the module's doc for when they are recounted).
+    pub async fn get(&self, db: &DatabaseConnection) -> Result<Arc<Counts>, DbError> {
+        let now = Instant::now();
+        if let Some(c) = self.current() {
+            if c.fresh(now) {
+                return Ok(c.counts.clone());
+            }
+            if c.took > SYNC_LIMIT && now.duration_since(c.made) < MAX_STALE {
+                self.recount_in_background(db.clone());
+                return Ok(c.counts.clone());
+            }
+        }
+        self.recount(db).await
+    }
+
+    fn current(&self) -> Option<Arc<Counted>> {
+        self.current.read().map(|c| c.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    /// Counts now, unless a recount that ran while this one waited its turn is fresh.
+    async fn recount(&self, db: &DatabaseConnection) -> Result<Arc<Counts>, DbError> {
+        let _turn = self.recount.lock().await;
+        self.count_holding_turn(db).await
+    }
+
+    async fn count_holding_turn(&self, db: &DatabaseConnection) -> Result<Arc<Counts>, DbError> {
+        if let Some(c) = self.current().filter(|c| c.fresh(Instant::now())) {
+            return Ok(c.counts.clone());
+        }
+        let made = Instant::now();
+        let counts = Arc::new(overview::counts(db, Utc::now()).await?);
+        let counted = Arc::new(Counted { counts: counts.clone(), made, took: made.elapsed() });
+        match self.current.write() {
+            Ok(mut slot) => *slot = Some(counted),
+            Err(poisoned) => *poisoned.into_inner() = Some(counted),
+        }
+        Ok(counts)
+    }
+
+    /// Starts one background recount, unless one is running.
+    fn recount_in_background(&self, db: DatabaseConnection) {
+        let Ok(turn) = self.recount.clone().try_lock_owned() else { return };
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _turn = turn;
+            if let Err(e) = this.count_holding_turn(&db).await {
+                tracing::warn!(error = %e, "recounting the dashboard's overview failed; the last counts stay shown");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counted(age: Duration, took: Duration) -> Counted {
+        let now = Instant::now();
+        let counts = Counts {
+            at: Utc::now(),
+            by_state: Default::default(),
+            total: 0,
+            expiring: vec![],
+            expired: 0,
+            last_day: Default::default(),
+            histogram: vec![],
+        };
+        Counted { counts: Arc::new(counts), made: now.checked_sub(age).unwrap_or(now), took }
+    }
+
+    #[test]
+    fn freshness_follows_the_cost_of_counting() {
+        let now = Instant::now();
+        // 400 ms to count: fresh for 8 s.
+        assert!(counted(Duration::from_secs(7), Duration::from_millis(400)).fresh(now));
+        assert!(!counted(Duration::from_secs(9), Duration::from_millis(400)).fresh(now));
+        // 2 ms to count: fresh for the minimum only.
+        assert!(!counted(Duration::from_millis(300), Duration::from_millis(2)).fresh(now));
+        // 10 s to count: fresh for the maximum only.
+        assert!(!counted(Duration::from_secs(61), Duration::from_secs(10)).fresh(now));
+        assert!(counted(Duration::from_secs(59), Duration::from_secs(10)).fresh(now));
+    }
+}
