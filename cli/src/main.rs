@@ -49,7 +49,7 @@ enum Command {
         /// The account (default: $USER).
         username: Option<String>,
     },
-    /// Forget the session token kept for --server.
+    /// End the session kept for --server: the server stops accepting its token, and it is forgotten here.
     Logout,
     /// Manage the inventory.
     Assets {

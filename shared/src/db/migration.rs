@@ -8,6 +8,7 @@ mod m0005_due_scan;
 mod m0006_workers;
 mod m0007_search_covering;
 mod m0008_revoked_tokens;
+mod m0009_drop_redundant_index;
 
 /// The list of migrations, oldest first.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_workers::M0006Workers),
             Box::new(m0007_search_covering::M0007SearchCovering),
             Box::new(m0008_revoked_tokens::M0008RevokedTokens),
+            Box::new(m0009_drop_redundant_index::M0009DropRedundantIndex),
         ]
     }
 }
