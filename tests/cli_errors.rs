@@ -109,6 +109,26 @@ fn bad_import_files_name_row_and_field_and_import_nothing() {
         .unwrap();
     assert!(env.cli_ok(&["assets", "import", csv.to_str().unwrap()]).contains("imported 1"));
 
+    // A large CSV is streamed into one transaction in chunks: a bad row, or a malformed
+    // record, after several chunks were written still leaves nothing behind.
+    let big = env.path("big.csv");
+    let good_rows = |n: usize| (0..n).map(|i| format!("big-{i},big-{i}.test,internal,local\n")).collect::<String>();
+    let header = "system_name,common_name,certificate_authority,host_platform\n";
+    std::fs::write(&big, format!("{header}{}big-dup,x.test,internal,local\nbig-0,again.test,internal,local\n", good_rows(4000)))
+        .unwrap();
+    assert_clean_failure(
+        &env.cli(&["assets", "import", big.to_str().unwrap()]),
+        &["1 invalid row(s), nothing imported", "row 4002 (big-0): field `system_name`: appears more than once"],
+    );
+    std::fs::write(&big, format!("{header}{}\"unterminated,x,internal,local\n", good_rows(4000))).unwrap();
+    let unreadable = env.cli(&["assets", "import", big.to_str().unwrap()]);
+    assert!(!unreadable.status.success());
+    assert!(stderr(&unreadable).contains("nothing imported"), "{}", stderr(&unreadable));
+    let listed = env.cli_ok(&["assets", "list", "--json"]);
+    assert!(!listed.contains("big-"), "nothing of the refused files was written");
+    std::fs::write(&big, format!("{header}{}", good_rows(4000))).unwrap();
+    assert!(env.cli_ok(&["assets", "import", big.to_str().unwrap()]).contains("imported 4000 asset(s)"));
+
     let txt = env.path("assets.txt");
     std::fs::write(&txt, "x").unwrap();
     assert_clean_failure(&env.cli(&["assets", "import", txt.to_str().unwrap()]), &["--format"]);

@@ -159,14 +159,49 @@ async fn import_assets(config: &Config, file: &std::path::Path, format: Option<i
         Some(r) => Known::from(&issuers).with_routes(r),
         None => Known::from(&issuers),
     };
-    let rows = match import::read(file, format, known)? {
-        Ok(rows) => rows,
-        Err(bad) => bail!("{}", import::invalid_rows(file, bad.iter().map(ToString::to_string))),
-    };
+    // The file is opened (and a CSV header read) first, then read on a blocking thread and
+    // streamed into one transaction: memory holds a chunk of rows, not the file, and
+    // parsing overlaps the database's work.
+    let rows = import::rows(file, format)?;
     let database = open_db(config).await?;
-    let summary = assets::import(&database, &rows, known).await.with_context(|| format!("{}", file.display()))?;
-    let names: Vec<&str> = rows.iter().map(|r| r.system_name.as_str()).take(100).collect();
-    let target = (rows.len() == 1).then(|| rows[0].system_name.as_str());
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<import::Row>(4 * db::bulk::ROWS_PER_INSERT);
+    let reader = tokio::task::spawn_blocking(move || {
+        for row in rows {
+            if tx.blocking_send(row).is_err() {
+                break;
+            }
+        }
+    });
+    let mut importer = db::bulk::Importer::begin(&database, known).await?;
+    let mut names = Vec::new();
+    let mut unreadable = None;
+    while let Some(row) = rx.recv().await {
+        match row {
+            Ok(row) => {
+                if let Ok(a) = &row
+                    && names.len() < 100
+                {
+                    names.push(a.system_name.trim().to_owned());
+                }
+                importer.push(row).await.with_context(|| format!("{}", file.display()))?;
+            }
+            Err(e) => {
+                unreadable = Some(e);
+                break;
+            }
+        }
+    }
+    drop(rx);
+    reader.await.context("the file reader stopped")?;
+    if let Some(e) = unreadable {
+        return Err(e.context(format!("{}: nothing imported", file.display())));
+    }
+    let summary = match importer.finish().await {
+        Ok(summary) => summary,
+        Err(assets::ImportError::Rows(bad)) => bail!("{}", import::invalid_rows(file, bad.iter().map(ToString::to_string))),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("{}", file.display()))),
+    };
+    let target = (summary.written == 1).then(|| names[0].as_str());
     let summary_json = json!({"count": summary.written, "file": file.display().to_string(), "system_names": names});
     audit(&database, Action::AssetCreate, target, summary_json).await?;
     println!("imported {} asset(s) from {}", summary.written, file.display());

@@ -2,7 +2,7 @@
 //! read before anything is written; errors name the row and the field.
 
 use anyhow::{Context as _, bail};
-use certfleet_shared::db::assets::{AssetInput, FieldError, Known, RowError, RowSource};
+use certfleet_shared::db::assets::{AssetInput, FieldError, RowError, RowSource};
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -30,7 +30,11 @@ fn row(index: usize, value: Value, source: RowSource) -> Result<AssetInput, RowE
     AssetInput::from_row(index, value, source)
 }
 
-/// Reads a JSON array of assets.
+/// One row of a file: parsed, or naming its bad field; `Err` of the outer result when the
+/// file itself cannot be read on (malformed CSV).
+pub type Row = anyhow::Result<Result<AssetInput, RowError>>;
+
+/// Reads a JSON array of assets (whole: a JSON inventory is not a bulk format).
 fn from_json(text: &str) -> anyhow::Result<Vec<Result<AssetInput, RowError>>> {
     let value: Value = serde_json::from_str(text).context("the file is not valid JSON")?;
     let Value::Array(items) = value else { bail!("the JSON file must hold an array of asset objects") };
@@ -62,37 +66,35 @@ fn static_column(column: &str) -> &'static str {
     certfleet_shared::db::assets::static_field(column).unwrap_or("(row)")
 }
 
-/// Reads a CSV file with a header row.
-fn from_csv(text: &str) -> anyhow::Result<Vec<Result<AssetInput, RowError>>> {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::Headers).from_reader(text.as_bytes());
+/// Reads a CSV file with a header row, one record at a time.
+fn from_csv<R: std::io::Read>(input: R) -> anyhow::Result<impl Iterator<Item = Row>> {
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::Headers).from_reader(input);
     let headers = reader.headers().context("reading the CSV header")?.clone();
-    let mut rows = Vec::new();
-    for (i, record) in reader.records().enumerate() {
+    Ok(reader.into_records().enumerate().map(move |(i, record)| {
         let record = record.with_context(|| format!("row {}: malformed CSV", i + 1))?;
-        let mut object = Map::new();
-        let mut failed = None;
-        for (column, cell) in headers.iter().zip(record.iter()) {
-            match csv_cell(column, cell) {
-                Ok(Some(v)) => {
-                    object.insert(column.to_owned(), v);
-                }
-                Ok(None) => {}
-                Err(reason) => {
-                    failed = Some(FieldError { field: static_column(column), reason });
-                    break;
-                }
+        Ok(csv_row(i, &headers, &record))
+    }))
+}
+
+/// One CSV record as an asset, or the first bad cell.
+fn csv_row(i: usize, headers: &csv::StringRecord, record: &csv::StringRecord) -> Result<AssetInput, RowError> {
+    let mut object = Map::new();
+    for (column, cell) in headers.iter().zip(record.iter()) {
+        match csv_cell(column, cell) {
+            Ok(Some(v)) => {
+                object.insert(column.to_owned(), v);
+            }
+            Ok(None) => {}
+            Err(reason) => {
+                return Err(RowError {
+                    row: i + 1,
+                    name: object.get("system_name").and_then(Value::as_str).map(str::to_owned),
+                    error: FieldError { field: static_column(column), reason },
+                });
             }
         }
-        rows.push(match failed {
-            Some(error) => Err(RowError {
-                row: i + 1,
-                name: object.get("system_name").and_then(Value::as_str).map(str::to_owned),
-                error,
-            }),
-            None => row(i, Value::Object(object), RowSource::Csv),
-        });
     }
-    Ok(rows)
+    row(i, Value::Object(object), RowSource::Csv)
 }
 
 /// The message of a refused import: every bad row, one per line.
@@ -101,51 +103,39 @@ pub fn invalid_rows(file: &Path, lines: impl Iterator<Item = String>) -> String 
     format!("{}: {} invalid row(s), nothing imported:\n  {}", file.display(), lines.len(), lines.join("\n  "))
 }
 
-/// Reads `path` as `format` into rows, each parsed or naming its bad field; the checks
-/// that need the configuration (issuers) are left to [`read`] or to the API server.
-pub fn parse(path: &Path, format: Format) -> anyhow::Result<Vec<Result<AssetInput, RowError>>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    match format {
-        Format::Json => from_json(&text),
-        Format::Csv => from_csv(&text),
-    }
+/// Reads `path` as `format` row by row, each parsed or naming its bad field; the checks
+/// that need the configuration (issuers, routes) are left to the importer or to the API
+/// server. A CSV file is streamed (read as it is consumed), so memory does not grow with it.
+pub fn rows(path: &Path, format: Format) -> anyhow::Result<Box<dyn Iterator<Item = Row> + Send>> {
+    let cannot = || format!("cannot read {}", path.display());
+    Ok(match format {
+        Format::Json => {
+            let text = std::fs::read_to_string(path).with_context(cannot)?;
+            Box::new(from_json(&text)?.into_iter().map(Ok))
+        }
+        Format::Csv => {
+            let file = std::fs::File::open(path).with_context(cannot)?;
+            Box::new(from_csv(std::io::BufReader::with_capacity(1 << 20, file))?)
+        }
+    })
 }
 
-/// Reads `path` as `format` and validates every row against `known` (issuers, routes);
-/// returns the rows, or every bad row (unreadable or invalid), in file order.
-pub fn read(path: &Path, format: Format, known: Known<'_>) -> anyhow::Result<Result<Vec<AssetInput>, Vec<RowError>>> {
-    let parsed = parse(path, format)?;
-    let mut good = Vec::with_capacity(parsed.len());
-    let mut bad = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for (i, r) in parsed.into_iter().enumerate() {
-        match r {
-            Ok(a) => {
-                let problem = match a.validate(known) {
-                    Err(error) => Some(error),
-                    Ok(()) if !seen.insert(a.system_name.trim().to_owned()) => {
-                        Some(FieldError { field: "system_name", reason: "appears more than once in the file".into() })
-                    }
-                    Ok(()) => None,
-                };
-                match problem {
-                    Some(error) => bad.push(RowError { row: i + 1, name: Some(a.system_name.clone()), error }),
-                    None => good.push(a),
-                }
-            }
-            Err(e) => bad.push(e),
-        }
-    }
-    Ok(if bad.is_empty() { Ok(good) } else { Err(bad) })
+/// Every row of `path` at once (for the API, which takes one request body).
+pub fn parse(path: &Path, format: Format) -> anyhow::Result<Vec<Result<AssetInput, RowError>>> {
+    rows(path, format)?.collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn csv_text(text: &str) -> anyhow::Result<Vec<Result<AssetInput, RowError>>> {
+        from_csv(text.as_bytes())?.collect()
+    }
+
     #[test]
     fn csv_cells_convert_by_column() {
-        let rows = from_csv(
+        let rows = csv_text(
             "system_name,common_name,subject_alternative_name,certificate_authority,host_platform,port,certificate_validation,settings\n\
              a,a.test,a.test;b.test,internal,files,443,false,\"{\"\"cert_path\"\":\"\"/x\"\"}\"\n\
              b,b.test,,internal,files,http,true,\n",
@@ -162,7 +152,7 @@ mod tests {
 
     #[test]
     fn csv_errors_name_the_missing_column_and_quote_bad_dates() {
-        let rows = from_csv(
+        let rows = csv_text(
             "system_name,certificate_authority,host_platform,certificate_expiration\n\
              a,internal,local,2027-13-01\n\
              b,internal,local,\n",
@@ -174,7 +164,7 @@ mod tests {
             missing.to_string(),
             "row 2 (b): field `common_name`: required, but the column is missing or the cell is empty"
         );
-        let rows = from_csv(
+        let rows = csv_text(
             "system_name,common_name,certificate_authority,host_platform,certificate_expiration\n\
              a,a.test,internal,local,2027-13-01\n",
         )

@@ -4,7 +4,6 @@ use super::DbError;
 use super::entity::asset::{self, AssetState};
 use certfleet_proto::KeyAlgorithm;
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
     TransactionTrait,
@@ -117,7 +116,7 @@ impl<'a> From<&'a Vec<&'a str>> for Known<'a> {
     }
 }
 
-fn field_err(field: &'static str, reason: impl Into<String>) -> FieldError {
+pub(crate) fn field_err(field: &'static str, reason: impl Into<String>) -> FieldError {
     FieldError { field, reason: reason.into() }
 }
 
@@ -314,7 +313,7 @@ pub struct ImportSummary {
     pub written: usize,
 }
 
-fn active_model(row: &AssetInput, now: DateTime<Utc>) -> asset::ActiveModel {
+pub(crate) fn active_model(row: &AssetInput, now: DateTime<Utc>) -> asset::ActiveModel {
     asset::ActiveModel {
         system_name: Set(row.system_name.trim().to_owned()),
         common_name: Set(row.common_name.clone()),
@@ -339,64 +338,20 @@ fn active_model(row: &AssetInput, now: DateTime<Utc>) -> asset::ActiveModel {
     }
 }
 
-/// Columns an import may overwrite on an existing asset; rotation state is kept.
-const IMPORTED_COLUMNS: &[asset::Column] = &[
-    asset::Column::CommonName,
-    asset::Column::SubjectAlternativeName,
-    asset::Column::CertificateAuthority,
-    asset::Column::CertificateExpiration,
-    asset::Column::DataCenter,
-    asset::Column::DeviceModel,
-    asset::Column::HostPlatform,
-    asset::Column::IpAddress,
-    asset::Column::Port,
-    asset::Column::Origin,
-    asset::Column::OsVersion,
-    asset::Column::CertificateValidation,
-    asset::Column::KeyAlgorithm,
-    asset::Column::Settings,
-    asset::Column::NextDueAt,
-    asset::Column::UpdatedAt,
-];
-
 /// Validates and writes `rows` in one transaction: all rows or none. Existing assets
 /// (same `system_name`) get their inventory fields updated; unroutable ones become due again.
+/// A file too large to hold is streamed through [`super::bulk::Importer`] instead.
 pub async fn import(
     db: &DatabaseConnection,
     rows: &[AssetInput],
     known: impl Into<Known<'_>>,
 ) -> Result<ImportSummary, ImportError> {
-    let errors = validate_all(rows, known);
-    if !errors.is_empty() {
-        return Err(ImportError::Rows(errors));
+    let mut importer = super::bulk::Importer::begin(db, known).await?;
+    for row in rows {
+        importer.push(Ok(row.clone())).await?;
     }
-    let now = Utc::now();
-    // An existing unroutable asset becomes due again, in the same statement as its update
-    // (the conflict's `assets.*` are the existing row's values).
-    let unroutable = format!("assets.state = '{}'", AssetState::Unroutable.as_str());
-    let state = Expr::cust(format!("CASE WHEN {unroutable} THEN '{}' ELSE assets.state END", AssetState::Due.as_str()));
-    let last_error = Expr::cust(format!("CASE WHEN {unroutable} THEN NULL ELSE assets.last_error END"));
-    let txn = db.begin().await.map_err(DbError::from)?;
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        asset::Entity::insert_many(chunk.iter().map(|r| active_model(r, now)))
-            .on_conflict(
-                OnConflict::column(asset::Column::SystemName)
-                    .update_columns(IMPORTED_COLUMNS.iter().copied())
-                    .value(asset::Column::State, state.clone())
-                    .value(asset::Column::LastError, last_error.clone())
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await
-            .map_err(DbError::from)?;
-    }
-    txn.commit().await.map_err(DbError::from)?;
-    Ok(ImportSummary { written: rows.len() })
+    importer.finish().await
 }
-
-/// Rows per multi-row insert: 1,500 rows of 18 columns stay under SQLite's 32,766 bind
-/// parameters (PostgreSQL allows 65,535).
-const ROWS_PER_INSERT: usize = 1500;
 
 /// Like [`import`], but every `system_name` must be new: [`ImportError::Exists`] names the
 /// ones that are taken, and nothing is written (the API's `POST /api/v1/assets`).
@@ -429,7 +384,7 @@ pub async fn create(
         taken.sort();
         return Err(ImportError::Exists(taken));
     }
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
+    for chunk in rows.chunks(super::bulk::ROWS_PER_INSERT) {
         asset::Entity::insert_many(chunk.iter().map(|r| active_model(r, now)))
             .exec_without_returning(&txn)
             .await

@@ -6,6 +6,7 @@ pub mod asset_edits;
 pub mod asset_history;
 pub mod assets;
 pub mod audit;
+pub mod bulk;
 pub mod dead_letters;
 pub mod entity;
 pub mod history;
