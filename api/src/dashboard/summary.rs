@@ -133,4 +133,25 @@ mod tests {
         assert!(!counted(Duration::from_secs(61), Duration::from_secs(10)).fresh(now));
         assert!(counted(Duration::from_secs(59), Duration::from_secs(10)).fresh(now));
     }
+
+    #[tokio::test]
+    async fn a_quick_count_is_reused_while_fresh_then_redone() {
+        let db = certfleet_shared::db::connect("sqlite::memory:", Duration::from_secs(10)).await.unwrap();
+        let summary = Summary::default();
+        let first = summary.get(&db).await.unwrap();
+        assert_eq!(first.total, 0);
+        let input = certfleet_shared::db::assets::AssetInput {
+            system_name: "one".into(),
+            common_name: "one.test".into(),
+            certificate_authority: "internal".into(),
+            host_platform: "local".into(),
+            ..Default::default()
+        };
+        certfleet_shared::db::assets::import(&db, &[input], &["internal"]).await.unwrap();
+        let again = summary.get(&db).await.unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "fresh: the same counts, not counted again");
+        tokio::time::sleep(MIN_AGE + Duration::from_millis(50)).await;
+        let later = summary.get(&db).await.unwrap();
+        assert_eq!(later.total, 1, "a quick count is redone before it is shown once stale");
+    }
 }
