@@ -5,8 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 pub mod acme;
+pub mod chaos;
 pub mod device;
 pub mod notify;
+pub mod postgres;
 pub mod procinfo;
 pub mod rabbit;
 
