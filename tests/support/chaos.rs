@@ -313,10 +313,7 @@ pub async fn run(world: &ChaosWorld, opts: ChaosOpts) -> anyhow::Result<ChaosRep
                         1 => {
                             let node = world.rabbit.clone();
                             pending = Some(tokio::task::spawn_blocking(move || {
-                                let mut node = node.blocking_lock();
-                                node.ctl(&["stop"])?;
-                                node.kill9(); // reaps the stopped VM's process group
-                                node.boot(Duration::from_secs(120))
+                                node.blocking_lock().restart_node(Duration::from_secs(120)).map(|_| ())
                             }));
                         }
                         _ => {

@@ -171,6 +171,28 @@ impl RabbitNode {
         self.ctl(&["await_startup"]).expect("await_startup");
     }
 
+    /// Restarts the whole node: `rabbitmqctl stop` (the Erlang VM exits, every client
+    /// connection drops), then a new VM on the same data. Returns how long it was down.
+    pub fn restart_node(&mut self, timeout: Duration) -> anyhow::Result<Duration> {
+        let t = Instant::now();
+        self.ctl(&["stop"])?;
+        if let Some(mut child) = self.child.take() {
+            let deadline = Instant::now() + timeout;
+            while child.try_wait()?.is_none() {
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    bail!("node {} did not exit after rabbitmqctl stop", self.name);
+                }
+                std::thread::sleep(Duration::from_millis(100)); // test code, outside any runtime
+            }
+        }
+        // The VM is gone; its pid file must not lead a later kill to a reused pid.
+        let _ = std::fs::remove_file(self.dir.join("pid"));
+        self.boot(timeout)?;
+        Ok(t.elapsed())
+    }
+
     /// The client-side addresses (`name` column) of the connections to `vhost`.
     pub fn connections(&self, vhost: &str) -> Vec<String> {
         self.ctl(&["list_connections", "-q", "--no-table-headers", "-p", vhost, "name"])
