@@ -258,7 +258,7 @@ impl Config {
             return bad("scan_page_size", "must be at least 1");
         }
         if let Some(url) = &self.amqp_management_url
-            && let Err(e) = crate::amqp::management::Management::new(url, &self.amqp_url, self.connect_timeout)
+            && let Err(e) = crate::amqp::management::Management::new(url, self.amqp_url.first(), self.connect_timeout)
         {
             return Err(ConfigError::Value { key: "amqp_management_url", reason: e.to_string() });
         }
