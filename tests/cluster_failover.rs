@@ -24,12 +24,16 @@ fn assets_json(env: &TestEnv, from: usize, to: usize) -> serde_json::Value {
         (from..to)
             .map(|i| {
                 let name = format!("c-{i:03}");
+                // A device that takes 0.2 s to reload: 300 jobs on 4 job slots last 15 s
+                // or more, so the kill lands mid-run however fast the machine is.
+                let mut settings = env.local_settings(&name);
+                settings["reload_command"] = serde_json::json!(["sleep", "0.2"]);
                 serde_json::json!({
                     "system_name": name,
                     "common_name": format!("{name}.fleet.test"),
                     "certificate_authority": "internal",
                     "host_platform": "local",
-                    "settings": env.local_settings(&name),
+                    "settings": settings,
                 })
             })
             .collect(),
@@ -78,13 +82,16 @@ async fn killing_the_job_queue_leader_loses_no_job_and_every_process_consumes_ag
         }
     }
 
+    // The leader is looked up before the run (rabbitmqctl is slow under load), so that the
+    // kill follows the first results at once.
+    let leader = cluster.leader_of(&vhost, &job_queue);
     env.import(&assets_json(&env, 0, FIRST));
     wait_for(Duration::from_secs(120), "a first share of the jobs done", || async {
         (ok_count(&env).await >= 5).then_some(())
     })
     .await;
-    let leader = cluster.leader_of(&vhost, &job_queue);
     let done_before = ok_count(&env).await;
+    assert!(done_before < FIRST, "the kill lands mid-run ({done_before}/{FIRST} done)");
     let mut cluster = cluster;
     cluster.nodes[leader].kill9();
     let killed = Instant::now();
