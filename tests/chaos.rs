@@ -1,5 +1,5 @@
 //! The chaos run at 10,000 jobs (tests/support/chaos.rs): four workers, one of them SIGKILLed
-//! every 5 s and replaced, the scheduler SIGKILLed once, RabbitMQ and PostgreSQL each
+//! every 5 s and replaced, the scheduler SIGKILLed once, PostgreSQL and RabbitMQ each
 //! restarted once, all on private instances. Asserts the zeros (no asset lost, no job id
 //! deployed twice, every asset in exactly one terminal state), never the times: those are
 //! `certfleet-bench chaos` figures in BENCHMARKS.md.
@@ -19,7 +19,8 @@ async fn ten_thousand_jobs_through_worker_scheduler_broker_and_database_faults_l
         concurrency: 32,
         faults: true,
         kill_every: Duration::from_secs(5),
-        // At 15, 35 and 55 % rotated: every fault lands while work is still queued.
+        // Scheduler kill, PostgreSQL restart, RabbitMQ restart at 15, 35 and 55 % rotated:
+        // every fault lands while work is still queued.
         fault_at: [0.15, 0.35, 0.55],
         deadline: Duration::from_secs(900),
         lease: Duration::from_secs(3600),

@@ -58,7 +58,7 @@ impl RabbitNode {
             let port = free_port(&[]);
             let dist_port = free_port(&[port]);
             let mut node = Self { name: name.clone(), port, dist_port, dir: dir.clone(), child: None, _tmp: None };
-            match node.boot(Duration::from_secs(120)) {
+            match node.boot(Duration::from_secs(300)) {
                 Ok(()) => {
                     node._tmp = Some(tmp);
                     return node;
