@@ -254,6 +254,7 @@ pub async fn run(world: &ChaosWorld, opts: ChaosOpts) -> anyhow::Result<ChaosRep
     let mut faults: Vec<(&'static str, Duration)> = Vec::new();
     let mut exits = Vec::new();
     let mut next_kill = opts.kill_every;
+    let mut next_restart = Duration::ZERO;
     let big: [&'static str; 3] = ["scheduler-kill", "postgres-restart", "rabbitmq-restart"];
     let mut big_done = [false; 3];
     let mut pending: Option<tokio::task::JoinHandle<anyhow::Result<()>>> = None;
@@ -271,17 +272,22 @@ pub async fn run(world: &ChaosWorld, opts: ChaosOpts) -> anyhow::Result<ChaosRep
         if now > opts.deadline {
             break false;
         }
-        // Processes that ended by themselves are restarted, as a service manager would.
-        for (i, w) in workers.iter_mut().enumerate() {
-            if let Some(status) = w.wait_exit(Duration::ZERO) {
-                exits.push(format!("worker {i} exited ({status}) at {now:?}"));
-                next_worker += 1;
-                *w = run.worker(next_worker)?;
+        // Processes that ended by themselves (a worker started while the broker is down
+        // stops at once with an error) are restarted, as a service manager would: at most
+        // once every 2 s, as systemd's RestartSec would space them.
+        if now >= next_restart {
+            next_restart = now + Duration::from_secs(2);
+            for (i, w) in workers.iter_mut().enumerate() {
+                if let Some(status) = w.wait_exit(Duration::ZERO) {
+                    exits.push(format!("worker {i} exited ({status}) at {now:?}"));
+                    next_worker += 1;
+                    *w = run.worker(next_worker)?;
+                }
             }
-        }
-        if let Some(status) = scheduler.wait_exit(Duration::ZERO) {
-            exits.push(format!("scheduler exited ({status}) at {now:?}"));
-            scheduler = run.spawn("certfleet-scheduler", "scheduler", &[])?;
+            if let Some(status) = scheduler.wait_exit(Duration::ZERO) {
+                exits.push(format!("scheduler exited ({status}) at {now:?}"));
+                scheduler = run.spawn("certfleet-scheduler", "scheduler", &[])?;
+            }
         }
         if opts.faults {
             if now >= next_kill {
