@@ -1,15 +1,19 @@
-//! The scheduler and a worker resume by themselves after RabbitMQ restarts (lapin's
-//! automatic recovery), and nothing published before or after is lost.
+//! The scheduler and a worker resume by themselves after RabbitMQ restarts, ten times in a
+//! row, and nothing published before or after is lost. After every restart each process
+//! holds exactly one connection to the broker, and neither its sockets nor its memory grow.
 //!
-//! This restarts the machine's RabbitMQ application (`rabbitmqctl stop_app/start_app`), so
-//! it lives in its own test binary: `cargo test` runs test binaries one after another.
+//! The broker is a private node started for this test (tests/support/rabbit.rs), so
+//! `stop_app`/`start_app` never disturbs other tests on the machine's RabbitMQ.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use certfleet_shared::db::assets;
 use certfleet_shared::db::entity::asset::AssetState;
+use certfleet_tests::procinfo::{rss_kib, socket_count, tcp_connections_to};
+use certfleet_tests::rabbit::RabbitNode;
 use certfleet_tests::*;
-use std::process::Command;
 use std::time::Duration;
+
+const RESTARTS: usize = 10;
 
 fn assets_json(env: &TestEnv, from: usize, to: usize) -> serde_json::Value {
     serde_json::Value::Array(
@@ -28,11 +32,6 @@ fn assets_json(env: &TestEnv, from: usize, to: usize) -> serde_json::Value {
     )
 }
 
-fn rabbit(args: &[&str]) {
-    let out = Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl");
-    assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 async fn ok_count(env: &TestEnv) -> usize {
     let db = env.db().await;
     let n = assets::list(&db).await.unwrap().iter().filter(|a| a.state == AssetState::Ok).count();
@@ -40,37 +39,62 @@ async fn ok_count(env: &TestEnv) -> usize {
     n
 }
 
+/// What one process holds: TCP connections to the broker, sockets, RSS.
+fn holdings(pid: u32, port: u16) -> (usize, usize, u64) {
+    (tcp_connections_to(pid, port), socket_count(pid), rss_kib(pid))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scheduler_and_worker_resume_after_a_broker_restart() {
-    let env = TestEnv::new("");
-    env.import(&assets_json(&env, 0, 5));
+async fn scheduler_and_worker_resume_after_ten_broker_restarts_with_one_connection_each() {
+    let node = RabbitNode::start("restart");
+    let env = TestEnv::on_node(&node, &node.url("{vhost}"), "");
+    env.import(&assets_json(&env, 0, 3));
     let mut scheduler = env.spawn("certfleet-scheduler", "scheduler", &[]);
     let mut worker = env.spawn("certfleet-worker", "worker", &["--drivers", "local"]);
-    wait_for(Duration::from_secs(30), "the first five rotated", || async { (ok_count(&env).await == 5).then_some(()) })
-        .await;
-
-    rabbit(&["stop_app"]);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    rabbit(&["start_app"]);
-    rabbit(&["await_startup"]);
-
-    // New work after the restart must flow through the same, never restarted, processes.
-    env.import(&assets_json(&env, 5, 10));
-    wait_for(Duration::from_secs(120), "the next five rotated after the restart", || async {
-        (ok_count(&env).await == 10).then_some(())
+    wait_for(Duration::from_secs(60), "the first three rotated", || async {
+        (ok_count(&env).await == 3).then_some(())
     })
     .await;
+    let pids = [("scheduler", scheduler.pid()), ("worker", worker.pid())];
+    let mut first: Vec<(usize, usize, u64)> = Vec::new();
+
+    for round in 1..=RESTARTS {
+        node.restart_app(Duration::from_secs(1)); // blocks this test's thread only
+        // New work after the restart must flow through the same, never restarted, processes.
+        let done = 3 + round;
+        env.import(&assets_json(&env, done - 1, done));
+        wait_for(Duration::from_secs(120), &format!("asset {done} rotated after restart {round}"), || async {
+            (ok_count(&env).await == done).then_some(())
+        })
+        .await;
+        // Work flowed, so both processes are connected; a leaked or duplicate connection
+        // would show here as a second connection of one process.
+        let listed = node.connections(&env.vhost.name);
+        let now: Vec<_> = pids.iter().map(|(_, pid)| holdings(*pid, node.port)).collect();
+        eprintln!("restart {round}: broker lists {} connections; (tcp, sockets, rss KiB) = {now:?}", listed.len());
+        for ((label, _), (tcp, _, _)) in pids.iter().zip(&now) {
+            assert_eq!(
+                *tcp, 1,
+                "after restart {round} the {label} holds one broker connection; broker lists {listed:?}"
+            );
+        }
+        assert_eq!(listed.len(), 2, "after restart {round} the broker lists one connection per process: {listed:?}");
+        if round == 1 {
+            first = now;
+        } else {
+            for ((label, _), (was, is)) in pids.iter().zip(first.iter().zip(&now)) {
+                assert!(is.1 <= was.1, "the {label}'s sockets grew from {} to {} by restart {round}", was.1, is.1);
+            }
+        }
+    }
+    // Memory: allocator noise is a few MiB; a leak per reconnect would be far more.
+    let last: Vec<_> = pids.iter().map(|(_, pid)| holdings(*pid, node.port)).collect();
+    for ((label, _), (was, is)) in pids.iter().zip(first.iter().zip(&last)) {
+        eprintln!("{label}: RSS {} KiB after restart 1, {} KiB after restart {RESTARTS}", was.2, is.2);
+        assert!(is.2 < was.2 + 16 * 1024, "the {label}'s RSS grew from {} to {} KiB", was.2, is.2);
+    }
     assert!(worker.wait_exit(Duration::ZERO).is_none(), "the worker kept running:\n{}", worker.log_text());
     assert!(scheduler.wait_exit(Duration::ZERO).is_none(), "the scheduler kept running:\n{}", scheduler.log_text());
-    // stop_app closed every connection; the ones the broker lists now were reopened by the
-    // very processes started before the restart.
-    // The test itself holds no connection, so these are the scheduler's and the worker's.
-    let out = Command::new("rabbitmqctl")
-        .args(["list_connections", "-q", "--no-table-headers", "-p", &env.vhost.name, "name"])
-        .output()
-        .unwrap();
-    let names = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(names.lines().filter(|l| !l.trim().is_empty()).count(), 2, "both reconnected: {names}");
     assert!(scheduler.terminate(Duration::from_secs(20)), "the scheduler stops cleanly");
     assert!(worker.terminate(Duration::from_secs(20)), "the worker stops cleanly");
 }

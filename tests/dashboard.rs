@@ -109,7 +109,7 @@ async fn dashboard_in_a_real_browser() {
     // class, reason and attempt headers), recorded by the real scheduler.
     let db = env.db().await;
     let timeout = Duration::from_secs(10);
-    let conn = amqp::connect(&env.vhost.url, "dashboard-test", timeout).await.unwrap();
+    let conn = amqp::connect(&env.vhost.url.as_str().into(), "dashboard-test", timeout).await.unwrap();
     let publisher = Publisher::open(&conn, timeout).await.unwrap();
     for name in DEAD {
         let a = assets::by_name(&db, name).await.unwrap();

@@ -136,7 +136,8 @@ async fn delayed_job_waits_in_a_retry_tier_then_runs() {
     let mut job =
         certfleet_shared::db::job_from_asset(&asset, Driver::Local, JobId::new(), 1, chrono::Utc::now()).unwrap();
     job.not_before = Some(not_before);
-    let conn = certfleet_shared::amqp::connect(&env.vhost.url, "test", Duration::from_secs(10)).await.unwrap();
+    let conn =
+        certfleet_shared::amqp::connect(&env.vhost.url.as_str().into(), "test", Duration::from_secs(10)).await.unwrap();
     let publisher = Publisher::open(&conn, Duration::from_secs(10)).await.unwrap();
     certfleet_shared::amqp::topology::declare(publisher.channel(), Driver::ALL, Duration::from_secs(10)).await.unwrap();
     let body = Envelope::encode(&job);

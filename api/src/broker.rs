@@ -5,6 +5,7 @@ use crate::error::ApiError;
 use certfleet_proto::Driver;
 use certfleet_shared::amqp::management::Management;
 use certfleet_shared::amqp::{self, Publisher, topology};
+use certfleet_shared::config::AmqpUrls;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
@@ -15,7 +16,7 @@ struct Open {
 
 /// Lazily connected broker.
 pub struct Broker {
-    url: String,
+    url: AmqpUrls,
     timeout: Duration,
     open: Mutex<Option<Open>>,
     management: Option<Management>,
@@ -24,7 +25,7 @@ pub struct Broker {
 impl Broker {
     /// A handle that connects on first use; `management` adds unacked counts and rates to
     /// the queue numbers.
-    pub fn new(url: String, management: Option<Management>, timeout: Duration) -> Self {
+    pub fn new(url: AmqpUrls, management: Option<Management>, timeout: Duration) -> Self {
         Self { url, timeout, open: Mutex::new(None), management }
     }
 

@@ -86,7 +86,7 @@ pub async fn bind(config: &Config) -> Result<Bound, StartError> {
     let db = certfleet_shared::db::connect(&config.database_url, config.connect_timeout).await?;
     let management = match &config.amqp_management_url {
         Some(url) => Some(
-            certfleet_shared::amqp::management::Management::new(url, &config.amqp_url, config.connect_timeout)
+            certfleet_shared::amqp::management::Management::new(url, config.amqp_url.first(), config.connect_timeout)
                 .map_err(|e| StartError::Config { key: "amqp_management_url", reason: e.to_string() })?,
         ),
         None => None,

@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod baseline;
+mod chaos;
 mod dashboard;
 mod env;
 mod fleet;
@@ -128,6 +129,19 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Workers, the scheduler, RabbitMQ and PostgreSQL killed and restarted during a run of
+    /// `local` rotations (private broker and database), against a fault-free run.
+    Chaos {
+        #[arg(long, default_value_t = 100_000)]
+        assets: u64,
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: u16,
+        /// Seconds between two worker SIGKILLs.
+        #[arg(long, default_value_t = 10)]
+        kill_every: u64,
+    },
     /// RSS of a worker that has connected and sits idle.
     IdleRss {
         #[arg(long, default_value_t = 5)]
@@ -146,6 +160,9 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Scan { backend, rows, due, runs, full } => scan::scan(&backend, rows, due, runs, full).await,
         Cmd::E2e { assets, workers, concurrency, runs } => e2e(assets, workers, concurrency, runs).await,
         Cmd::Dashboard { backend, rows, loads } => dashboard::run(&backend, rows, loads).await,
+        Cmd::Chaos { assets, workers, concurrency, kill_every } => {
+            chaos::chaos(assets, workers, concurrency, kill_every).await
+        }
         Cmd::IdleRss { settle_secs } => idle_rss(settle_secs).await,
         Cmd::Import { backend, rows, runs } => import::import(&backend, rows, runs).await,
         Cmd::Scale { assets, workers, concurrency, sleep_secs, runs } => {

@@ -312,7 +312,7 @@ async fn dlq_discard(config: &Config, job_id: JobId) -> anyhow::Result<()> {
 async fn queues(config: &Config, json: bool) -> anyhow::Result<()> {
     let conn = amqp::connect(&config.amqp_url, "certfleet-cli", config.connect_timeout).await?;
     let management = match &config.amqp_management_url {
-        Some(url) => Some(amqp::management::Management::new(url, &config.amqp_url, config.connect_timeout)?),
+        Some(url) => Some(amqp::management::Management::new(url, config.amqp_url.first(), config.connect_timeout)?),
         None => None,
     };
     let stats = amqp::stats::queue_stats_with(&conn, management.as_ref(), config.connect_timeout).await?;

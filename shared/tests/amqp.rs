@@ -41,7 +41,7 @@ fn msg<'a>(exchange: &'a str, key: &'a str) -> Outgoing<'a> {
 #[tokio::test]
 async fn unroutable_and_refused_messages_are_errors_not_losses() {
     let vhost = Vhost::new();
-    let conn = amqp::connect(&vhost.url(), "test", T).await.unwrap();
+    let conn = amqp::connect(&vhost.url().as_str().into(), "test", T).await.unwrap();
     let publisher = Publisher::open(&conn, T).await.unwrap();
     topology::declare(publisher.channel(), Driver::ALL, T).await.unwrap();
     topology::declare(publisher.channel(), Driver::ALL, T).await.unwrap(); // idempotent
@@ -74,7 +74,7 @@ async fn unroutable_and_refused_messages_are_errors_not_losses() {
 #[tokio::test]
 async fn job_queues_carry_the_documented_arguments() {
     let vhost = Vhost::new();
-    let conn = amqp::connect(&vhost.url(), "test", T).await.unwrap();
+    let conn = amqp::connect(&vhost.url().as_str().into(), "test", T).await.unwrap();
     let publisher = Publisher::open(&conn, T).await.unwrap();
     topology::declare(publisher.channel(), Driver::ALL, T).await.unwrap();
     // Declaring with different arguments is refused by the broker: proof of what is there.
@@ -98,4 +98,32 @@ async fn job_queues_carry_the_documented_arguments() {
         publisher.channel().queue_declare(name.as_str().into(), passive, FieldTable::default()).await.unwrap();
     }
     let _ = conn.close(200, "".into()).await;
+}
+
+/// A port on 127.0.0.1 where nothing listens (bound, then released).
+fn dead_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn a_url_list_connects_to_the_first_live_node_and_errors_name_every_node_without_passwords() {
+    let vhost = Vhost::new();
+    let dead = format!("amqp://guest:guest@127.0.0.1:{}/{}", dead_port(), vhost.0);
+    let urls = certfleet_shared::config::AmqpUrls::new([dead.clone(), vhost.url()]);
+    let conn = amqp::connect(&urls, "test", T).await.unwrap();
+    let publisher = Publisher::open(&conn, T).await.unwrap();
+    topology::declare(publisher.channel(), Driver::ALL, T).await.unwrap();
+    publisher.publish(msg(topology::JOBS_EXCHANGE, "local")).await.unwrap();
+    conn.close(200, "".into()).await.unwrap();
+
+    let secret = format!("amqp://guest:s3cret-pw@127.0.0.1:{}/x", dead_port());
+    let other = format!("amqp://guest:s3cret-pw@127.0.0.1:{}/x", dead_port());
+    let err = amqp::connect(&certfleet_shared::config::AmqpUrls::new([secret, other.clone()]), "test", T)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("s3cret-pw"), "the password is hidden: {err}");
+    assert!(err.contains(&other.replace("s3cret-pw", "****")), "every node is named: {err}");
+    assert!(err.contains("refused"), "the cause is given: {err}");
 }

@@ -5,8 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 pub mod acme;
+pub mod chaos;
 pub mod device;
 pub mod notify;
+pub mod postgres;
+pub mod procinfo;
+pub mod rabbit;
 
 use anyhow::{Context as _, bail};
 use sea_orm::DatabaseConnection;
@@ -49,16 +53,28 @@ pub struct Vhost {
     pub name: String,
     /// AMQP URL for it.
     pub url: String,
+    /// The private node it lives on (`None`: the machine's node on 5672).
+    node: Option<String>,
 }
 
 impl Vhost {
-    /// Creates a fresh vhost with full rights for guest.
+    /// Creates a fresh vhost with full rights for guest on the machine's node.
     pub fn new() -> Self {
         let name = format!("certfleet-test-{}", uuid::Uuid::new_v4().simple());
         rabbitmqctl(&["add_vhost", &name]).expect("RabbitMQ must be running (rabbitmqctl add_vhost)");
         rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]).expect("set_permissions");
         let url = format!("amqp://guest:guest@127.0.0.1:5672/{name}");
-        Self { name, url }
+        Self { name, url, node: None }
+    }
+
+    /// Creates a fresh vhost on a private node; `url` may list several nodes' URLs
+    /// (comma-separated, each ending in `/{vhost}` which is replaced by the name).
+    pub fn on(node: &rabbit::RabbitNode, url_template: &str) -> Self {
+        let name = format!("certfleet-test-{}", uuid::Uuid::new_v4().simple());
+        node.ctl(&["add_vhost", &name]).expect("add_vhost on the private node");
+        node.ctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]).expect("set_permissions");
+        let url = url_template.replace("{vhost}", &name);
+        Self { name, url, node: Some(node.name.clone()) }
     }
 }
 
@@ -70,7 +86,10 @@ impl Default for Vhost {
 
 impl Drop for Vhost {
     fn drop(&mut self) {
-        let _ = rabbitmqctl(&["delete_vhost", &self.name]);
+        // A private node is deleted with its data; only the machine's node needs cleaning.
+        if self.node.is_none() {
+            let _ = rabbitmqctl(&["delete_vhost", &self.name]);
+        }
     }
 }
 
@@ -165,14 +184,27 @@ impl TestEnv {
 
     /// Like [`TestEnv::new`] with the inventory at `db_url`.
     pub fn with_db(dir: tempfile::TempDir, db_url: String, extra: &str) -> Self {
-        let vhost = Vhost::new();
+        Self::with_vhost(dir, db_url, Vhost::new(), extra)
+    }
+
+    /// Like [`TestEnv::new`] on a vhost of a private RabbitMQ node (see [`Vhost::on`]).
+    pub fn on_node(node: &rabbit::RabbitNode, url_template: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db_url = format!("sqlite://{}/inventory.db?mode=rwc", dir.path().display());
+        Self::with_vhost(dir, db_url, Vhost::on(node, url_template), extra)
+    }
+
+    /// Like [`TestEnv::with_db`] on a given vhost.
+    pub fn with_vhost(dir: tempfile::TempDir, db_url: String, vhost: Vhost, extra: &str) -> Self {
         let config = dir.path().join("certfleet.toml");
         std::fs::write(dir.path().join("routes.toml"), ROUTES).expect("routes");
         std::fs::create_dir_all(dir.path().join("certs")).expect("certs dir");
+        // Several URLs (a cluster) are written as a TOML array.
+        let amqp_url = vhost.url.split(',').map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(", ");
+        let amqp_url = if vhost.url.contains(',') { format!("[{amqp_url}]") } else { amqp_url };
         let text = format!(
-            "database_url = \"{db_url}\"\namqp_url = \"{}\"\nroutes_file = \"{}\"\nscan_interval = \"1s\"\nlease = \"60s\"\n\
+            "database_url = \"{db_url}\"\namqp_url = {amqp_url}\nroutes_file = \"{}\"\nscan_interval = \"1s\"\nlease = \"60s\"\n\
              failed_retry_after = \"1h\"\n{extra}\n[issuers.internal]\nkind = \"internal\"\nca_dir = \"{}\"\n",
-            vhost.url,
             dir.path().join("routes.toml").display(),
             dir.path().join("ca").display(),
         );

@@ -74,7 +74,7 @@ impl Server {
         std::fs::write(dir.path().join("routes.toml"), ROUTES).unwrap();
         let mut config = Config {
             database_url,
-            amqp_url: format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
+            amqp_url: format!("amqp://guest:guest@127.0.0.1:5672/{vhost}").as_str().into(),
             routes_file: dir.path().join("routes.toml"),
             ..Config::default()
         };

@@ -1,6 +1,7 @@
-//! AMQP plumbing: connecting with automatic recovery, the topology every process declares,
+//! AMQP plumbing: connecting with automatic recovery and fail-over across cluster nodes, the topology every process declares,
 //! a publisher that waits for the broker's confirm, and the message headers.
 
+mod connect;
 pub mod headers;
 pub mod management;
 mod publisher;
@@ -8,10 +9,9 @@ pub mod settle;
 pub mod stats;
 pub mod topology;
 
+pub use connect::connect;
 pub use publisher::{Outgoing, PendingConfirm, Publisher};
 
-use crate::redact::redact_url;
-use lapin::{Connection, ConnectionProperties};
 use std::time::Duration;
 
 /// Errors of the AMQP layer.
@@ -81,34 +81,6 @@ pub enum AmqpError {
         /// The broker's reply text.
         reply: String,
     },
-}
-
-/// Connects to the broker with automatic connection and topology recovery, so that a
-/// process resumes by itself after the broker restarts.
-pub async fn connect(url: &str, name: &str, timeout: Duration) -> Result<Connection, AmqpError> {
-    let redacted = redact_url(url);
-    // Recovery retries the first connection too, for a long time; a broker that is simply
-    // not there should be one clear error now, so probe the TCP port first.
-    probe(url, &redacted, timeout).await?;
-    let props = ConnectionProperties::default().with_connection_name(name.into()).enable_auto_recover();
-    match tokio::time::timeout(timeout, Connection::connect(url, props)).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(cause)) => Err(AmqpError::Connect { url: redacted, cause }),
-        Err(_) => Err(AmqpError::ConnectTimeout { url: redacted, timeout }),
-    }
-}
-
-async fn probe(url: &str, redacted: &str, timeout: Duration) -> Result<(), AmqpError> {
-    let Ok(parsed) = url::Url::parse(url) else {
-        return Err(AmqpError::BadUrl { url: redacted.to_owned() });
-    };
-    let port = parsed.port().unwrap_or(if parsed.scheme() == "amqps" { 5671 } else { 5672 });
-    let host = parsed.host_str().unwrap_or("localhost").to_owned();
-    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port))).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(AmqpError::Unreachable { url: redacted.to_owned(), reason: e.to_string() }),
-        Err(_) => Err(AmqpError::ConnectTimeout { url: redacted.to_owned(), timeout }),
-    }
 }
 
 /// Runs one broker round trip under `timeout`, naming the operation in the error.

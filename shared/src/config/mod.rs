@@ -1,12 +1,14 @@
 //! certfleet configuration: defaults, then the TOML file, then `CERTFLEET_*` environment
 //! variables (nested keys with `__`, for example `CERTFLEET_WORKER__CONCURRENCY=8`).
 
+pub mod amqp;
 pub mod api;
 pub mod dns;
 pub mod drivers;
 pub mod issuer;
 pub mod notify;
 
+pub use amqp::AmqpUrls;
 pub use api::ApiConfig;
 pub use drivers::{DriversConfig, PanosDriverConfig};
 pub use issuer::{AcmeIssuerConfig, InternalIssuerConfig, IssuerConfig};
@@ -32,8 +34,12 @@ pub const ENV_PREFIX: &str = "CERTFLEET_";
 pub struct Config {
     /// Inventory database: `sqlite://certfleet.db?mode=rwc` (default) or `postgres://...`.
     pub database_url: String,
-    /// RabbitMQ URL, for example `amqp://guest:guest@127.0.0.1:5672/%2f`.
-    pub amqp_url: String,
+    /// RabbitMQ URL, for example `amqp://guest:guest@127.0.0.1:5672/%2f`, or the nodes of
+    /// one cluster: a TOML array, or one string with the URLs separated by commas (so also
+    /// in `CERTFLEET_AMQP_URL`). They are tried in order at start-up; when the connection is
+    /// lost, the process reconnects to the next node. The URLs may differ only in host and
+    /// port. Passwords are hidden in every log line and error message.
+    pub amqp_url: AmqpUrls,
     /// RabbitMQ's management API, for example `http://127.0.0.1:15672` (optional): adds
     /// the unacked count and the publish / deliver rates to the queue numbers. The user,
     /// password and vhost are those of `amqp_url` unless this URL carries a user.
@@ -151,7 +157,7 @@ impl Default for Config {
         issuers.insert("internal".to_owned(), IssuerConfig::Internal(InternalIssuerConfig::default()));
         Self {
             database_url: "sqlite://certfleet.db?mode=rwc".into(),
-            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            amqp_url: AmqpUrls::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
             amqp_management_url: None,
             routes_file: PathBuf::from("routes.toml"),
             scan_interval: Duration::from_secs(30),
@@ -252,7 +258,7 @@ impl Config {
             return bad("scan_page_size", "must be at least 1");
         }
         if let Some(url) = &self.amqp_management_url
-            && let Err(e) = crate::amqp::management::Management::new(url, &self.amqp_url, self.connect_timeout)
+            && let Err(e) = crate::amqp::management::Management::new(url, self.amqp_url.first(), self.connect_timeout)
         {
             return Err(ConfigError::Value { key: "amqp_management_url", reason: e.to_string() });
         }
@@ -267,6 +273,9 @@ impl Config {
         }
         if self.lease.is_zero() {
             return bad("lease", "must be longer than zero");
+        }
+        if let Err(reason) = self.amqp_url.validate() {
+            return Err(ConfigError::Value { key: "amqp_url", reason });
         }
         if self.issuers.is_empty() {
             return bad("issuers", "at least one issuer must be configured");
@@ -382,7 +391,7 @@ mod tests {
         .unwrap();
         let c = loaded.config;
         assert_eq!(c.scan_interval, Duration::from_secs(5));
-        assert_eq!(c.amqp_url, "amqp://u:p@env:5672/%2f");
+        assert_eq!(c.amqp_url.as_slice(), ["amqp://u:p@env:5672/%2f"]);
         assert_eq!(c.worker.concurrency, 9);
         assert_eq!(c.worker.drivers, vec![Driver::Local]);
         assert_eq!(c.database_url, "sqlite://certfleet.db?mode=rwc");
@@ -421,6 +430,27 @@ mod tests {
                 "CERTFLEET_WORKER_CONCURRENCY"
             ]
         );
+    }
+
+    #[test]
+    fn amqp_url_takes_a_toml_array_or_a_comma_separated_env_value() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "amqp_url = [\"amqp://u:pw@n1:5672/%2f\", \"amqp://u:pw@n2:5673/%2f\"]").unwrap();
+        let c = Config::load_from(Some(file.path()), Vec::new()).unwrap().config;
+        assert_eq!(c.amqp_url.as_slice(), ["amqp://u:pw@n1:5672/%2f", "amqp://u:pw@n2:5673/%2f"]);
+        let c = Config::load_from(
+            Some(file.path()),
+            env(&[("CERTFLEET_AMQP_URL", "amqp://u:pw@a:1/%2f,amqp://u:pw@b:2/%2f,amqp://u:pw@c:3/%2f")]),
+        )
+        .unwrap()
+        .config;
+        assert_eq!(c.amqp_url.as_slice().len(), 3);
+        assert!(!format!("{c:?}").contains("pw@"), "Debug of the config hides the passwords");
+
+        let err = Config::load_from(None, env(&[("CERTFLEET_AMQP_URL", "amqp://u:pw@a:1/x,amqp://u:pw@b:2/y")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("amqp_url") && err.contains("vhost") && !err.contains("pw@"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //!
 //! Settings: `{"cert_path": "/abs/site.crt", "key_path": "/abs/site.key",
 //! "reload_command": "nginx -s reload" | ["argv", ...], "reload_timeout_secs": 30}`.
+//! The reload command runs with `CERTFLEET_JOB_ID` set to the job's id.
 
 use super::{DeviceSession, DriverError, PlatformDriver};
 use crate::issuer::Issued;
@@ -168,7 +169,8 @@ impl LocalSession {
                 c
             }
         };
-        command.stdin(std::process::Stdio::null()).kill_on_drop(true);
+        // The job id lets a device-side script count deploys per job (the chaos benchmark does).
+        command.env("CERTFLEET_JOB_ID", &self.tag).stdin(std::process::Stdio::null()).kill_on_drop(true);
         let timeout = Duration::from_secs(self.settings.reload_timeout_secs.unwrap_or(60));
         let output = match tokio::time::timeout(timeout, command.output()).await {
             Ok(Ok(o)) => o,
