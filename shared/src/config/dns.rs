@@ -199,6 +199,7 @@ mod tests {
         let text = format!(
             "server = \"127.0.0.1:53\"\nzone = \"example.test\"\nkey_name = \"k\"\nalgorithm = \"hmac-sha256\"\n{extra}"
         );
+        use figment::providers::Format as _;
         figment::Figment::from(figment::providers::Toml::string(&text)).extract().unwrap()
     }
 

@@ -102,7 +102,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 const ENOSPC: i32 = 28;
 
 fn io_error(op: &str, path: &Path, e: std::io::Error) -> DriverError {
-    if e.raw_os_error() == Some(ENOSPC) {
+    if e.raw_os_error() == Some(ENOSPC) || e.kind() == ErrorKind::StorageFull {
         return DriverError::Device(format!("{op} {}: no space left on the device (ENOSPC)", path.display()));
     }
     let what = format!("{op} {}: {e}", path.display());
