@@ -12,3 +12,7 @@ cargo build --workspace --bins --tests --locked
 cargo test --workspace --locked "$@"
 # The API fuzzed from its own OpenAPI document against a live server, as each role.
 scripts/schemathesis.sh
+# A short smoke of the cargo-fuzz targets (fuzz/), in CI only (.ci/run sets the flag).
+if [ "${CERTFLEET_FUZZ_SMOKE:-0}" = 1 ]; then
+    scripts/fuzz.sh "${CERTFLEET_FUZZ_SECONDS:-5}"
+fi

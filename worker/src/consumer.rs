@@ -4,7 +4,7 @@
 //! was confirmed by the broker.
 
 use crate::outcome::{JobError, Outcome};
-use crate::rotation::{JobContext, rotate};
+use crate::rotation::{JobContext, rotate_within};
 use certfleet_proto::{Envelope, RotationJob, RotationResult};
 use certfleet_shared::amqp::headers::{self, TRACEPARENT};
 use certfleet_shared::amqp::settle;
@@ -54,7 +54,10 @@ impl Handler {
         let outcome = {
             let run = async {
                 info!(driver = %job.driver, "rotating");
-                tokio::time::timeout(self.job_timeout, rotate(&job, &self.ctx)).await
+                // `rotate` bounds its steps by the job timeout and then closes the session;
+                // this outer bound only guards against a `close` that never returns.
+                let bound = self.job_timeout + crate::rotation::CLOSE_BUDGET;
+                tokio::time::timeout(bound, rotate_within(&job, &self.ctx, self.job_timeout)).await
             };
             match run.instrument(span).await {
                 Ok(Ok(done)) => Outcome::Done(Box::new(RotationResult {

@@ -24,5 +24,9 @@ pub async fn write_durably(path: &Path, bytes: &[u8], mode: u32, exclusive: bool
     }
     let mut f = opts.open(path).await.map_err(step("create"))?;
     f.write_all(bytes).await.map_err(step("write"))?;
+    // tokio hands the write to a blocking thread; its error (ENOSPC on a full disk) shows
+    // only at the next flush. `sync_all` waits for that write but drops its error, which
+    // left an empty file "written" on a full disk (found by the full-tmpfs test).
+    f.flush().await.map_err(step("write"))?;
     f.sync_all().await.map_err(step("sync"))
 }

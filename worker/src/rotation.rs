@@ -1,5 +1,9 @@
 //! The rotation pipeline: pre-flight, key and CSR on the device, sign, install, activate,
-//! validate, and roll back on any failure after install.
+//! validate, and roll back on any failure after install. A job whose pair an earlier
+//! delivery installed (found through the device's install marker) is activated and
+//! validated instead of rotated again. The job's time budget bounds the steps, not `close`:
+//! when it runs out mid-step, `close` still runs (with its own bound) and removes the
+//! temporary files on the device.
 
 use crate::driver::DriverError;
 use crate::driver::{DeviceSession, DriverSet};
@@ -15,6 +19,8 @@ use std::time::Duration;
 const SERVED_WINDOW: Duration = Duration::from_secs(15);
 /// One handshake's budget.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `close` may take after the steps ended (also after the job's time ran out).
+pub const CLOSE_BUDGET: Duration = Duration::from_secs(30);
 
 /// When the asset names a TLS service (`ip_address` and `port`), checks over TLS that it
 /// serves the new certificate, retrying within [`SERVED_WINDOW`]. A failure rolls back.
@@ -49,15 +55,33 @@ pub struct Rotation {
     pub observed_host_key: Option<String>,
 }
 
-/// Runs one job end to end. `Ok` means the job reached an end on the device (rotated, or
-/// rolled back after a failed activation); `Err` is classified by the caller.
+/// [`rotate_within`] the default `worker.job_timeout` (120 s).
 pub async fn rotate(job: &RotationJob, ctx: &JobContext) -> Result<Rotation, JobError> {
+    rotate_within(job, ctx, Duration::from_secs(120)).await
+}
+
+/// Runs one job end to end within `budget` (`worker.job_timeout`). `Ok` means the job
+/// reached an end on the device (rotated, or rolled back after a failed activation); `Err`
+/// is classified by the caller. `close` runs on every path once the session is open.
+pub async fn rotate_within(job: &RotationJob, ctx: &JobContext, budget: Duration) -> Result<Rotation, JobError> {
+    let deadline = tokio::time::Instant::now() + budget;
     let driver = ctx.drivers.get(job.driver).ok_or(JobError::DriverNotServed(job.driver))?;
     let issuer = ctx.issuers.get(&job.issuer).ok_or_else(|| JobError::UnknownIssuer(job.issuer.clone()))?;
-    let mut session = driver.open(job).await?;
-    let result = run_steps(session.as_mut(), job, issuer.as_ref()).await;
+    let mut session = match tokio::time::timeout_at(deadline, driver.open(job)).await {
+        Ok(opened) => opened?,
+        Err(_) => return Err(JobError::Timeout(budget)),
+    };
+    let result = match tokio::time::timeout_at(deadline, run_steps(session.as_mut(), job, issuer.as_ref())).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!(job_id = %job.job_id, ?budget, "job timed out; closing the device session");
+            Err(JobError::Timeout(budget))
+        }
+    };
     let observed_host_key = session.observed_host_key();
-    session.close().await;
+    if tokio::time::timeout(CLOSE_BUDGET, session.close()).await.is_err() {
+        tracing::warn!(job_id = %job.job_id, "closing the device session took longer than {CLOSE_BUDGET:?}");
+    }
     result.map(|outcome| Rotation { outcome, observed_host_key })
 }
 
@@ -66,9 +90,20 @@ async fn run_steps(
     job: &RotationJob,
     issuer: &dyn crate::issuer::Issuer,
 ) -> Result<RotationOutcome, JobError> {
-    let csr = session.generate_csr(job).await?;
-    let issued = issuer.sign(&csr, job).await?;
-    session.install(&issued).await?;
+    let issued = match session.resume(job).await? {
+        // A redelivery after a crash between install and ack: the device already holds
+        // this job's pair. Activating again is idempotent; deploying again is not.
+        Some(installed) => {
+            tracing::info!(job_id = %job.job_id, "this job's certificate is already installed; validating it");
+            installed
+        }
+        None => {
+            let csr = session.generate_csr(job).await?;
+            let issued = issuer.sign(&csr, job).await?;
+            session.install(&issued).await?;
+            issued
+        }
+    };
     let activated = match session.activate().await {
         Ok(()) => match session.validate(&issued).await {
             Ok(()) => served(job, &issued).await,

@@ -33,7 +33,9 @@ impl Stack {
             zone: self.get("ZONE").to_owned(),
             key_name: self.get(&format!("{prefix}_KEY_NAME")).to_owned(),
             algorithm,
-            secret: self.get(&format!("{prefix}_SECRET")).to_owned(),
+            secret: Some(self.get(&format!("{prefix}_SECRET")).into()),
+            secret_file: None,
+            secret_env: None,
             timeout: Duration::from_secs(3),
         }
     }
@@ -98,13 +100,14 @@ async fn hmac_sha512_key_works() {
 async fn wrong_secret_is_permanent_and_secret_free() {
     let stack = Stack::shared();
     let mut config = stack.config("TSIG");
-    config.secret = "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC13cm9uZyE=".into();
+    let wrong = "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC13cm9uZyE=";
+    config.secret = Some(wrong.into());
     let dns = Rfc2136Provider::new(&config).unwrap();
     let err = dns.set_txt(&stack.name("badsig"), &token(), 60).await.unwrap_err();
     assert!(matches!(&err, DnsError::Refused { rcode, .. } if rcode.contains("BADSIG")), "{err:?}");
     assert!(!err.is_transient());
     for shown in [err.to_string(), format!("{err:?}")] {
-        assert!(!shown.contains(&config.secret), "{shown}");
+        assert!(!shown.contains(wrong), "{shown}");
         assert!(!shown.contains(stack.get("TSIG_SECRET")), "{shown}");
     }
     // Unknown key name: BADKEY, also permanent.

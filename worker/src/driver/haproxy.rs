@@ -88,7 +88,7 @@ impl PlatformDriver for HaproxyDriver {
             _ => return Err(DriverError::InvalidSettings("set exactly one of socket_path and api_address".into())),
         };
         let files = RemoteFiles::new(
-            &job.job_id.to_string(),
+            job.job_id,
             vec![Target { path: s.crt_path.clone(), content: Content::ChainThenKey }],
         )?;
         let target = ssh_settings.target(job)?;
@@ -188,12 +188,16 @@ fn shown_serial(answer: &str) -> Option<String> {
 
 #[async_trait]
 impl DeviceSession for HaproxySession {
+    async fn resume(&mut self, job: &RotationJob) -> Result<Option<Issued>, DriverError> {
+        self.files.resume(&self.ssh, job).await
+    }
+
     async fn generate_csr(&mut self, job: &RotationJob) -> Result<Vec<u8>, DriverError> {
         self.files.generate_csr(&self.ssh, job).await
     }
 
     async fn install(&mut self, issued: &Issued) -> Result<(), DriverError> {
-        self.files.install(&self.ssh, &issued.chain_pem).await
+        self.files.install(&self.ssh, issued).await
     }
 
     async fn activate(&mut self) -> Result<(), DriverError> {

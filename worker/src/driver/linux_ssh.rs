@@ -2,7 +2,9 @@
 //! the host makes the key and CSR in a private temp dir; the chain and key are staged beside
 //! their targets, the current pair is kept as `.prev`, and the staged files are renamed into
 //! place; then the asset's `reload_command` runs. Any failure after install restores `.prev`
-//! and reloads again. The private key never leaves the host.
+//! and reloads again. The private key never leaves the host. The install marker
+//! (`driver::marker`) makes a redelivered job validate its earlier install instead of
+//! rotating again; the reload command sees the job id in `CERTFLEET_JOB_ID`.
 //!
 //! Settings: `{"cert_path": "/etc/nginx/site.crt", "key_path": "/etc/nginx/site.key",
 //! "reload_command": "nginx -s reload" | ["argv", ...], "host": "10.0.0.7", "ssh_port": 22,
@@ -69,12 +71,19 @@ struct Settings {
     reload_timeout_secs: Option<u64>,
 }
 
-/// Runs the reload command within its budget; any failure is an `Activation` error (so the
-/// pipeline rolls back), carrying the command's last words.
-pub async fn run_reload(ssh: &SshSession, line: Option<&str>, budget: Duration) -> Result<(), DriverError> {
+/// Runs the reload command within its budget, with the job id in `CERTFLEET_JOB_ID`; any
+/// failure is an `Activation` error (so the pipeline rolls back), carrying the command's
+/// last words.
+pub async fn run_reload(
+    ssh: &SshSession,
+    line: Option<&str>,
+    job_id: &str,
+    budget: Duration,
+) -> Result<(), DriverError> {
     let Some(line) = line else { return Ok(()) };
+    let command = format!("CERTFLEET_JOB_ID={}; export CERTFLEET_JOB_ID\n{line}", quote(job_id));
     let out = ssh
-        .exec_timeout(line, None, budget)
+        .exec_timeout(&command, None, budget)
         .await
         .map_err(|e| DriverError::Activation(format!("reload command \"{line}\": {e}")))?;
     if out.success() { Ok(()) } else { Err(DriverError::Activation(out.failed(&format!("reload command \"{line}\"")))) }
@@ -103,7 +112,7 @@ impl PlatformDriver for LinuxSshDriver {
             return Err(DriverError::InvalidSettings("cert_path and key_path must differ".into()));
         }
         let files = RemoteFiles::new(
-            &job.job_id.to_string(),
+            job.job_id,
             vec![
                 Target { path: s.cert_path.clone(), content: Content::Chain },
                 Target { path: s.key_path.clone(), content: Content::Key },
@@ -143,16 +152,20 @@ pub fn check_read_back(issued: &Issued, leaf: &[u8], public_key: &[u8], what: &s
 
 #[async_trait]
 impl DeviceSession for LinuxSshSession {
+    async fn resume(&mut self, job: &RotationJob) -> Result<Option<Issued>, DriverError> {
+        self.files.resume(&self.ssh, job).await
+    }
+
     async fn generate_csr(&mut self, job: &RotationJob) -> Result<Vec<u8>, DriverError> {
         self.files.generate_csr(&self.ssh, job).await
     }
 
     async fn install(&mut self, issued: &Issued) -> Result<(), DriverError> {
-        self.files.install(&self.ssh, &issued.chain_pem).await
+        self.files.install(&self.ssh, issued).await
     }
 
     async fn activate(&mut self) -> Result<(), DriverError> {
-        run_reload(&self.ssh, self.reload.as_deref(), self.reload_timeout).await
+        run_reload(&self.ssh, self.reload.as_deref(), &self.files.job_id.to_string(), self.reload_timeout).await
     }
 
     async fn validate(&mut self, issued: &Issued) -> Result<(), DriverError> {
@@ -162,7 +175,7 @@ impl DeviceSession for LinuxSshSession {
 
     async fn rollback(&mut self) -> Result<(), DriverError> {
         self.files.restore(&self.ssh).await?;
-        run_reload(&self.ssh, self.reload.as_deref(), self.reload_timeout).await
+        run_reload(&self.ssh, self.reload.as_deref(), &self.files.job_id.to_string(), self.reload_timeout).await
     }
 
     async fn close(mut self: Box<Self>) {

@@ -2,7 +2,12 @@
 //! worker process, and the key and full chain go to files named in the asset's settings,
 //! written atomically (temp file + rename), the key with mode 0600, the previous pair kept
 //! as `.prev`. An optional `reload_command` runs afterwards; if it fails, the previous pair
-//! is restored.
+//! is restored. The install marker `<cert_path>.certfleet-job` (see `marker`) names the job
+//! whose pair is installed, so a redelivered job validates that pair instead of deploying
+//! another. A full disk (ENOSPC) while staging leaves the previous pair in place, and the
+//! error names the path.
+//!
+//! The reload command sees the job id in `CERTFLEET_JOB_ID`.
 //!
 //! Settings: `{"cert_path": "/abs/site.crt", "key_path": "/abs/site.key",
 //! "reload_command": "nginx -s reload" | ["argv", ...], "reload_timeout_secs": 30}`.
@@ -12,7 +17,8 @@ use super::{DeviceSession, DriverError, PlatformDriver};
 use crate::issuer::Issued;
 use crate::keygen;
 use async_trait::async_trait;
-use certfleet_proto::{Driver, RotationJob};
+use super::marker::{self, Marker};
+use certfleet_proto::{Driver, JobId, RotationJob};
 use rcgen::{KeyPair, PublicKeyData as _};
 use serde::Deserialize;
 use std::io::ErrorKind;
@@ -93,7 +99,13 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// `ENOSPC` on Linux.
+const ENOSPC: i32 = 28;
+
 fn io_error(op: &str, path: &Path, e: std::io::Error) -> DriverError {
+    if e.raw_os_error() == Some(ENOSPC) || e.kind() == ErrorKind::StorageFull {
+        return DriverError::Device(format!("{op} {}: no space left on the device (ENOSPC)", path.display()));
+    }
     let what = format!("{op} {}: {e}", path.display());
     match e.kind() {
         ErrorKind::NotFound
@@ -114,17 +126,39 @@ async fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DriverErr
 async fn copy_atomic(from: &Path, to: &Path, mode: u32, tag: &str) -> Result<(), DriverError> {
     let bytes = tokio::fs::read(from).await.map_err(|e| io_error("read", from, e))?;
     let tmp = with_suffix(to, &format!(".certfleet-{tag}.copy"));
-    write_new(&tmp, &bytes, mode).await?;
-    tokio::fs::rename(&tmp, to).await.map_err(|e| io_error("rename", to, e))
+    let copied = match write_new(&tmp, &bytes, mode).await {
+        Ok(()) => tokio::fs::rename(&tmp, to).await.map_err(|e| io_error("rename", to, e)),
+        Err(e) => Err(e),
+    };
+    if copied.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    copied
+}
+
+/// Reads a file that may be missing (`None`).
+async fn read_optional(path: &Path) -> Result<Option<String>, DriverError> {
+    match tokio::fs::read_to_string(path).await {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error("read", path, e)),
+    }
 }
 
 struct LocalSession {
     settings: Settings,
+    job_id: JobId,
     tag: String,
     cert: Target,
     key: Target,
     new_key: Option<KeyPair>,
     had_previous: bool,
+}
+
+impl LocalSession {
+    fn marker(&self) -> PathBuf {
+        with_suffix(&self.cert.path, marker::SUFFIX)
+    }
 }
 
 #[async_trait]
@@ -147,6 +181,7 @@ impl PlatformDriver for LocalDriver {
             cert: Target { path: settings.cert_path.clone(), mode: 0o644 },
             key: Target { path: settings.key_path.clone(), mode: 0o600 },
             settings,
+            job_id: job.job_id,
             tag: job.job_id.to_string(),
             new_key: None,
             had_previous: false,
@@ -169,8 +204,10 @@ impl LocalSession {
                 c
             }
         };
-        // The job id lets a device-side script count deploys per job (the chaos benchmark does).
-        command.env("CERTFLEET_JOB_ID", &self.tag).stdin(std::process::Stdio::null()).kill_on_drop(true);
+        // The job id, so that a reload hook can log which job deployed what (the chaos
+        // benchmark counts deploys per job with it).
+        command.env("CERTFLEET_JOB_ID", &self.tag);
+        command.stdin(std::process::Stdio::null()).kill_on_drop(true);
         let timeout = Duration::from_secs(self.settings.reload_timeout_secs.unwrap_or(60));
         let output = match tokio::time::timeout(timeout, command.output()).await {
             Ok(Ok(o)) => o,
@@ -202,11 +239,22 @@ impl LocalSession {
         for t in [&self.cert, &self.key] {
             let _ = tokio::fs::remove_file(t.staged(&self.tag)).await;
         }
+        let _ = tokio::fs::remove_file(with_suffix(&self.marker(), &format!(".{}.tmp", self.tag))).await;
     }
 }
 
 #[async_trait]
 impl DeviceSession for LocalSession {
+    async fn resume(&mut self, job: &RotationJob) -> Result<Option<Issued>, DriverError> {
+        let Some(text) = read_optional(&self.marker()).await? else { return Ok(None) };
+        let Some(chain) = read_optional(&self.cert.path).await? else { return Ok(None) };
+        let resumed = marker::resume(job.job_id, Some(&text), &chain)?;
+        Ok(resumed.map(|r| {
+            self.had_previous = r.had_previous;
+            r.issued
+        }))
+    }
+
     async fn generate_csr(&mut self, job: &RotationJob) -> Result<Vec<u8>, DriverError> {
         let (alg, cn, sans) = (job.key_algorithm, job.common_name.clone(), job.subject_alternative_names.clone());
         let made = tokio::task::spawn_blocking(move || keygen::generate(alg, &cn, &sans))
@@ -227,12 +275,22 @@ impl DeviceSession for LocalSession {
         let cert_exists = tokio::fs::try_exists(&self.cert.path).await.unwrap_or(false);
         let key_exists = tokio::fs::try_exists(&self.key.path).await.unwrap_or(false);
         self.had_previous = cert_exists && key_exists;
+        let record = Marker {
+            job_id: self.job_id,
+            leaf_sha256: issued.info.sha256_fingerprint.clone(),
+            had_previous: self.had_previous,
+        };
+        let staged_marker = with_suffix(&self.marker(), &format!(".{}.tmp", self.tag));
+        write_new(&staged_marker, record.text().as_bytes(), 0o644).await?;
         if self.had_previous {
             for t in [&self.cert, &self.key] {
                 copy_atomic(&t.path, &t.prev(), t.mode, &self.tag).await?;
             }
         }
+        // The marker goes first: a crash before the pair follows leaves a marker whose leaf
+        // is not installed, which a redelivery reads as "not installed".
         let moves = [
+            (staged_marker, self.marker()),
             (self.key.staged(&self.tag), self.key.path.clone()),
             (self.cert.staged(&self.tag), self.cert.path.clone()),
         ];

@@ -8,6 +8,7 @@ pub mod aws_ssm;
 pub mod haproxy;
 pub mod linux_ssh;
 pub mod local;
+pub mod marker;
 pub mod panos;
 pub mod ssh;
 
@@ -52,10 +53,18 @@ pub enum DriverError {
 /// common contract; the pipeline in `rotation.rs` calls them in order.
 #[async_trait]
 pub trait DeviceSession: Send {
+    /// The install an earlier delivery of `job` left on the device (see [`marker`]): `Some`
+    /// when the device's install marker names this job and the device still holds the leaf
+    /// it recorded; the pipeline then activates and validates that pair instead of
+    /// deploying a second one. Drivers whose devices cannot hold a marker keep `None`.
+    async fn resume(&mut self, _job: &RotationJob) -> Result<Option<Issued>, DriverError> {
+        Ok(None)
+    }
     /// Has the device generate a fresh key and return a DER CSR for the job's names.
     async fn generate_csr(&mut self, job: &RotationJob) -> Result<Vec<u8>, DriverError>;
     /// Installs the chain (and the key made on the device) atomically, keeping the
-    /// previous pair. A failure here leaves the device unchanged.
+    /// previous pair, with the install marker naming the job. A failure here leaves the
+    /// device unchanged.
     async fn install(&mut self, issued: &Issued) -> Result<(), DriverError>;
     /// Makes the service use the new pair (reload, commit). Failure → rollback.
     async fn activate(&mut self) -> Result<(), DriverError>;

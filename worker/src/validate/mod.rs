@@ -133,7 +133,8 @@ fn san_set(cert: &X509Certificate<'_>) -> BTreeSet<String> {
 /// Checks the served chain against the certificate just issued for `job`.
 pub fn check(addr: &str, served: &[Vec<u8>], issued: &Issued, job: &RotationJob) -> Result<(), ValidateError> {
     let mismatch = |what: String| ValidateError::Mismatch { addr: addr.to_owned(), what };
-    let (_, leaf) = X509Certificate::from_der(&served[0]).map_err(|e| mismatch(format!("leaf does not parse: {e}")))?;
+    let first = served.first().ok_or_else(|| mismatch("no certificate was served".into()))?;
+    let (_, leaf) = X509Certificate::from_der(first).map_err(|e| mismatch(format!("leaf does not parse: {e}")))?;
     let (_, new) = X509Certificate::from_der(&issued.leaf_der).map_err(|e| mismatch(format!("issued leaf: {e}")))?;
     if leaf.issuer().as_raw() != new.issuer().as_raw() {
         return Err(mismatch(format!("issuer is {} instead of {}", leaf.issuer(), new.issuer())));

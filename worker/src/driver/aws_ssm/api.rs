@@ -19,6 +19,8 @@ const POLL_MAX: Duration = Duration::from_secs(5);
 /// A step of the rotation, which decides how a failed command is classified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
+    /// Reading the install marker (a redelivered job).
+    Resume,
     /// Key and CSR.
     Generate,
     /// Staging and moving the pair into place.
@@ -34,6 +36,7 @@ pub enum Step {
 impl Step {
     fn as_str(self) -> &'static str {
         match self {
+            Step::Resume => "resume",
             Step::Generate => "generate",
             Step::Install => "install",
             Step::Activate => "activate",
@@ -190,7 +193,7 @@ fn failed(step: Step, status: &str, stderr: &str) -> DriverError {
     let what = format!("{} command {status} on the instance: {tail}", step.as_str());
     match step {
         Step::Activate | Step::Validate => DriverError::Activation(what),
-        Step::Generate | Step::Install | Step::Rollback => DriverError::Device(what),
+        Step::Resume | Step::Generate | Step::Install | Step::Rollback => DriverError::Device(what),
     }
 }
 

@@ -3,6 +3,8 @@
 //! private staging directory beside `key_path`) and prints only the CSR; after signing, the
 //! chain is installed atomically with the previous pair kept as `.prev`; the reload command
 //! activates it; the installed pair is read back; rollback restores `.prev` and reloads.
+//! The install marker (`driver::marker`) is written with the pair; a redelivered job reads
+//! it first (one `resume` command) and validates the earlier install instead of rotating.
 //! Credentials and region come from the usual AWS chain (aws-config), never from settings.
 //!
 //! Settings: `{"instance_id": "i-0123456789abcdef0", "cert_path": "/etc/ssl/site.crt",
@@ -132,7 +134,7 @@ impl PlatformDriver for AwsSsmDriver {
             tag: job.job_id.to_string(),
         };
         ssm.preflight().await?;
-        Ok(Box::new(AwsSsmSession { ssm, paths, reload: settings.reload_command, sent: false }))
+        Ok(Box::new(AwsSsmSession { ssm, paths, reload: settings.reload_command, sent: false, job_id: job.job_id }))
     }
 }
 
@@ -153,10 +155,19 @@ struct AwsSsmSession {
     reload: String,
     /// Whether anything was sent to the instance (then `close` cleans the staging directory).
     sent: bool,
+    /// The job (recorded in the install marker).
+    job_id: certfleet_proto::JobId,
 }
 
 #[async_trait]
 impl DeviceSession for AwsSsmSession {
+    async fn resume(&mut self, job: &RotationJob) -> Result<Option<Issued>, DriverError> {
+        self.sent = true;
+        let stdout = self.ssm.run(Step::Resume, &script::resume(&self.paths, job.job_id)).await?;
+        let (found, chain) = super::marker::split_answer(&stdout);
+        Ok(super::marker::resume(job.job_id, found, chain)?.map(|r| r.issued))
+    }
+
     async fn generate_csr(&mut self, job: &RotationJob) -> Result<Vec<u8>, DriverError> {
         let script =
             script::generate(&self.paths, job.key_algorithm, &job.common_name, &job.subject_alternative_names)?;
@@ -167,7 +178,8 @@ impl DeviceSession for AwsSsmSession {
 
     async fn install(&mut self, issued: &Issued) -> Result<(), DriverError> {
         self.sent = true;
-        self.ssm.run(Step::Install, &script::install(&self.paths, &issued.chain_pem)).await.map(|_| ())
+        let script = script::install(&self.paths, &issued.chain_pem, self.job_id, &issued.info.sha256_fingerprint);
+        self.ssm.run(Step::Install, &script).await.map(|_| ())
     }
 
     async fn activate(&mut self) -> Result<(), DriverError> {

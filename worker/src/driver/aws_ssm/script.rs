@@ -4,7 +4,8 @@
 //! directory beside `key_path`, and no script ever prints it.
 
 use super::super::DriverError;
-use certfleet_proto::KeyAlgorithm;
+use super::super::marker::{self, Marker};
+use certfleet_proto::{JobId, KeyAlgorithm};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -105,8 +106,30 @@ pub fn generate(paths: &Paths, alg: KeyAlgorithm, cn: &str, sans: &[String]) -> 
     Ok(s)
 }
 
-/// Installs `chain_pem` and the staged key atomically, keeping the current pair as `.prev`.
-pub fn install(paths: &Paths, chain_pem: &str) -> String {
+/// The install marker beside the certificate (see `driver::marker`), as a shell word.
+fn marker_path() -> String {
+    format!("\"$cert{}\"", marker::SUFFIX)
+}
+
+/// Prints the install marker and the certificate blocks of the installed chain (nothing
+/// when either is missing). When the marker names `job_id` and recorded a previous pair,
+/// it also marks the staging directory so that a rollback restores `.prev`.
+pub fn resume(paths: &Paths, job_id: JobId) -> String {
+    let mut s = paths.header();
+    let m = marker_path();
+    let _ = writeln!(
+        s,
+        "if [ -f {m} ] && grep -qx {id} {m} && grep -qx had_previous=true {m}; then\n  \
+         mkdir -p -m 700 -- \"$stage\" && touch -- \"$stage/had-previous\"\nfi",
+        id = quote(&format!("job_id={job_id}")),
+    );
+    s.push_str(&marker::resume_script(&m, "\"$cert\""));
+    s
+}
+
+/// Installs `chain_pem` and the staged key atomically, keeping the current pair as `.prev`,
+/// with the install marker naming `job_id` and the leaf moved into place first.
+pub fn install(paths: &Paths, chain_pem: &str, job_id: JobId, leaf_sha256: &str) -> String {
     let mut s = paths.header();
     s.push_str(concat!(
         "test -s \"$stage/key.pem\" || { echo \"no staged key in $stage\" >&2; exit 1; }\n",
@@ -125,6 +148,12 @@ pub fn install(paths: &Paths, chain_pem: &str) -> String {
         "  cp -p -- \"$key\" \"$key.certfleet-tmp\" && mv -f -- \"$key.certfleet-tmp\" \"$key.prev\"\n",
         "  touch -- \"$stage/had-previous\"\n",
         "fi\n",
+    ));
+    let m = marker_path();
+    let _ = writeln!(s, "printf '%s' {} > {m}.tmp", quote(&Marker::base_text(job_id, leaf_sha256)));
+    let _ = writeln!(s, "if [ -e \"$stage/had-previous\" ]; then echo had_previous=true >> {m}.tmp; fi");
+    let _ = writeln!(s, "chmod 644 {m}.tmp\nmv -f -- {m}.tmp {m}");
+    s.push_str(concat!(
         "chmod 600 \"$stage/key.pem\"\n",
         "mv -f -- \"$stage/key.pem\" \"$key\"\n",
         "if ! mv -f -- \"$new\" \"$cert\"; then\n",
@@ -172,7 +201,7 @@ pub fn rollback(paths: &Paths, reload: &str) -> String {
 
 /// Removes the staging directory (and a leftover staged chain).
 pub fn cleanup(paths: &Paths) -> String {
-    format!("{}rm -rf -- \"$stage\" \"$cert.certfleet-new\"\n", paths.header())
+    format!("{}rm -rf -- \"$stage\" \"$cert.certfleet-new\" \"$cert{}.tmp\"\n", paths.header(), marker::SUFFIX)
 }
 
 /// The one CSR in a script's output, as DER. The output is never echoed in errors.

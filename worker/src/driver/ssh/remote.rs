@@ -1,12 +1,16 @@
 //! File work on an SSH device, shared by the `linux-ssh` and `haproxy` drivers: key and CSR
 //! made with `openssl` in a private temp dir (umask 077, `mktemp -d`), atomic install
-//! (stage beside the target, keep `.prev`, rename), rollback and read-back. Only the CSR,
+//! (stage beside the target, keep `.prev`, rename) with the install marker
+//! (`<first target>.certfleet-job`, see `driver::marker`) renamed into place first, the
+//! marker read back on a redelivery, rollback and read-back. Only the CSR,
 //! certificates and public keys are ever read back; the private key stays on the device.
 
 use super::shell::{SubjectName, check_path, quote};
 use super::{Output, SshSession};
 use crate::driver::DriverError;
-use certfleet_proto::{KeyAlgorithm, RotationJob};
+use crate::driver::marker::{self, Marker};
+use crate::issuer::Issued;
+use certfleet_proto::{JobId, KeyAlgorithm, RotationJob};
 
 /// What a target file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +47,8 @@ pub struct RemoteFiles {
     /// The private temp dir holding the new key until install (None before keygen and after
     /// cleanup).
     pub dir: Option<String>,
+    /// The job this rotation belongs to (recorded in the install marker).
+    pub job_id: JobId,
     /// A tag unique to the job, used in staged file names.
     pub tag: String,
     /// The files to replace.
@@ -57,16 +63,41 @@ fn failed(what: &str, session: &SshSession, out: &Output) -> String {
 
 impl RemoteFiles {
     /// Checks the target paths; nothing is touched yet.
-    pub fn new(tag: &str, targets: Vec<Target>) -> Result<Self, DriverError> {
+    pub fn new(job_id: JobId, targets: Vec<Target>) -> Result<Self, DriverError> {
         for t in &targets {
             check_path("path", &t.path)?;
         }
+        if targets.is_empty() {
+            return Err(DriverError::InvalidSettings("no target file".into()));
+        }
         Ok(Self {
             dir: None,
-            tag: tag.chars().filter(char::is_ascii_alphanumeric).collect(),
+            job_id,
+            tag: job_id.to_string().chars().filter(char::is_ascii_alphanumeric).collect(),
             targets,
             had_previous: false,
         })
+    }
+
+    /// The install marker, beside the first target.
+    fn marker(&self) -> String {
+        format!("{}{}", self.targets[0].path, marker::SUFFIX)
+    }
+
+    /// The pair an earlier delivery of `job` installed, if the marker names it and the
+    /// first target still holds its leaf (only certificate blocks are read back).
+    pub async fn resume(&mut self, session: &SshSession, job: &RotationJob) -> Result<Option<Issued>, DriverError> {
+        let script = marker::resume_script(&quote(&self.marker()), &quote(&self.targets[0].path));
+        let out = session.exec(&script, None).await?;
+        if !out.success() {
+            return Err(DriverError::Device(failed("reading the install marker", session, &out)));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (found, chain) = marker::split_answer(&text);
+        Ok(marker::resume(job.job_id, found, chain)?.map(|r| {
+            self.had_previous = r.had_previous;
+            r.issued
+        }))
     }
 
     /// Pre-flight on the device: `openssl` exists and each target's directory is writable.
@@ -136,8 +167,10 @@ impl RemoteFiles {
 
     /// Stages every target beside its path, copies the current files to `.prev` (when all
     /// exist), then renames the staged files into place. `chain_pem` is sent on stdin; the
-    /// key is copied on the device. A failure leaves the previous files in place.
-    pub async fn install(&mut self, session: &SshSession, chain_pem: &str) -> Result<(), DriverError> {
+    /// key is copied on the device. The marker naming the job is renamed into place before
+    /// the targets. A failure leaves the previous files in place.
+    pub async fn install(&mut self, session: &SshSession, issued: &Issued) -> Result<(), DriverError> {
+        let chain_pem = &issued.chain_pem;
         let dir = self.dir.clone().ok_or_else(|| DriverError::Device("install before generate_csr".into()))?;
         let chain = quote(&format!("{dir}/chain.pem"));
         let key = quote(&format!("{dir}/key.pem"));
@@ -150,15 +183,19 @@ impl RemoteFiles {
             };
             s.push_str(&format!("cat {src} > {st}\nchmod {mode} {st}\n", st = t.staged(&self.tag)));
         }
+        let staged_marker = quote(&format!("{}.{}.tmp", self.marker(), self.tag));
+        let text = Marker::base_text(self.job_id, &issued.info.sha256_fingerprint);
+        s.push_str(&format!("printf '%s' {} > {staged_marker}\nchmod 644 {staged_marker}\n", quote(&text)));
         let all_exist: Vec<String> = self.targets.iter().map(|t| format!("[ -e {} ]", quote(&t.path))).collect();
         s.push_str(&format!("if {}; then\n", all_exist.join(" && ")));
+        s.push_str(&format!("  echo had_previous=true >> {staged_marker}\n"));
         for t in &self.targets {
             let tmp = quote(&format!("{}.certfleet-{}.prev", t.path, self.tag));
             s.push_str(&format!("  cp -p {p} {tmp}\n  mv -f {tmp} {prev}\n", p = quote(&t.path), prev = t.prev()));
         }
         s.push_str("  echo had-previous\nfi\n");
-        let moves: Vec<String> =
-            self.targets.iter().map(|t| format!("mv -f {} {}", t.staged(&self.tag), quote(&t.path))).collect();
+        let mut moves = vec![format!("mv -f {staged_marker} {}", quote(&self.marker()))];
+        moves.extend(self.targets.iter().map(|t| format!("mv -f {} {}", t.staged(&self.tag), quote(&t.path))));
         s.push_str(&moves.join("\n"));
         s.push('\n');
         let out = session.exec(&s, Some(chain_pem.as_bytes())).await;
@@ -223,7 +260,8 @@ impl RemoteFiles {
     /// Removes the temp dir (with the key copy in it) and any staged files.
     pub async fn cleanup(&mut self, session: &SshSession) {
         self.remove_dir(session).await;
-        let staged: Vec<String> = self.targets.iter().map(|t| t.staged(&self.tag)).collect();
+        let mut staged: Vec<String> = self.targets.iter().map(|t| t.staged(&self.tag)).collect();
+        staged.push(quote(&format!("{}.{}.tmp", self.marker(), self.tag)));
         let _ = session.exec(&format!("rm -f {}", staged.join(" ")), None).await;
     }
 

@@ -24,8 +24,9 @@ fn describe(p: &Problem) -> String {
     text
 }
 
-/// Maps a problem document (from a response or from an invalid challenge/order).
-pub(crate) fn from_problem(p: &Problem, what: &str) -> IssuerError {
+/// Maps a problem document (from a response or from an invalid challenge/order). Public
+/// for the fuzz target of problem documents (`fuzz/`).
+pub fn from_problem(p: &Problem, what: &str) -> IssuerError {
     let throttle = current_throttle();
     let status = p.status.or(throttle.map(|(s, _)| s));
     let retry_after = throttle.and_then(|(_, after)| after);

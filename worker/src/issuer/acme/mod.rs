@@ -9,7 +9,7 @@
 
 mod account;
 mod dns01;
-mod errors;
+pub mod errors;
 mod http;
 mod order;
 mod verify;

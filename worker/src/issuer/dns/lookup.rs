@@ -29,10 +29,15 @@ async fn query(server: SocketAddr, name: &Name, rtype: RecordType, timeout: Dura
 pub async fn cname_target(server: SocketAddr, fqdn: &str, timeout: Duration) -> Result<Option<String>, DnsError> {
     let name = parse_fqdn(fqdn)?;
     let answer = query(server, &name, RecordType::CNAME, timeout).await?;
-    Ok(answer.answers.iter().find_map(|r| match &r.data {
-        RData::CNAME(target) if r.name == name => Some(target.to_ascii()),
+    Ok(cname_in(&answer, &name))
+}
+
+/// The target of the CNAME at `name` in a server's answer (`None`: no CNAME there).
+pub fn cname_in(answer: &Message, name: &Name) -> Option<String> {
+    answer.answers.iter().find_map(|r| match &r.data {
+        RData::CNAME(target) if &r.name == name => Some(target.to_ascii()),
         _ => None,
-    }))
+    })
 }
 
 /// The first `nameserver` of `/etc/resolv.conf` (port 53), used only to find authoritative

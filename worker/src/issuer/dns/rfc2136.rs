@@ -49,8 +49,10 @@ impl fmt::Debug for Rfc2136Provider {
 impl Rfc2136Provider {
     /// Checks the config and decodes the secret.
     pub fn new(config: &Rfc2136Config) -> Result<Self, DnsError> {
+        use secrecy::ExposeSecret as _;
+        let secret = config.tsig_secret().map_err(|e| DnsError::InvalidConfig(format!("TSIG key {}: {e}", config.key_name)))?;
         let secret = base64::engine::general_purpose::STANDARD
-            .decode(config.secret.trim())
+            .decode(secret.expose_secret().trim())
             .map_err(|_| DnsError::InvalidConfig("TSIG secret is not valid base64".into()))?;
         if secret.is_empty() {
             return Err(DnsError::InvalidConfig("TSIG secret is empty".into()));
@@ -145,7 +147,7 @@ mod tests {
         let p = Rfc2136Provider::new(&c).unwrap();
         assert!(matches!(p.txt_rrset("a.other.test", "v", 1), Err(DnsError::InvalidConfig(_))));
         assert!(p.txt_rrset("_acme-challenge.a.example.test.", "v", 1).is_ok());
-        c.secret = "not base64!".into();
+        c.secret = Some("not base64!".into());
         assert!(matches!(Rfc2136Provider::new(&c), Err(DnsError::InvalidConfig(_))));
         let unknown = serde_json::json!({"server": "127.0.0.1:53", "zone": "z", "key_name": "k",
             "algorithm": "hmac-sha256", "secret": SECRET, "port": 1});
