@@ -8,6 +8,7 @@ pub mod assets;
 pub mod audit;
 pub mod dead_letters;
 pub mod entity;
+pub mod fleet_gauges;
 pub mod history;
 mod job;
 pub mod leader;
