@@ -18,6 +18,7 @@ $b search --backend sqlite --rows 1000000 --clients 32 --secs 15 --runs 3
 $b search --backend postgres --rows 1000000 --clients 32 --secs 15 --runs 3
 $b scale --assets 2000 --workers 1,2,4 --concurrency 50 --sleep-secs 1 --runs 3
 $b e2e --assets 10000 --workers 2 --concurrency 64 --runs 3
+$b observability --assets 10000 --workers 2 --concurrency 64 --runs 3
 $b dashboard --backend sqlite --rows 1000000 --loads 100
 $b dashboard --backend postgres --rows 1000000 --loads 100
 # Against the peer stack (scripts/stack/install.sh --peers for certbot and lego):

@@ -1,6 +1,7 @@
 //! `certfleet-api`: serves the control-plane API until SIGTERM or Ctrl-C.
 
 use anyhow::Context as _;
+use certfleet_shared::metrics::{self, Process};
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -25,5 +26,6 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = certfleet_shared::startup(args.config.as_deref())?;
     let cancel = certfleet_shared::shutdown::on_signals();
+    metrics::serve(Process::Api, &config.metrics, cancel.clone()).await?;
     certfleet_api::run(&config, cancel).await.context("certfleet-api")
 }

@@ -10,6 +10,7 @@ mod dashboard;
 mod env;
 mod fleet;
 mod import;
+mod observe;
 mod scale;
 mod scan;
 mod search;
@@ -45,6 +46,17 @@ enum Cmd {
     },
     /// Scheduler + N workers rotating `local` assets through the internal CA.
     E2e {
+        #[arg(long, default_value_t = 10_000)]
+        assets: u64,
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: u16,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// The 10,000-asset e2e run with metrics off and on, interleaved (issue 13's cost).
+    Observability {
         #[arg(long, default_value_t = 10_000)]
         assets: u64,
         #[arg(long, default_value_t = 2)]
@@ -159,6 +171,9 @@ async fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Cmd::Scan { backend, rows, due, runs, full } => scan::scan(&backend, rows, due, runs, full).await,
         Cmd::E2e { assets, workers, concurrency, runs } => e2e(assets, workers, concurrency, runs).await,
+        Cmd::Observability { assets, workers, concurrency, runs } => {
+            observe::run(assets, workers, concurrency, runs).await
+        }
         Cmd::Dashboard { backend, rows, loads } => dashboard::run(&backend, rows, loads).await,
         Cmd::Chaos { assets, workers, concurrency, kill_every } => {
             chaos::chaos(assets, workers, concurrency, kill_every).await

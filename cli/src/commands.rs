@@ -110,6 +110,10 @@ async fn run_remote(server: remote::Server, command: Command) -> anyhow::Result<
 
 async fn up(config: &Config, drivers: Vec<Driver>, concurrency: Option<u16>) -> anyhow::Result<()> {
     let cancel = shutdown::on_signals();
+    // One process, one recorder: the scheduler's, worker's and API's metrics are served
+    // together on `metrics.scheduler_listen`.
+    certfleet_shared::metrics::serve(certfleet_shared::metrics::Process::Scheduler, &config.metrics, cancel.clone())
+        .await?;
     let opts =
         certfleet_worker::WorkerOptions { drivers, concurrency, name: format!("certfleet-up-{}", std::process::id()) };
     // Start the scheduler first so the database and topology exist before the worker.

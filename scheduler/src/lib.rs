@@ -3,6 +3,7 @@
 //! records results and dead letters back into the inventory.
 
 pub mod dead;
+pub mod gauges;
 pub mod heartbeats;
 pub mod leader;
 pub mod manual;

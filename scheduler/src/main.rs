@@ -1,5 +1,6 @@
 //! `certfleet-scheduler`: scans the inventory, publishes due rotations, records results.
 
+use certfleet_shared::metrics::{self, Process};
 use certfleet_shared::shutdown;
 use clap::Parser;
 use std::path::PathBuf;
@@ -35,7 +36,11 @@ async fn real_main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = certfleet_shared::startup(args.config.as_deref())?;
     let opts = certfleet_scheduler::RunOptions { once: args.once, full: args.full };
-    if let Some(report) = certfleet_scheduler::run_with(&config, opts, shutdown::on_signals()).await? {
+    let cancel = shutdown::on_signals();
+    if !args.once {
+        metrics::serve(Process::Scheduler, &config.metrics, cancel.clone()).await?;
+    }
+    if let Some(report) = certfleet_scheduler::run_with(&config, opts, cancel).await? {
         println!("{}", serde_json::to_string(&report)?);
     }
     Ok(())

@@ -6,7 +6,7 @@ use crate::notify::{self, Events};
 use crate::policy::PolicyInputs;
 use crate::routes::Routes;
 use crate::scan::{ScanMode, ScanReport, Scanner};
-use crate::{SchedulerError, dead, heartbeats, leader, recompute, results};
+use crate::{SchedulerError, dead, gauges, heartbeats, leader, recompute, results};
 use certfleet_proto::Driver;
 use certfleet_shared::Config;
 use certfleet_shared::amqp::{self, Publisher, timed, topology};
@@ -69,7 +69,7 @@ pub async fn run_with(
     let mut routes = Arc::new(Routes::load(&config.routes_file)?);
     let shared_config = Arc::new(config.clone());
     let database = db::connect(&config.database_url, timeout).await?;
-    let conn = amqp::connect(&config.amqp_url, "certfleet-scheduler", timeout).await?;
+    let conn = Arc::new(amqp::connect(&config.amqp_url, "certfleet-scheduler", timeout).await?);
     let publisher = Publisher::open(&conn, timeout).await?;
     topology::declare(publisher.channel(), Driver::ALL, timeout).await?;
     // Events go out on a channel of their own, so they never queue behind job publishes.
@@ -155,6 +155,11 @@ pub async fn run_with(
         lease_tx,
         consumers.clone(),
     ));
+    if config.metrics.scheduler_listen.is_some() {
+        let refresher =
+            gauges::Refresher { db: database.clone(), conn: conn.clone(), config: config.clone(), lease: lease_rx.clone() };
+        tracker.spawn(refresher.run(consumers.clone()));
+    }
     info!(interval = ?config.scan_interval, %holder, "scheduler ready");
     let inputs = PolicyInputs::of(config);
     let mut recomputing: Option<tokio::task::JoinHandle<()>> = None;

@@ -26,6 +26,7 @@ use certfleet_shared::db::history::{self, Claim, ClaimScope};
 use certfleet_shared::db::leader::Lease;
 use certfleet_shared::db::scan_rows::{self, ScanRow};
 use certfleet_shared::db::{DbError, assets, job_from_asset};
+use certfleet_shared::metrics::{Metric, counter, histogram};
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -127,6 +128,7 @@ impl Scanner {
     /// Scans once at `now`, reading the rows `mode` says. The three stages run as tasks of
     /// their own, so reading, claiming and publishing proceed in parallel.
     pub async fn scan(&self, now: DateTime<Utc>, mode: ScanMode) -> Result<ScanReport, SchedulerError> {
+        let started = Instant::now();
         let (due_tx, due_rx) = mpsc::channel(4);
         let (batch_tx, batch_rx) = mpsc::channel(4);
         let (s1, s2, s3) = (self.clone(), self.clone(), self.clone());
@@ -137,6 +139,12 @@ impl Scanner {
         for stage in [read.await, claim.await, publish.await] {
             report.add(&stage.map_err(|e| SchedulerError::Stage(format!("scan stage failed: {e}")))??);
         }
+        let mode_label = match mode {
+            ScanMode::Due => "due",
+            ScanMode::Full => "full",
+        };
+        histogram!(Metric::ScanDuration.name(), "mode" => mode_label).record(started.elapsed().as_secs_f64());
+        counter!(Metric::ScanDue.name()).increment(report.due);
         if report.corrected > 0 {
             error!(corrected = report.corrected, "BUG: the full pass corrected stored next_due_at values");
         }
@@ -266,7 +274,10 @@ impl Scanner {
 
     /// Awaits one batch's confirms, retries refused jobs, and releases the ones still refused.
     async fn settle(&self, batch: Batch, sent: InFlight, report: &mut ScanReport) -> Result<(), SchedulerError> {
-        let failed = retry_failed(&self.publisher, &batch.jobs, sent.confirmed().await).await;
+        let waiting = Instant::now();
+        let confirmed = sent.confirmed().await;
+        histogram!(Metric::PublishConfirm.name()).record(waiting.elapsed().as_secs_f64());
+        let failed = retry_failed(&self.publisher, &batch.jobs, confirmed).await;
         report.published += (batch.jobs.len() - failed.len()) as u64;
         if failed.is_empty() {
             return Ok(());

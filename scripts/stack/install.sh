@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the real test peers used by certfleet's integration tests
-# (BIND9, Pebble, OpenSSH server, nginx, HAProxy, plus the client tools the
-# stack scripts need) on a Debian 12 machine.
+# (BIND9, Pebble, OpenSSH server, nginx, HAProxy, Prometheus with promtool, plus
+# the client tools the stack scripts need) on a Debian 12 machine.
 #
 # Usage: scripts/stack/install.sh [--peers]
 #   --peers   also install the benchmark peers (certbot + RFC 2136 plugin, lego)
@@ -41,8 +41,10 @@ done
 #   python3    picks free ports in up.sh
 #   iproute2   `ss`, to wait for listeners and to prove nothing is on 0.0.0.0
 #   procps     `ps`, to verify a pid still belongs to the daemon we started
+#   prometheus the real Prometheus that tests/metrics.rs starts on 127.0.0.1, and
+#              promtool (check rules / test rules of deploy/prometheus/)
 packages=(pebble bind9 bind9-utils bind9-dnsutils openssh-server openssh-client
-          nginx haproxy openssl socat curl python3 iproute2 procps)
+          nginx haproxy openssl socat curl python3 iproute2 procps prometheus)
 if (( want_peers )); then
     packages+=(certbot python3-certbot-dns-rfc2136 lego)
 fi
@@ -64,7 +66,7 @@ else
     # pids of the daemons we care about that exist *before* the install, so
     # that afterwards we only stop instances the install itself started (an
     # operator's pre-existing sshd on :22 must survive).
-    daemons=(named nginx sshd haproxy)
+    daemons=(named nginx sshd haproxy prometheus)
     declare -A pre_existing=()
     for d in "${daemons[@]}"; do
         for pid in $(pgrep -x "$d" 2>/dev/null || true); do pre_existing[$pid]=1; done
@@ -190,4 +192,4 @@ fi
 for p in "${packages[@]}"; do
     is_installed "$p" || die "package $p is still not installed"
 done
-log "ok: $(dpkg-query -W -f='${Package} ${Version}  ' pebble bind9 openssh-server nginx haproxy)"
+log "ok: $(dpkg-query -W -f='${Package} ${Version}  ' pebble bind9 openssh-server nginx haproxy prometheus)"

@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod messages;
+pub mod metrics;
 pub mod redact;
 pub mod shutdown;
 pub mod telemetry;

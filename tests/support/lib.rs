@@ -10,6 +10,7 @@ pub mod device;
 pub mod notify;
 pub mod postgres;
 pub mod procinfo;
+pub mod prometheus;
 pub mod rabbit;
 
 use anyhow::{Context as _, bail};
@@ -247,14 +248,23 @@ impl TestEnv {
 
     /// Like [`TestEnv::spawn`] with `RUST_LOG` set to `filter`.
     pub fn spawn_logging(&self, binary: &str, label: &str, args: &[&str], filter: &str) -> Proc {
+        self.spawn_with_env(binary, label, args, &[("RUST_LOG", filter)])
+    }
+
+    /// Like [`TestEnv::spawn`] with extra environment variables (`CERTFLEET_*` overrides).
+    pub fn spawn_with_env(&self, binary: &str, label: &str, args: &[&str], vars: &[(&str, &str)]) -> Proc {
         let log = self.path(&format!("{label}.log"));
         let file = std::fs::File::create(&log).expect("log file");
-        let child = command(binary)
+        let mut cmd = command(binary);
+        cmd.env("RUST_LOG", "info");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let child = cmd
             .arg("--config")
             .arg(&self.config)
             .args(args)
             .current_dir(self.dir.path())
-            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log"))
             .stderr(file)

@@ -5,12 +5,13 @@
 
 use crate::outcome::{JobError, Outcome};
 use crate::rotation::{JobContext, rotate_within};
-use certfleet_proto::{Envelope, RotationJob, RotationResult};
+use certfleet_proto::{Envelope, ErrorClass, RotationJob, RotationResult};
 use certfleet_shared::amqp::headers::{self, TRACEPARENT};
 use certfleet_shared::amqp::settle;
 use certfleet_shared::amqp::topology::RESULTS_QUEUE;
 use certfleet_shared::amqp::{Outgoing, Publisher};
 use certfleet_shared::config::RetryConfig;
+use certfleet_shared::metrics::{Metric, RotationOutcome as RotationCount, counter, gauge};
 use certfleet_shared::telemetry;
 use chrono::Utc;
 use lapin::message::Delivery;
@@ -49,6 +50,7 @@ impl Handler {
                 return self.delay(&delivery, &job, wait, &traceparent, Settled::Deferred).await;
             }
         }
+        let _in_flight = InFlight::start(job.driver.as_str());
         let span = tracing::info_span!("job", job_id = %job.job_id, asset = %job.system_name, attempt = job.attempt,
             trace_id = telemetry::trace_id(&traceparent).unwrap_or_default());
         let outcome = {
@@ -82,6 +84,20 @@ impl Handler {
     /// Maps the job's outcome to broker actions, through the one shared [`settle`].
     async fn settle(&self, delivery: &Delivery, job: Option<&RotationJob>, outcome: Outcome, tp: &str) -> Settled {
         let dead_key = job.map_or_else(|| delivery.routing_key.to_string(), |j| j.driver.to_string());
+        let counted = Counted::of(&outcome);
+        let settled = self.settle_outcome(delivery, job, outcome, tp, &dead_key).await;
+        counted.record(job.map_or("unknown", |j| j.driver.as_str()), settled);
+        settled
+    }
+
+    async fn settle_outcome(
+        &self,
+        delivery: &Delivery,
+        job: Option<&RotationJob>,
+        outcome: Outcome,
+        tp: &str,
+        dead_key: &str,
+    ) -> Settled {
         let (body, reply_to);
         let shared = match outcome {
             Outcome::Done(result) => {
@@ -98,12 +114,64 @@ impl Handler {
             Outcome::Retry { after, cause } => settle::Outcome::Retry { after, cause },
             Outcome::Dead { class, reason } => settle::Outcome::Dead { class, reason },
         };
-        settle::settle(&self.publisher, delivery, job, shared, &self.retry, &dead_key, tp).await
+        settle::settle(&self.publisher, delivery, job, shared, &self.retry, dead_key, tp).await
     }
 
     /// Parks `job` in a retry tier until `wait` has passed.
     async fn delay(&self, delivery: &Delivery, job: &RotationJob, wait: Duration, tp: &str, how: Settled) -> Settled {
         settle::park(&self.publisher, delivery, job, wait, tp, how).await
+    }
+}
+
+/// What `certfleet_rotations_total` counts for a job, read before its outcome is settled.
+#[derive(Clone, Copy)]
+enum Counted {
+    Done(RotationCount),
+    Retry,
+    Dead(ErrorClass),
+}
+
+impl Counted {
+    fn of(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Done(r) => Counted::Done(match r.outcome {
+                certfleet_proto::RotationOutcome::Rotated { .. } => RotationCount::Rotated,
+                certfleet_proto::RotationOutcome::RolledBack { .. } => RotationCount::RolledBack,
+            }),
+            Outcome::Retry { .. } => Counted::Retry,
+            Outcome::Dead { class, .. } => Counted::Dead(*class),
+        }
+    }
+
+    /// Counts the job by what settling it did (a job requeued after a failed publish comes
+    /// back, and is counted then).
+    fn record(self, driver: &'static str, settled: Settled) {
+        let (outcome, class) = match (self, settled) {
+            (_, Settled::Requeued | Settled::Deferred) => return,
+            (Counted::Done(RotationCount::RolledBack), _) => (RotationCount::RolledBack, ErrorClass::RolledBack.as_str()),
+            (Counted::Done(o), _) => (o, "none"),
+            (Counted::Retry, Settled::DeadLettered) => (RotationCount::Dead, ErrorClass::RetriesExhausted.as_str()),
+            (Counted::Retry, _) => (RotationCount::Retried, ErrorClass::Transient.as_str()),
+            (Counted::Dead(class), _) => (RotationCount::Dead, class.as_str()),
+        };
+        counter!(Metric::Rotations.name(), "driver" => driver, "outcome" => outcome.as_str(), "error_class" => class)
+            .increment(1);
+    }
+}
+
+/// Keeps `certfleet_jobs_in_flight` up while a job runs.
+struct InFlight(&'static str);
+
+impl InFlight {
+    fn start(driver: &'static str) -> Self {
+        gauge!(Metric::JobsInFlight.name(), "driver" => driver).increment(1.0);
+        Self(driver)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        gauge!(Metric::JobsInFlight.name(), "driver" => self.0).decrement(1.0);
     }
 }
 

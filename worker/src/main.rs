@@ -2,6 +2,7 @@
 
 use anyhow::Context as _;
 use certfleet_proto::Driver;
+use certfleet_shared::metrics::{self, Process};
 use certfleet_shared::shutdown;
 use certfleet_worker::{WorkerOptions, run};
 use clap::Parser;
@@ -45,5 +46,7 @@ async fn real_main() -> anyhow::Result<()> {
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     let name = args.name.unwrap_or_else(|| format!("worker-{}-{}", host.trim(), std::process::id()));
     let opts = WorkerOptions { drivers: args.drivers, concurrency: args.concurrency, name };
-    run(&config, opts, shutdown::on_signals()).await.context("worker failed")
+    let cancel = shutdown::on_signals();
+    metrics::serve(Process::Worker, &config.metrics, cancel.clone()).await?;
+    run(&config, opts, cancel).await.context("worker failed")
 }

@@ -12,7 +12,8 @@ use crate::issuer::IssuerSet;
 use crate::outcome::JobError;
 use crate::validate::{ValidateError, validate_served};
 use certfleet_proto::{RotationJob, RotationOutcome};
-use std::time::Duration;
+use certfleet_shared::metrics::{Metric, Step, histogram};
+use std::time::{Duration, Instant};
 
 /// How long a service may take to start serving the new certificate after activation
 /// (an nginx reload replaces its workers gracefully, so the old ones answer for a moment).
@@ -35,6 +36,16 @@ async fn served(job: &RotationJob, issued: &Issued) -> Result<(), DriverError> {
             }
         }
     }
+}
+
+/// Runs one driver step, recording its time in `certfleet_rotation_step_duration_seconds`
+/// (failed steps too: a slow failure is worth seeing).
+async fn step<T>(job: &RotationJob, step: Step, run: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let out = run.await;
+    histogram!(Metric::RotationStepDuration.name(), "driver" => job.driver.as_str(), "step" => step.as_str())
+        .record(started.elapsed().as_secs_f64());
+    out
 }
 
 /// What a worker needs to run jobs.
@@ -67,7 +78,7 @@ pub async fn rotate_within(job: &RotationJob, ctx: &JobContext, budget: Duration
     let deadline = tokio::time::Instant::now() + budget;
     let driver = ctx.drivers.get(job.driver).ok_or(JobError::DriverNotServed(job.driver))?;
     let issuer = ctx.issuers.get(&job.issuer).ok_or_else(|| JobError::UnknownIssuer(job.issuer.clone()))?;
-    let mut session = match tokio::time::timeout_at(deadline, driver.open(job)).await {
+    let mut session = match tokio::time::timeout_at(deadline, step(job, Step::Open, driver.open(job))).await {
         Ok(opened) => opened?,
         Err(_) => return Err(JobError::Timeout(budget)),
     };
@@ -98,24 +109,27 @@ async fn run_steps(
             installed
         }
         None => {
-            let csr = session.generate_csr(job).await?;
-            let issued = issuer.sign(&csr, job).await?;
-            session.install(&issued).await?;
+            let csr = step(job, Step::GenerateCsr, session.generate_csr(job)).await?;
+            let issued = step(job, Step::Sign, issuer.sign(&csr, job)).await?;
+            step(job, Step::Install, session.install(&issued)).await?;
             issued
         }
     };
-    let activated = match session.activate().await {
-        Ok(()) => match session.validate(&issued).await {
-            Ok(()) => served(job, &issued).await,
-            Err(e) => Err(e),
-        },
+    let activated = match step(job, Step::Activate, session.activate()).await {
+        Ok(()) => {
+            step(job, Step::Validate, async {
+                session.validate(&issued).await?;
+                served(job, &issued).await
+            })
+            .await
+        }
         Err(e) => Err(e),
     };
     match activated {
         Ok(()) => Ok(RotationOutcome::Rotated { certificate: issued.info }),
         Err(cause) => {
             let cause = cause.to_string();
-            match session.rollback().await {
+            match step(job, Step::Rollback, session.rollback()).await {
                 Ok(()) => Ok(RotationOutcome::RolledBack { cause }),
                 Err(rollback) => Err(JobError::RollbackFailed { cause, rollback }),
             }

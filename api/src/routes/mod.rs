@@ -171,6 +171,23 @@ pub fn app(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn(count_request))
+}
+
+/// Counts and times every request by its route template (`/api/v1/assets/{name}`, never
+/// the path itself, so names and ids never become label values); a path no route
+/// matches is counted as `unmatched`.
+async fn count_request(req: Request, next: Next) -> Response {
+    use certfleet_shared::metrics::{Metric, counter, histogram};
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let res = next.run(req).await;
+    histogram!(Metric::ApiRequestDuration.name(), "route" => route.clone()).record(started.elapsed().as_secs_f64());
+    counter!(Metric::ApiRequests.name(), "route" => route, "status" => res.status().as_u16().to_string()).increment(1);
+    res
 }
 
 /// Gives every request an id (the caller's `x-request-id` if sane, else a new UUID),

@@ -1,6 +1,7 @@
 //! `certfleet-notifier`: the notifier on its own (set `notify.deliver_in_scheduler = false`
 //! for the schedulers then): delivers `certfleet.notify` to the configured channels.
 
+use certfleet_shared::metrics::{self, Process};
 use certfleet_shared::shutdown;
 use clap::Parser;
 use std::path::PathBuf;
@@ -28,6 +29,8 @@ async fn main() -> std::process::ExitCode {
 async fn real_main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = certfleet_shared::startup(args.config.as_deref())?;
-    certfleet_scheduler::notify::run_standalone(&config, shutdown::on_signals()).await?;
+    let cancel = shutdown::on_signals();
+    metrics::serve(Process::Notifier, &config.metrics, cancel.clone()).await?;
+    certfleet_scheduler::notify::run_standalone(&config, cancel).await?;
     Ok(())
 }

@@ -14,6 +14,7 @@ use certfleet_proto::{Envelope, ErrorClass, Notification, NotificationId};
 use certfleet_shared::Config;
 use certfleet_shared::amqp::headers::{self, TRACEPARENT};
 use certfleet_shared::amqp::settle::{self, Settled};
+use certfleet_shared::metrics::{Metric, counter};
 use certfleet_shared::amqp::topology::NOTIFY_QUEUE;
 use certfleet_shared::amqp::{AmqpError, Publisher, timed};
 use certfleet_shared::config::RetryConfig;
@@ -219,7 +220,18 @@ impl Notifier {
         if let (Some(n), Outcome::Done(detail)) = (n, &outcome) {
             info!(id = %n.id, channel = %n.channel, event = %n.event, asset = n.system_name(), %detail, "notification delivered");
         }
-        settle::settle(&self.publisher, delivery, n, outcome.settlement(), &self.retry, NOTIFY_QUEUE, tp).await
+        // Only configured channel names become label values (a message naming another is
+        // counted as `unknown`), so the label stays a bounded set.
+        let channel = n.filter(|n| self.channels.get(&n.channel).is_some()).map_or("unknown".to_owned(), |n| n.channel.clone());
+        let settled = settle::settle(&self.publisher, delivery, n, outcome.settlement(), &self.retry, NOTIFY_QUEUE, tp).await;
+        let result = match settled {
+            Settled::Reported => "delivered",
+            Settled::Retried => "retried",
+            Settled::DeadLettered => "dead",
+            Settled::Deferred | Settled::Requeued => return settled,
+        };
+        counter!(Metric::Notifications.name(), "channel" => channel, "result" => result).increment(1);
+        settled
     }
 
     /// Parks `n` in the retry tier serving `wait`; a longer wait rides in `not_before`.

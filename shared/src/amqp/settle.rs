@@ -37,6 +37,10 @@ pub trait Retriable: Clone {
     fn retry_queue(&self, tier: Duration) -> String;
     /// The body and properties of this message.
     fn encode(&self, traceparent: &str) -> (Vec<u8>, BasicProperties);
+    /// The driver label of `certfleet_job_retries_total`, for rotation jobs.
+    fn metric_driver(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 impl Retriable for RotationJob {
@@ -62,6 +66,10 @@ impl Retriable for RotationJob {
 
     fn encode(&self, traceparent: &str) -> (Vec<u8>, BasicProperties) {
         (Envelope::encode(self), headers::job_properties(self, traceparent))
+    }
+
+    fn metric_driver(&self) -> Option<&'static str> {
+        Some(self.driver.as_str())
     }
 }
 
@@ -184,6 +192,10 @@ pub async fn park<M: Retriable>(
     how: Settled,
 ) -> Settled {
     let tier = tier_for(wait);
+    if let (Settled::Retried, Some(driver)) = (how, msg.metric_driver()) {
+        let tier = crate::backoff::tier_label(tier);
+        crate::metrics::counter!(crate::metrics::Metric::JobRetries.name(), "driver" => driver, "tier" => tier).increment(1);
+    }
     let mut parked = msg.clone();
     if wait > tier {
         parked.set_not_before(Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX));

@@ -6,12 +6,14 @@ pub mod api;
 pub mod dns;
 pub mod drivers;
 pub mod issuer;
+pub mod metrics;
 pub mod notify;
 
 pub use amqp::AmqpUrls;
 pub use api::ApiConfig;
 pub use drivers::{DriversConfig, PanosDriverConfig};
 pub use issuer::{AcmeIssuerConfig, InternalIssuerConfig, IssuerConfig};
+pub use metrics::{MetricsConfig, PerAsset};
 pub use notify::NotifyConfig;
 
 use certfleet_proto::Driver;
@@ -86,6 +88,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// Notifications: channels, routing rules, expiry thresholds, storm control.
     pub notify: NotifyConfig,
+    /// Prometheus `/metrics` endpoints and the fleet gauges.
+    pub metrics: MetricsConfig,
 }
 
 /// Delayed retries of transient failures.
@@ -175,6 +179,7 @@ impl Default for Config {
             drivers: DriversConfig::default(),
             api: ApiConfig::default(),
             notify: NotifyConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -284,6 +289,9 @@ impl Config {
             issuer.validate(name)?;
         }
         self.notify.validate()?;
+        if self.metrics.refresh_interval < Duration::from_secs(1) {
+            return bad("metrics.refresh_interval", "must be at least 1s");
+        }
         Ok(())
     }
 }
@@ -309,6 +317,7 @@ const ENV_KEYS: &[&str] = &[
     "log_format",
     "api",
     "notify",
+    "metrics",
 ];
 
 /// `CERTFLEET_*` variables read directly, not config keys.
@@ -340,7 +349,8 @@ fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> (Dict, Vec<
         // URLs, files and directories stay strings; other values get figment's lenient parsing
         // (numbers, booleans, arrays like `[local]`).
         let last = path.last().map(String::as_str).unwrap_or_default();
-        let parsed = if last.ends_with("_url") || last.ends_with("_file") || last.ends_with("_dir") {
+        let parsed = if last.ends_with("_url") || last.ends_with("_file") || last.ends_with("_dir") || last.ends_with("listen")
+        {
             Value::from(value)
         } else {
             value.parse::<Value>().unwrap_or_else(|_| Value::from(value))

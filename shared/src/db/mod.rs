@@ -9,6 +9,7 @@ pub mod audit;
 pub mod bulk;
 pub mod dead_letters;
 pub mod entity;
+pub mod fleet_gauges;
 pub mod history;
 mod job;
 pub mod leader;

@@ -11,7 +11,6 @@
 //!
 //! Settings: `{"cert_path": "/abs/site.crt", "key_path": "/abs/site.key",
 //! "reload_command": "nginx -s reload" | ["argv", ...], "reload_timeout_secs": 30}`.
-//! The reload command runs with `CERTFLEET_JOB_ID` set to the job's id.
 
 use super::{DeviceSession, DriverError, PlatformDriver};
 use crate::issuer::Issued;

@@ -4,6 +4,7 @@
 //! problem document alone does not carry.
 
 use crate::issuer::IssuerError;
+use certfleet_shared::metrics::{Metric, counter, histogram};
 use bytes::Bytes;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 use rustls::pki_types::CertificateDer;
@@ -39,6 +40,45 @@ impl Throttle {
 
 tokio::task_local! {
     static THROTTLE: Arc<Throttle>;
+    static ACTION: Action;
+}
+
+/// What an ACME request is for: the `action` label of `certfleet_acme_requests_total` and
+/// `certfleet_acme_request_duration_seconds` (requests made outside one are `other`:
+/// nonces, the account).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Creating the order.
+    NewOrder,
+    /// Fetching or refreshing an authorization.
+    Authorization,
+    /// Telling the CA a challenge is ready.
+    Challenge,
+    /// Polling the order's status.
+    PollOrder,
+    /// Finalizing the order with the CSR.
+    Finalize,
+    /// Downloading the certificate.
+    Certificate,
+}
+
+impl Action {
+    /// The label value.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Action::NewOrder => "new_order",
+            Action::Authorization => "authorization",
+            Action::Challenge => "challenge",
+            Action::PollOrder => "poll_order",
+            Action::Finalize => "finalize",
+            Action::Certificate => "certificate",
+        }
+    }
+}
+
+/// Runs `f` with its ACME requests counted under `action`.
+pub(crate) async fn in_action<F: Future>(action: Action, f: F) -> F::Output {
+    ACTION.scope(action, f).await
 }
 
 /// Runs `f` with a fresh throttle record, readable through [`current_throttle`] inside it.
@@ -113,11 +153,17 @@ impl HttpClient for AcmeHttp {
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, Error>> + Send>> {
         let client = self.client.clone();
         let throttle = THROTTLE.try_with(Arc::clone).ok();
+        let action = ACTION.try_with(|a| a.as_str()).unwrap_or("other");
         Box::pin(async move {
             let (parts, body) = req.into_parts();
             let req = reqwest::Request::try_from(http::Request::from_parts(parts, reqwest::Body::wrap(body)))
                 .map_err(|e| Error::Other(Box::new(e)))?;
-            let rsp = client.execute(req).await.map_err(|e| Error::Other(Box::new(e)))?;
+            let started = std::time::Instant::now();
+            let sent = client.execute(req).await;
+            histogram!(Metric::AcmeRequestDuration.name(), "action" => action).record(started.elapsed().as_secs_f64());
+            let status_label = sent.as_ref().map_or_else(|_| "error".to_owned(), |r| r.status().as_u16().to_string());
+            counter!(Metric::AcmeRequests.name(), "action" => action, "status" => status_label).increment(1);
+            let rsp = sent.map_err(|e| Error::Other(Box::new(e)))?;
             let status = rsp.status().as_u16();
             if let Some(t) = throttle.filter(|_| status == 429 || status == 503) {
                 let after = rsp

@@ -117,6 +117,7 @@ impl AcmeIssuer {
         let profile = self.config.profile.as_deref();
         let mut order = order::call(
             limits.request,
+            http::Action::NewOrder,
             "creating the order",
             order::new_order(account, &identifiers, profile, replaces),
         )
@@ -127,9 +128,12 @@ impl AcmeIssuer {
             let record = records.get(&name).unwrap_or(&name);
             published.publish(record, &p.value).await?;
         }
+        let propagating = std::time::Instant::now();
         published
             .wait_visible(self.config.resolver, self.config.propagation_timeout, self.config.poll_interval)
             .await?;
+        certfleet_shared::metrics::histogram!(certfleet_shared::metrics::Metric::DnsPropagation.name())
+            .record(propagating.elapsed().as_secs_f64());
         order::set_ready(&mut order, limits.request).await?;
         order::wait_ready(&mut order, limits).await?;
         order::finalize(&mut order, csr_der, limits).await

@@ -4,6 +4,7 @@
 //! `Retry-After` while processing) and backs off to 1 s, bounded by the order timeout.
 
 use super::errors::{self, context, from_problem};
+use super::http::{Action, in_action};
 use crate::issuer::IssuerError;
 use instant_acme::{Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, Order, OrderStatus};
 use std::future::Future;
@@ -70,10 +71,11 @@ pub(crate) async fn new_order(
 /// Runs one request under `limit`, mapping its failure.
 pub(crate) async fn call<T>(
     limit: Duration,
+    action: Action,
     what: &str,
     request: impl Future<Output = Result<T, instant_acme::Error>>,
 ) -> Result<T, IssuerError> {
-    match tokio::time::timeout(limit, request).await {
+    match tokio::time::timeout(limit, in_action(action, request)).await {
         Err(_) => Err(IssuerError::Unavailable(format!("{what}: no answer from the CA within {limit:?}"))),
         Ok(result) => result.map_err(|e| errors::map(e, what)),
     }
@@ -83,7 +85,7 @@ pub(crate) async fn call<T>(
 pub(crate) async fn pending_challenges(order: &mut Order, limit: Duration) -> Result<Vec<Pending>, IssuerError> {
     let mut pending = Vec::new();
     let mut authorizations = order.authorizations();
-    while let Some(next) = call(limit, "fetching an authorization", async { Ok(authorizations.next().await) }).await? {
+    while let Some(next) = call(limit, Action::Authorization, "fetching an authorization", async { Ok(authorizations.next().await) }).await? {
         let mut authz = next.map_err(|e| errors::map(e, "fetching an authorization"))?;
         let identifier = authz.identifier().to_string();
         match authz.status {
@@ -112,7 +114,7 @@ pub(crate) async fn set_ready(order: &mut Order, limit: Duration) -> Result<(), 
         }
         let identifier = authz.identifier().to_string();
         let Some(mut challenge) = authz.challenge(ChallengeType::Dns01) else { continue };
-        call(limit, &format!("challenge for {identifier}"), challenge.set_ready()).await?;
+        call(limit, Action::Challenge, &format!("challenge for {identifier}"), challenge.set_ready()).await?;
     }
     Ok(())
 }
@@ -124,7 +126,7 @@ async fn invalid_reason(order: &mut Order, limit: Duration) -> IssuerError {
     }
     let mut authorizations = order.authorizations();
     while let Some(Ok(mut authz)) = authorizations.next().await {
-        if call(limit, "fetching an authorization", authz.refresh()).await.is_err() {
+        if call(limit, Action::Authorization, "fetching an authorization", authz.refresh()).await.is_err() {
             continue;
         }
         let identifier = authz.identifier().to_string();
@@ -145,7 +147,7 @@ pub(crate) async fn wait_ready(order: &mut Order, limits: Limits) -> Result<(), 
     let deadline = Instant::now() + limits.order;
     let mut pause = limits.first_poll;
     loop {
-        let state = call(limits.request, "polling the order", order.refresh()).await?;
+        let state = call(limits.request, Action::PollOrder, "polling the order", order.refresh()).await?;
         match state.status {
             OrderStatus::Ready | OrderStatus::Valid | OrderStatus::Processing => return Ok(()),
             OrderStatus::Invalid => return Err(invalid_reason(order, limits.request).await),
@@ -162,20 +164,20 @@ pub(crate) async fn wait_ready(order: &mut Order, limits: Limits) -> Result<(), 
 /// Finalizes with the device's CSR and polls until the chain (PEM, leaf first) is issued.
 pub(crate) async fn finalize(order: &mut Order, csr_der: &[u8], limits: Limits) -> Result<String, IssuerError> {
     if order.state().status == OrderStatus::Ready {
-        call(limits.request, "finalizing the order", order.finalize_csr(csr_der)).await?;
+        call(limits.request, Action::Finalize, "finalizing the order", order.finalize_csr(csr_der)).await?;
     }
     let deadline = Instant::now() + limits.order;
     let mut pause = limits.first_poll;
     loop {
         match order.state().status {
             OrderStatus::Valid | OrderStatus::Processing => {
-                if let Some(chain) = call(limits.request, "downloading the certificate", order.certificate()).await? {
+                if let Some(chain) = call(limits.request, Action::Certificate, "downloading the certificate", order.certificate()).await? {
                     return Ok(chain);
                 }
             }
             OrderStatus::Invalid => return Err(invalid_reason(order, limits.request).await),
             OrderStatus::Ready | OrderStatus::Pending => {
-                call(limits.request, "polling the order", order.refresh()).await?;
+                call(limits.request, Action::PollOrder, "polling the order", order.refresh()).await?;
             }
         }
         if Instant::now() + pause > deadline {
