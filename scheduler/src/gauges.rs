@@ -42,7 +42,7 @@ impl Refresher {
     /// Refreshes every `metrics.refresh_interval` until `cancel`.
     pub async fn run(mut self, cancel: CancellationToken) {
         let management = self.config.amqp_management_url.as_deref().and_then(|url| {
-            Management::new(url, &self.config.amqp_url, self.config.connect_timeout)
+            Management::new(url, self.config.amqp_url.first(), self.config.connect_timeout)
                 .map_err(|e| warn!(error = %e, "queue gauges without unacked counts"))
                 .ok()
         });
