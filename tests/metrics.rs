@@ -15,7 +15,7 @@ use std::time::Duration;
 /// `[metrics]` with every endpoint on a port of its own choosing (the test reads it from
 /// the process log), a fast refresh, and the API on a free port.
 const METRICS: &str = "[metrics]\nscheduler_listen = \"127.0.0.1:0\"\nworker_listen = \"127.0.0.1:0\"\n\
-                       api_listen = \"127.0.0.1:0\"\nrefresh_interval = \"1s\"\n[api]\nlisten = \"127.0.0.1:0\"\n";
+                       api_listen = \"127.0.0.1:0\"\nrefresh_interval = \"2s\"\n[api]\nlisten = \"127.0.0.1:0\"\n";
 
 fn fleet(env: &TestEnv, good: usize, broken: usize) -> serde_json::Value {
     let mut rows = Vec::new();
@@ -188,8 +188,10 @@ fn big_fleet(env: &TestEnv, n: usize, expired: usize) {
 /// Scrapes the scheduler until the fleet gauges are there; returns the exposition.
 async fn fleet_scrape(env: &TestEnv, per_asset_limit: &str) -> String {
     let label = format!("scheduler-{per_asset_limit}");
-    let mut proc =
-        env.spawn_with_env("certfleet-scheduler", &label, &[], &[("CERTFLEET_METRICS__PER_ASSET_LIMIT", per_asset_limit)]);
+    // The first refresh comes at start; a long interval keeps 10,000 series from expiring
+    // (3 intervals) while a loaded machine is slow to set them all again.
+    let vars = [("CERTFLEET_METRICS__PER_ASSET_LIMIT", per_asset_limit), ("CERTFLEET_METRICS__REFRESH_INTERVAL", "60s")];
+    let mut proc = env.spawn_with_env("certfleet-scheduler", &label, &[], &vars);
     let addr = metrics_addr(&proc, Duration::from_secs(30)).unwrap();
     let text = wait_for(Duration::from_secs(60), "the fleet gauges in the scrape", || async {
         let text = scrape(addr).await.ok()?;
