@@ -7,7 +7,7 @@
 
 use certfleet_shared::db::entity::asset::AssetState;
 use certfleet_shared::db::{assets, dead_letters};
-use certfleet_tests::prometheus::{Prometheus, metrics_addr, promtool, scrape};
+use certfleet_tests::prometheus::{Prometheus, client, metrics_addr, promtool, scrape};
 use certfleet_tests::*;
 use std::path::Path;
 use std::time::Duration;
@@ -100,7 +100,7 @@ async fn prometheus_sees_eighteen_rotations_and_two_dead_letters() {
         rest[..end].parse::<std::net::SocketAddr>().ok()
     });
     let api_addr = api_addr.expect("the API logs its URL");
-    let health = reqwest::get(format!("http://{api_addr}/healthz")).await.unwrap();
+    let health = client().unwrap().get(format!("http://{api_addr}/healthz")).send().await.unwrap();
     assert!(health.status().is_success());
 
     // Then Prometheus's, through PromQL.
