@@ -196,7 +196,9 @@ async fn fleet_scrape(env: &TestEnv, per_asset_limit: &str) -> String {
     let text = wait_for(Duration::from_secs(60), "the fleet gauges in the scrape", || async {
         let text = scrape(addr).await.ok()?;
         let total: f64 = series(&text, "certfleet_assets{").iter().sum();
-        (total == 10_000.0).then_some(text)
+        // The queue gauges are set last in a refresh: with them, the per-asset ones are in.
+        let refreshed = !series(&text, "certfleet_queue_consumers{").is_empty();
+        (total == 10_000.0 && refreshed).then_some(text)
     })
     .await;
     assert!(proc.terminate(Duration::from_secs(20)), "the scheduler stops cleanly");
