@@ -7,7 +7,7 @@
 
 use certfleet_shared::db::entity::asset::AssetState;
 use certfleet_shared::db::{assets, dead_letters};
-use certfleet_tests::prometheus::{Prometheus, metrics_addr, promtool, scrape};
+use certfleet_tests::prometheus::{Prometheus, client, metrics_addr, promtool, scrape};
 use certfleet_tests::*;
 use std::path::Path;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use std::time::Duration;
 /// `[metrics]` with every endpoint on a port of its own choosing (the test reads it from
 /// the process log), a fast refresh, and the API on a free port.
 const METRICS: &str = "[metrics]\nscheduler_listen = \"127.0.0.1:0\"\nworker_listen = \"127.0.0.1:0\"\n\
-                       api_listen = \"127.0.0.1:0\"\nrefresh_interval = \"1s\"\n[api]\nlisten = \"127.0.0.1:0\"\n";
+                       api_listen = \"127.0.0.1:0\"\nrefresh_interval = \"2s\"\n[api]\nlisten = \"127.0.0.1:0\"\n";
 
 fn fleet(env: &TestEnv, good: usize, broken: usize) -> serde_json::Value {
     let mut rows = Vec::new();
@@ -100,7 +100,7 @@ async fn prometheus_sees_eighteen_rotations_and_two_dead_letters() {
         rest[..end].parse::<std::net::SocketAddr>().ok()
     });
     let api_addr = api_addr.expect("the API logs its URL");
-    let health = reqwest::get(format!("http://{api_addr}/healthz")).await.unwrap();
+    let health = client().unwrap().get(format!("http://{api_addr}/healthz")).send().await.unwrap();
     assert!(health.status().is_success());
 
     // Then Prometheus's, through PromQL.
@@ -188,13 +188,17 @@ fn big_fleet(env: &TestEnv, n: usize, expired: usize) {
 /// Scrapes the scheduler until the fleet gauges are there; returns the exposition.
 async fn fleet_scrape(env: &TestEnv, per_asset_limit: &str) -> String {
     let label = format!("scheduler-{per_asset_limit}");
-    let mut proc =
-        env.spawn_with_env("certfleet-scheduler", &label, &[], &[("CERTFLEET_METRICS__PER_ASSET_LIMIT", per_asset_limit)]);
+    // The first refresh comes at start; a long interval keeps 10,000 series from expiring
+    // (3 intervals) while a loaded machine is slow to set them all again.
+    let vars = [("CERTFLEET_METRICS__PER_ASSET_LIMIT", per_asset_limit), ("CERTFLEET_METRICS__REFRESH_INTERVAL", "60s")];
+    let mut proc = env.spawn_with_env("certfleet-scheduler", &label, &[], &vars);
     let addr = metrics_addr(&proc, Duration::from_secs(30)).unwrap();
     let text = wait_for(Duration::from_secs(60), "the fleet gauges in the scrape", || async {
         let text = scrape(addr).await.ok()?;
         let total: f64 = series(&text, "certfleet_assets{").iter().sum();
-        (total == 10_000.0).then_some(text)
+        // The queue gauges are set last in a refresh: with them, the per-asset ones are in.
+        let refreshed = !series(&text, "certfleet_queue_consumers{").is_empty();
+        (total == 10_000.0 && refreshed).then_some(text)
     })
     .await;
     assert!(proc.terminate(Duration::from_secs(20)), "the scheduler stops cleanly");

@@ -19,6 +19,13 @@ pub struct Prometheus {
     pub addr: SocketAddr,
 }
 
+/// An HTTP client (installing the process's rustls provider first, which reqwest is built
+/// without).
+pub fn client() -> anyhow::Result<reqwest::Client> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    Ok(reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?)
+}
+
 /// A port that was free a moment ago (Prometheus takes its port as a flag only).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
@@ -62,7 +69,7 @@ impl Prometheus {
     /// Runs an instant PromQL query; returns each series' labels (as JSON) and value.
     pub async fn query(&self, promql: &str) -> anyhow::Result<Vec<(serde_json::Value, f64)>> {
         let url = format!("http://{}/api/v1/query", self.addr);
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+        let client = client()?;
         let body: serde_json::Value = client.get(url).query(&[("query", promql)]).send().await?.json().await?;
         if body["status"] != "success" {
             bail!("query {promql} failed: {body}");
@@ -135,7 +142,7 @@ pub fn promtool(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
 
 /// One scrape of a `/metrics` endpoint.
 pub async fn scrape(addr: SocketAddr) -> anyhow::Result<String> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let client = client()?;
     let rsp = client.get(format!("http://{addr}/metrics")).send().await?;
     if !rsp.status().is_success() {
         bail!("GET http://{addr}/metrics: {}", rsp.status());
