@@ -8,14 +8,14 @@
 use certfleet_tests::chaos::{ChaosOpts, ChaosWorld, run};
 use std::time::Duration;
 
-/// Ignored in the suite for now, for two reasons. It found a real defect: a scheduler
-/// SIGKILLed while its first scan is still publishing leaves committed claims whose jobs
-/// never reached the broker, and those assets wait out their lease (`lease`, 1 h here,
-/// 10 min by default) before they are published again (2,973 of 10,000 in one run). The fix,
-/// a new leader republishing the `queued` jobs of earlier epochs under the same job ids, is
-/// not done yet. And it takes about 22 minutes on this 2-core machine in debug, which does
-/// not fit the CI budget. Run it with `cargo test --test chaos -- --ignored`.
-#[ignore = "finds the unpublished-claims defect after a scheduler kill (see the doc comment); 22 min"]
+/// Ignored in the suite for now. It found a real defect: a scheduler SIGKILLed while its
+/// first scan was still publishing left committed claims whose jobs never reached the
+/// broker, and those assets waited out their lease (2,973 of 10,000 in one run). A new
+/// leader now publishes such jobs again under their own ids (`scheduler::recover`, tested
+/// by `tests/scheduler_failover.rs`), but this run has not been repeated since, and it takes
+/// about 22 minutes on this 2-core machine in debug, which does not fit the CI budget. Run it
+/// with `cargo test --test chaos -- --ignored`.
+#[ignore = "22 min here; not yet re-run since the stranded-jobs fix (see the doc comment)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_jobs_through_worker_scheduler_broker_and_database_faults_lose_nothing() {
     let assets = std::env::var("CHAOS_ASSETS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);

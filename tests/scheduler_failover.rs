@@ -144,3 +144,54 @@ async fn the_lease_holder_alone_scans_and_another_takes_over() {
     drop((b, c));
     admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
 }
+
+/// A scheduler that dies between its claim and the broker's confirm leaves assets in flight
+/// with `queued` history rows that no queue holds. The next leader publishes those jobs
+/// again under their own ids at once, instead of letting the assets wait out their lease
+/// (30 minutes here). A job the broker had confirmed is left alone. (Found by the chaos
+/// test, `tests/chaos.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_publishes_the_jobs_a_dead_leader_stranded() {
+    use certfleet_shared::db::history::{self, Claim, ClaimScope};
+    let env = TestEnv::new("");
+    let text = std::fs::read_to_string(&env.config).unwrap().replace("lease = \"60s\"", "lease = \"30m\"");
+    std::fs::write(&env.config, text).unwrap();
+    env.import(&fleet(&env, "stranded", 6));
+    // What a scheduler SIGKILLed mid-publish leaves behind: committed claims and `queued`
+    // rows, and for one of them the broker's confirm recorded (its job is in some queue).
+    let db = env.db().await;
+    let all = assets::list(&db).await.unwrap();
+    let now = chrono::Utc::now();
+    let ids: Vec<i64> = all.iter().map(|a| a.id).collect();
+    let claimed = history::claim(&db, &ids, ClaimScope::Scan, now, now + chrono::Duration::minutes(30), None)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 6);
+    let claims: Vec<Claim> = claimed
+        .iter()
+        .map(|a| Claim { asset_id: a.id, job_id: certfleet_proto::JobId::new(), driver: certfleet_proto::Driver::Local })
+        .collect();
+    history::record_queued(&db, &claims, now).await.unwrap();
+    let confirmed = claims[0];
+    history::mark_published(&db, &[confirmed.job_id], now).await.unwrap();
+    db.close().await.ok();
+
+    let scheduler = env.spawn("certfleet-scheduler", "scheduler", &[]);
+    let _worker = env.spawn("certfleet-worker", "worker", &["--drivers", "local", "--concurrency", "8"]);
+    wait_for(Duration::from_secs(120), "the five stranded assets rotated", || async {
+        (tally(&env).await.0 == 5).then_some(())
+    })
+    .await;
+    let db = env.db().await;
+    let rows = rotation::Entity::find().all(&db).await.unwrap();
+    assert_eq!(rows.len(), 6, "one history row per job: the stranded jobs kept their ids: {rows:?}");
+    for c in &claims[1..] {
+        let row = rows.iter().find(|r| r.job_id == c.job_id.0).expect("the stranded job's row");
+        assert_eq!(row.status.as_str(), "rotated", "{row:?}");
+        assert!(row.published_at.is_some(), "confirmed when published again");
+    }
+    let left = assets::list(&db).await.unwrap().into_iter().find(|a| a.id == confirmed.asset_id).unwrap();
+    assert_eq!(left.state, AssetState::InFlight, "a confirmed job is the broker's, not published again");
+    db.close().await.ok();
+    assert!(scheduler.log_text().contains("published again the jobs an earlier leader claimed"));
+}

@@ -11,6 +11,7 @@ pub mod notify;
 pub mod policy;
 pub mod publish;
 pub mod recompute;
+pub mod recover;
 pub mod results;
 pub mod routes;
 pub mod runtime;

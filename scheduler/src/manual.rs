@@ -111,6 +111,7 @@ async fn publish_for(
         history::release(db, &[claim], &format!("publish failed: {e}")).await?;
         return Err(ManualError::Publish(e.to_string()));
     }
+    history::mark_published(db, &[job_id], Utc::now()).await?;
     Ok(job_id)
 }
 

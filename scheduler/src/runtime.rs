@@ -6,7 +6,7 @@ use crate::notify::{self, Events};
 use crate::policy::PolicyInputs;
 use crate::routes::Routes;
 use crate::scan::{ScanMode, ScanReport, Scanner};
-use crate::{SchedulerError, dead, gauges, heartbeats, leader, recompute, results};
+use crate::{SchedulerError, dead, gauges, heartbeats, leader, recompute, recover, results};
 use certfleet_proto::Driver;
 use certfleet_shared::Config;
 use certfleet_shared::amqp::{self, Publisher, timed, topology};
@@ -167,6 +167,8 @@ pub async fn run_with(
     let mut ticker = tokio::time::interval(config.scan_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failure = None;
+    // The lease epoch whose stranded jobs were published again.
+    let mut recovered_epoch = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -186,6 +188,7 @@ pub async fn run_with(
         }
         let Some(lease) = lease_rx.borrow_and_update().clone() else {
             debug!("standing by: another scheduler holds the lease");
+            recovered_epoch = None;
             continue;
         };
         // New policy inputs: recompute every stored time once, in the background.
@@ -204,6 +207,7 @@ pub async fn run_with(
             }
         }
         let mode = next_mode(&database, config).await;
+        let epoch = lease.epoch;
         let scanner = Scanner {
             db: database.clone(),
             publisher: publisher.clone(),
@@ -212,6 +216,13 @@ pub async fn run_with(
             events: events.clone(),
             lease: Some(lease),
         };
+        // A new term: first the jobs an earlier leader stranded between claim and confirm.
+        if recovered_epoch != Some(epoch) {
+            match recover::republish_unconfirmed(&scanner, Utc::now()).await {
+                Ok(_) => recovered_epoch = Some(epoch),
+                Err(e) => warn!(error = %e, "cannot publish the stranded jobs again; retrying at the next scan"),
+            }
+        }
         match scanner.scan(Utc::now(), mode).await {
             Ok(_) if mode == ScanMode::Full => {
                 if let Err(e) = lease_db::state_set(&database, LAST_FULL_KEY, &Utc::now().to_rfc3339()).await {

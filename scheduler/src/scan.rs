@@ -119,9 +119,9 @@ pub struct Scanner {
 }
 
 /// Claimed jobs on their way to the broker.
-struct Batch {
-    claims: Vec<Claim>,
-    jobs: Vec<RotationJob>,
+pub(crate) struct Batch {
+    pub(crate) claims: Vec<Claim>,
+    pub(crate) jobs: Vec<RotationJob>,
 }
 
 impl Scanner {
@@ -250,7 +250,7 @@ impl Scanner {
     }
 
     /// Stage 3: publishes, keeping up to [`CONFIRM_WINDOW`] batches of confirms outstanding.
-    async fn publish(&self, mut batch_rx: mpsc::Receiver<Batch>) -> Result<ScanReport, SchedulerError> {
+    pub(crate) async fn publish(&self, mut batch_rx: mpsc::Receiver<Batch>) -> Result<ScanReport, SchedulerError> {
         let mut report = ScanReport::default();
         let mut window: VecDeque<(Batch, InFlight)> = VecDeque::new();
         let started = Instant::now();
@@ -279,14 +279,16 @@ impl Scanner {
         histogram!(Metric::PublishConfirm.name()).record(waiting.elapsed().as_secs_f64());
         let failed = retry_failed(&self.publisher, &batch.jobs, confirmed).await;
         report.published += (batch.jobs.len() - failed.len()) as u64;
+        let refused: HashSet<JobId> = failed.iter().map(|(id, _)| *id).collect();
+        let published: Vec<JobId> = batch.jobs.iter().map(|j| j.job_id).filter(|id| !refused.contains(id)).collect();
+        history::mark_published(&self.db, &published, Utc::now()).await?;
         if failed.is_empty() {
             return Ok(());
         }
         report.publish_failed += failed.len() as u64;
         let reason = format!("publish failed: {}", failed[0].1);
         warn!(count = failed.len(), %reason, "releasing assets whose jobs the broker refused");
-        let failed_ids: HashSet<JobId> = failed.iter().map(|(id, _)| *id).collect();
-        let claims: Vec<Claim> = batch.claims.into_iter().filter(|c| failed_ids.contains(&c.job_id)).collect();
+        let claims: Vec<Claim> = batch.claims.into_iter().filter(|c| refused.contains(&c.job_id)).collect();
         history::release(&self.db, &claims, &reason).await?;
         Ok(())
     }

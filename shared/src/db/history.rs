@@ -101,11 +101,56 @@ pub async fn record_queued(db: &impl ConnectionTrait, claims: &[Claim], now: Dat
 }
 
 async fn insert_queued(db: &impl ConnectionTrait, claims: &[Claim], now: DateTime<Utc>) -> Result<(), DbError> {
+    // A re-queued job (a dead-letter retry) is unconfirmed again until the broker says so.
+    let mut upsert = history_upsert(rotation::Column::QueuedAt);
+    upsert.update_column(rotation::Column::PublishedAt);
     rotation::Entity::insert_many(claims.iter().map(|c| queued_row(c, now)))
-        .on_conflict(history_upsert(rotation::Column::QueuedAt))
+        .on_conflict(upsert)
         .exec_without_returning(db)
         .await?;
     Ok(())
+}
+
+/// Records that the broker confirmed these jobs.
+pub async fn mark_published(db: &impl ConnectionTrait, jobs: &[JobId], now: DateTime<Utc>) -> Result<(), DbError> {
+    for chunk in jobs.chunks(CHUNK) {
+        rotation::Entity::update_many()
+            .col_expr(rotation::Column::PublishedAt, Expr::value(now))
+            .filter(rotation::Column::JobId.is_in(chunk.iter().map(|j| j.0)))
+            .filter(rotation::Column::PublishedAt.is_null())
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Jobs recorded `queued` whose asset is still in flight but which the broker never
+/// confirmed: a scheduler died between its claim and the broker's confirm. Each comes with
+/// its asset's row, to build the same job again.
+pub async fn unconfirmed(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+) -> Result<Vec<(rotation::Model, asset::Model)>, DbError> {
+    let in_flight: Vec<asset::Model> = asset::Entity::find()
+        .filter(asset::Column::State.eq(AssetState::InFlight))
+        .filter(asset::Column::LeaseUntil.gt(now))
+        .all(db)
+        .await?;
+    let mut out = Vec::new();
+    for chunk in in_flight.chunks(CHUNK) {
+        let rows = rotation::Entity::find()
+            .filter(rotation::Column::AssetId.is_in(chunk.iter().map(|a| a.id)))
+            .filter(rotation::Column::Status.eq(RotationStatus::Queued))
+            .filter(rotation::Column::PublishedAt.is_null())
+            .all(db)
+            .await?;
+        for row in rows {
+            if let Some(a) = chunk.iter().find(|a| a.id == row.asset_id) {
+                out.push((row, a.clone()));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A history row is keyed by its job id: writing it again updates the job's progress
@@ -135,6 +180,7 @@ fn queued_row(c: &Claim, now: DateTime<Utc>) -> rotation::ActiveModel {
         worker: Set(None),
         queued_at: Set(now),
         finished_at: Set(None),
+        published_at: Set(None),
         ..Default::default()
     }
 }

@@ -9,6 +9,7 @@ mod m0006_workers;
 mod m0007_search_covering;
 mod m0008_revoked_tokens;
 mod m0009_drop_redundant_index;
+mod m0010_published_at;
 
 /// The list of migrations, oldest first.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_search_covering::M0007SearchCovering),
             Box::new(m0008_revoked_tokens::M0008RevokedTokens),
             Box::new(m0009_drop_redundant_index::M0009DropRedundantIndex),
+            Box::new(m0010_published_at::M0010PublishedAt),
         ]
     }
 }

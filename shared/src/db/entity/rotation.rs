@@ -67,6 +67,8 @@ pub struct Model {
     pub queued_at: DateTimeUtc,
     /// When it reached its status.
     pub finished_at: Option<DateTimeUtc>,
+    /// When the broker confirmed it (unset: recorded but not yet confirmed).
+    pub published_at: Option<DateTimeUtc>,
 }
 
 /// No relations are navigated through sea-orm.
