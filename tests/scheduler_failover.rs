@@ -171,7 +171,7 @@ async fn a_new_leader_publishes_the_jobs_a_dead_leader_stranded() {
         .iter()
         .map(|a| Claim { asset_id: a.id, job_id: certfleet_proto::JobId::new(), driver: certfleet_proto::Driver::Local })
         .collect();
-    history::record_queued(&db, &claims, now).await.unwrap();
+    history::record_queued(&db, &claims, now, None).await.unwrap();
     let confirmed = claims[0];
     history::mark_published(&db, &[confirmed.job_id], now).await.unwrap();
     db.close().await.ok();

@@ -24,8 +24,10 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", certfleet_api::openapi_json());
         return Ok(());
     }
-    let config = certfleet_shared::startup(args.config.as_deref())?;
+    let (config, telemetry) = certfleet_shared::startup(args.config.as_deref(), "certfleet-api")?;
     let cancel = certfleet_shared::shutdown::on_signals();
     metrics::serve(Process::Api, &config.metrics, cancel.clone()).await?;
-    certfleet_api::run(&config, cancel).await.context("certfleet-api")
+    let ran = certfleet_api::run(&config, cancel).await.context("certfleet-api");
+    telemetry.shutdown().await;
+    ran
 }

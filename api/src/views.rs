@@ -120,6 +120,9 @@ pub struct RotationView {
     pub queued_at: DateTime<Utc>,
     /// Finished at.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The OpenTelemetry trace (32 hex digits) of the scan or operator action that
+    /// published it, when spans are exported and that trace was sampled.
+    pub trace_id: Option<String>,
 }
 
 impl From<rotation::Model> for RotationView {
@@ -135,6 +138,7 @@ impl From<rotation::Model> for RotationView {
             worker: r.worker,
             queued_at: r.queued_at,
             finished_at: r.finished_at,
+            trace_id: r.trace_id,
         }
     }
 }

@@ -33,9 +33,12 @@ async fn audit(
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let loaded = Config::load(cli.config.as_deref())?;
     let config = loaded.config;
-    if matches!(cli.command, Command::Up { .. }) {
-        telemetry::init(config.log_format);
-    }
+    // `up` runs the fleet, so it logs and exports spans like the services; the other
+    // commands print for people and log nothing.
+    let _telemetry = match cli.command {
+        Command::Up { .. } => Some(telemetry::init(config.log_format, &config.telemetry, "certfleet-up").map_err(anyhow::Error::msg)?),
+        _ => None,
+    };
     for name in &loaded.unknown_env {
         eprintln!("certfleet: warning: ignoring unknown environment variable {name}");
     }

@@ -6,12 +6,13 @@ use crate::notify::{Events, summary};
 use crate::results::open_consumer;
 use certfleet_proto::{Envelope, ErrorClass, EventKind, JobId, Notification, RotationJob};
 use certfleet_shared::amqp::headers::{
-    self, ASSET_ID, ATTEMPT, CHANNEL, DEAD_CLASS, DEAD_KIND, DEAD_REASON, JOB_ID, SYSTEM_NAME,
+    self, ASSET_ID, ATTEMPT, CHANNEL, DEAD_CLASS, DEAD_KIND, DEAD_REASON, JOB_ID, SYSTEM_NAME, TRACEPARENT,
 };
 use certfleet_shared::amqp::topology::DEAD_QUEUE;
 use certfleet_shared::amqp::{AmqpError, timed};
 use certfleet_shared::db::dead_letters::{self, DeadLetter, NOTIFICATION_KIND};
 use certfleet_shared::db::entity::asset;
+use certfleet_shared::telemetry;
 use futures_util::StreamExt as _;
 use lapin::Channel;
 use lapin::message::Delivery;
@@ -19,7 +20,7 @@ use lapin::options::{BasicAckOptions, BasicNackOptions};
 use sea_orm::{DatabaseConnection, EntityTrait as _};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, warn};
+use tracing::{Instrument as _, error, warn};
 
 /// Reads what a dead letter says about itself: from our headers when a worker dead-lettered
 /// it, from the broker's `x-death` headers when the broker did (delivery limit).
@@ -119,29 +120,43 @@ pub async fn consume(
             None => break,
         };
         let dl = parse(&delivery);
-        match dead_letters::record(&db, &dl).await {
-            Ok(()) => {
-                warn!(job_id = %dl.job_id, asset = dl.system_name.as_deref().unwrap_or("-"), class = %dl.class, reason = %dl.reason, "dead letter recorded");
-                // A dead asset waits for an operator; its certificate's expiry is still watched.
-                if let Some(id) = dl.asset_id.filter(|_| !dl.is_notification())
-                    && let Err(e) = crate::notify::expiry::floor_ids(&db, events.expiry_watch(), &[id]).await
-                {
-                    warn!(error = %e, "could not keep the expiry watch of a dead asset; the full pass will");
+        // A child of the worker's `job` span (or the notifier's) through the letter's
+        // `traceparent`; the letter's recording and announcement happen inside it.
+        let span = if telemetry::exporting() {
+            let s = tracing::info_span!("record dead letter", job_id = %dl.job_id,
+                asset = dl.system_name.as_deref().unwrap_or(""), error_class = %dl.class, otel.status_code = "error");
+            telemetry::join(&s, headers::get_str(&delivery.properties, TRACEPARENT).as_deref());
+            s
+        } else {
+            tracing::Span::none()
+        };
+        async {
+            match dead_letters::record(&db, &dl).await {
+                Ok(()) => {
+                    warn!(job_id = %dl.job_id, asset = dl.system_name.as_deref().unwrap_or("-"), class = %dl.class, reason = %dl.reason, "dead letter recorded");
+                    // A dead asset waits for an operator; its certificate's expiry is still watched.
+                    if let Some(id) = dl.asset_id.filter(|_| !dl.is_notification())
+                        && let Err(e) = crate::notify::expiry::floor_ids(&db, events.expiry_watch(), &[id]).await
+                    {
+                        warn!(error = %e, "could not keep the expiry watch of a dead asset; the full pass will");
+                    }
+                    announce(&db, &events, &dl).await;
+                    // For the dashboard's detail page; the letter itself is recorded already.
+                    let described = headers::describe(&delivery.properties);
+                    if let Err(e) = dead_letters::record_headers(&db, dl.job_id, described).await {
+                        warn!(job_id = %dl.job_id, error = %e, "could not store the dead letter's headers");
+                    }
+                    let _ = delivery.ack(BasicAckOptions::default()).await;
                 }
-                announce(&db, &events, &dl).await;
-                // For the dashboard's detail page; the letter itself is recorded already.
-                let described = headers::describe(&delivery.properties);
-                if let Err(e) = dead_letters::record_headers(&db, dl.job_id, described).await {
-                    warn!(job_id = %dl.job_id, error = %e, "could not store the dead letter's headers");
+                Err(e) => {
+                    error!(error = %e, "recording a dead letter failed; returning it to the queue");
+                    let _ = delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                let _ = delivery.ack(BasicAckOptions::default()).await;
-            }
-            Err(e) => {
-                error!(error = %e, "recording a dead letter failed; returning it to the queue");
-                let _ = delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await;
-                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+        .instrument(span)
+        .await;
     }
     let _ = timed("channel.close", timeout, channel.close(200, "scheduler stopping".into())).await;
     Ok(())

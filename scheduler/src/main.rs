@@ -34,13 +34,15 @@ async fn main() -> std::process::ExitCode {
 
 async fn real_main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config = certfleet_shared::startup(args.config.as_deref())?;
+    let (config, telemetry) = certfleet_shared::startup(args.config.as_deref(), "certfleet-scheduler")?;
     let opts = certfleet_scheduler::RunOptions { once: args.once, full: args.full };
     let cancel = shutdown::on_signals();
     if !args.once {
         metrics::serve(Process::Scheduler, &config.metrics, cancel.clone()).await?;
     }
-    if let Some(report) = certfleet_scheduler::run_with(&config, opts, cancel).await? {
+    let report = certfleet_scheduler::run_with(&config, opts, cancel).await;
+    telemetry.shutdown().await;
+    if let Some(report) = report? {
         println!("{}", serde_json::to_string(&report)?);
     }
     Ok(())

@@ -14,6 +14,7 @@ use certfleet_shared::db::{DbError, assets, dead_letters, job_from_asset};
 use chrono::Utc;
 use sea_orm::{DatabaseConnection, EntityTrait};
 use std::time::Duration;
+use tracing::Instrument as _;
 
 /// Why an operator action did nothing.
 #[derive(Debug, thiserror::Error)]
@@ -84,8 +85,21 @@ impl From<DbError> for ManualError {
     }
 }
 
-/// Publishes a job for `asset` with `job_id` now, whatever its state, unless a lease runs.
+/// Publishes a job for `asset` with `job_id` now, whatever its state, unless a lease runs:
+/// the root of the job's trace (or a child of the caller's span, an API request's).
 async fn publish_for(
+    db: &DatabaseConnection,
+    publisher: &Publisher,
+    routes: &Routes,
+    asset: &asset::Model,
+    job_id: JobId,
+    lease: Duration,
+) -> Result<JobId, ManualError> {
+    let span = tracing::info_span!("operator publish", asset = %asset.system_name, job_id = %job_id);
+    publish_now(db, publisher, routes, asset, job_id, lease).instrument(span).await
+}
+
+async fn publish_now(
     db: &DatabaseConnection,
     publisher: &Publisher,
     routes: &Routes,
@@ -106,7 +120,8 @@ async fn publish_for(
             until: asset.lease_until.map_or("unknown".into(), |t| t.to_rfc3339()),
         });
     }
-    history::record_queued(db, &[claim], now).await?;
+    let trace_id = certfleet_shared::telemetry::sampled_trace_id(&tracing::Span::current());
+    history::record_queued(db, &[claim], now, trace_id.as_deref()).await?;
     if let Some((_, e)) = publish_jobs(publisher, &[job]).await.into_iter().next() {
         history::release(db, &[claim], &format!("publish failed: {e}")).await?;
         return Err(ManualError::Publish(e.to_string()));

@@ -6,7 +6,7 @@ use certfleet_shared::amqp::topology::JOBS_EXCHANGE;
 use certfleet_shared::amqp::{AmqpError, Outgoing, PendingConfirm, Publisher, headers};
 use certfleet_shared::telemetry;
 use std::time::Duration;
-use tracing::warn;
+use tracing::{Instrument as _, Span, warn};
 
 /// Tries per job before giving up on it.
 const PUBLISH_TRIES: u32 = 3;
@@ -20,14 +20,21 @@ pub struct InFlight {
 pub async fn send_jobs(publisher: &Publisher, jobs: &[RotationJob]) -> InFlight {
     let mut pending = Vec::with_capacity(jobs.len());
     for job in jobs {
+        // One span per job only when spans leave the process: the job's trace hangs off it.
+        let span = if telemetry::exporting() {
+            tracing::info_span!("publish job", job_id = %job.job_id, asset = %job.system_name, driver = %job.driver,
+                attempt = job.attempt)
+        } else {
+            Span::none()
+        };
         let body = Envelope::encode(job);
         let msg = Outgoing {
             exchange: JOBS_EXCHANGE,
             routing_key: job.driver.as_str(),
             body: &body,
-            properties: headers::job_properties(job, &telemetry::new_traceparent()),
+            properties: headers::job_properties(job, &telemetry::outgoing(&span, None)),
         };
-        pending.push((job.job_id, publisher.send(msg).await));
+        pending.push((job.job_id, publisher.send(msg).instrument(span).await));
     }
     InFlight { pending }
 }

@@ -4,9 +4,11 @@
 use crate::SchedulerError;
 use crate::notify::{Events, summary};
 use certfleet_proto::{Envelope, EventKind, Notification, RotationOutcome, RotationResult};
+use certfleet_shared::amqp::headers::{self, TRACEPARENT};
 use certfleet_shared::amqp::topology::RESULTS_QUEUE;
 use certfleet_shared::amqp::{AmqpError, timed};
 use certfleet_shared::db::{assets, history};
+use certfleet_shared::telemetry;
 use futures_util::{FutureExt as _, StreamExt as _};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
@@ -15,7 +17,7 @@ use lapin::{Channel, Consumer};
 use sea_orm::DatabaseConnection;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{Span, error, info, warn};
 
 /// Results applied per transaction at most.
 pub const BATCH: usize = 256;
@@ -74,11 +76,31 @@ pub async fn consume(
     Ok(())
 }
 
+/// The `record result` span of one result: a child of the worker's `job` span through the
+/// message's `traceparent`, open until its batch is committed. None when not exported.
+fn record_span(d: &Delivery, r: &RotationResult) -> Span {
+    if !telemetry::exporting() {
+        return Span::none();
+    }
+    let outcome = match r.outcome {
+        RotationOutcome::Rotated { .. } => "rotated",
+        RotationOutcome::RolledBack { .. } => "rolled_back",
+    };
+    let span = tracing::info_span!("record result", job_id = %r.job_id, asset = %r.system_name, driver = %r.driver,
+        attempt = r.attempt, outcome);
+    telemetry::join(&span, headers::get_str(&d.properties, TRACEPARENT).as_deref());
+    span
+}
+
 async fn apply_batch(db: &DatabaseConnection, batch: Vec<Delivery>, failed_retry_after: Duration, events: &Events) {
     let mut results = Vec::with_capacity(batch.len());
+    let mut _spans = Vec::new();
     for d in &batch {
         match Envelope::<RotationResult>::decode(&d.data) {
-            Ok(r) => results.push(r),
+            Ok(r) => {
+                _spans.push(record_span(d, &r));
+                results.push(r);
+            }
             // A result we cannot read cannot be applied; the asset's lease runs out and
             // the next scan publishes it again.
             Err(e) => error!(error = %e, "dropping unreadable result"),

@@ -27,13 +27,15 @@ use certfleet_shared::db::leader::Lease;
 use certfleet_shared::db::scan_rows::{self, ScanRow};
 use certfleet_shared::db::{DbError, assets, job_from_asset};
 use certfleet_shared::metrics::{Metric, counter, histogram};
+use certfleet_shared::telemetry;
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tracing::field::Empty;
+use tracing::{Instrument as _, error, info, warn};
 
 /// Batches of published jobs whose confirms may be outstanding at once.
 const CONFIRM_WINDOW: usize = 8;
@@ -129,20 +131,25 @@ impl Scanner {
     /// their own, so reading, claiming and publishing proceed in parallel.
     pub async fn scan(&self, now: DateTime<Utc>, mode: ScanMode) -> Result<ScanReport, SchedulerError> {
         let started = Instant::now();
-        let (due_tx, due_rx) = mpsc::channel(4);
-        let (batch_tx, batch_rx) = mpsc::channel(4);
-        let (s1, s2, s3) = (self.clone(), self.clone(), self.clone());
-        let read = tokio::spawn(async move { s1.read(now, mode, due_tx).await });
-        let claim = tokio::spawn(async move { s2.claim(now, due_rx, batch_tx).await });
-        let publish = tokio::spawn(async move { s3.publish(batch_rx).await });
-        let mut report = ScanReport { mode, ..ScanReport::default() };
-        for stage in [read.await, claim.await, publish.await] {
-            report.add(&stage.map_err(|e| SchedulerError::Stage(format!("scan stage failed: {e}")))??);
-        }
         let mode_label = match mode {
             ScanMode::Due => "due",
             ScanMode::Full => "full",
         };
+        // The root of the trace of every job this scan publishes.
+        let span = tracing::info_span!("scan", mode = mode_label, due = Empty, published = Empty);
+        let (due_tx, due_rx) = mpsc::channel(4);
+        let (batch_tx, batch_rx) = mpsc::channel(4);
+        let (s1, s2, s3) = (self.clone(), self.clone(), self.clone());
+        let read = tokio::spawn(async move { s1.read(now, mode, due_tx).await }.instrument(span.clone()));
+        let claim = tokio::spawn(async move { s2.claim(now, due_rx, batch_tx).await }.instrument(span.clone()));
+        let publish = tokio::spawn(async move { s3.publish(batch_rx).await }.instrument(span.clone()));
+        let mut report = ScanReport { mode, ..ScanReport::default() };
+        for stage in [read.await, claim.await, publish.await] {
+            report.add(&stage.map_err(|e| SchedulerError::Stage(format!("scan stage failed: {e}")))??);
+        }
+        span.record("due", report.due);
+        span.record("published", report.published);
+        let _entered = span.enter();
         histogram!(Metric::ScanDuration.name(), "mode" => mode_label).record(started.elapsed().as_secs_f64());
         counter!(Metric::ScanDue.name()).increment(report.due);
         if report.corrected > 0 {
@@ -190,6 +197,7 @@ impl Scanner {
         let mut report = ScanReport::default();
         let lease_until = now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::hours(1));
         let inputs = PolicyInputs::of(&self.config);
+        let trace_id = telemetry::sampled_trace_id(&tracing::Span::current());
         while let Some(first) = due_rx.recv().await {
             // Take what else the reader has ready: one transaction for several pages.
             let mut due = first;
@@ -226,7 +234,7 @@ impl Scanner {
                     }
                 }
             }
-            history::record_queued(&txn, &batch.claims, now).await?;
+            history::record_queued(&txn, &batch.claims, now, trace_id.as_deref()).await?;
             txn.commit().await.map_err(DbError::from)?;
             // The claim stored the lease (or, for an unroutable asset, no time at all): pull
             // it back to the next expiry announcement where that comes first.

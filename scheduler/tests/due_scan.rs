@@ -198,7 +198,7 @@ async fn history_run(seed: u64) -> usize {
                     .iter()
                     .map(|a| Claim { asset_id: a.id, job_id: JobId::new(), driver: Driver::Local })
                     .collect();
-                history::record_queued(&db, &claims, now).await.unwrap();
+                history::record_queued(&db, &claims, now, None).await.unwrap();
                 floor(&db, &current, &claims.iter().map(|c| c.asset_id).collect::<Vec<_>>()).await;
                 in_flight.extend(claims.iter().map(|c| (c.asset_id, c.job_id)));
             }

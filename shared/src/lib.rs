@@ -16,12 +16,18 @@ pub mod telemetry;
 pub use config::{Config, ConfigError};
 
 /// What every binary does first: load the config (`path`, or `certfleet.toml` if present,
-/// then the environment), start logging, and report unknown `CERTFLEET_*` variables.
-pub fn startup(path: Option<&std::path::Path>) -> Result<Config, ConfigError> {
+/// then the environment), start logging and span export (as `process`), and report
+/// unknown `CERTFLEET_*` variables. Keep the [`telemetry::Telemetry`] until the process
+/// ends: dropping it flushes the spans.
+pub fn startup(path: Option<&std::path::Path>, process: &str) -> Result<(Config, telemetry::Telemetry), ConfigError> {
     let loaded = Config::load(path)?;
-    telemetry::init(loaded.config.log_format);
+    let telemetry = telemetry::init(loaded.config.log_format, &loaded.config.telemetry, process)
+        .map_err(|reason| ConfigError::Value { key: "telemetry", reason })?;
     for name in &loaded.unknown_env {
         tracing::warn!(%name, "ignoring unknown CERTFLEET_ environment variable");
     }
-    Ok(loaded.config)
+    if telemetry.exporting() {
+        tracing::info!(service = process, "exporting spans over OTLP");
+    }
+    Ok((loaded.config, telemetry))
 }

@@ -69,7 +69,7 @@ async fn claim(
     let ids: Vec<i64> = claims.iter().map(|c| c.asset_id).collect();
     let taken = history::claim(db, &ids, scope, now, lease, None).await.unwrap();
     let queued: Vec<Claim> = claims.iter().filter(|c| taken.iter().any(|a| a.id == c.asset_id)).copied().collect();
-    history::record_queued(db, &queued, now).await.unwrap();
+    history::record_queued(db, &queued, now, None).await.unwrap();
     queued.len()
 }
 

@@ -8,6 +8,7 @@ pub mod acme;
 pub mod chaos;
 pub mod device;
 pub mod notify;
+pub mod otlp;
 pub mod postgres;
 pub mod procinfo;
 pub mod prometheus;
@@ -19,12 +20,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A command for a workspace binary with no `CERTFLEET_*` variables inherited from the
-/// caller's environment (the test decides the configuration).
+/// A command for a workspace binary with no `CERTFLEET_*` or `OTEL_*` variables inherited
+/// from the caller's environment (the test decides the configuration and the tracing).
 pub fn command(name: &str) -> Command {
     let mut cmd = Command::new(bin(name));
     for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("CERTFLEET_") {
+        let key_text = key.to_string_lossy();
+        if key_text.starts_with("CERTFLEET_") || key_text.starts_with("OTEL_") {
             cmd.env_remove(key);
         }
     }

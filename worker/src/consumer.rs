@@ -16,7 +16,8 @@ use certfleet_shared::telemetry;
 use chrono::Utc;
 use lapin::message::Delivery;
 use std::time::Duration;
-use tracing::{Instrument as _, info};
+use tracing::field::Empty;
+use tracing::{Instrument as _, Span, info};
 
 /// Settings of the delivery handler.
 #[derive(Clone)]
@@ -36,32 +37,42 @@ pub struct Handler {
 pub use certfleet_shared::amqp::settle::Settled;
 
 impl Handler {
-    /// Handles one delivery from start to ack.
+    /// Handles one delivery from start to ack, in one `job` span: a child of the message's
+    /// `traceparent`, with the asset, driver, attempt, outcome and error class.
     pub async fn handle(&self, delivery: Delivery) -> Settled {
+        let incoming = headers::get_str(&delivery.properties, TRACEPARENT);
+        let span = tracing::info_span!("job", job_id = Empty, asset = Empty, driver = Empty, attempt = Empty,
+            outcome = Empty, error_class = Empty, trace_id = Empty, otel.status_code = Empty);
+        telemetry::join(&span, incoming.as_deref());
+        let traceparent = telemetry::outgoing(&span, incoming.as_deref());
+        span.record("trace_id", telemetry::trace_id(&traceparent).unwrap_or_default());
+        self.handle_in(delivery, &span, &traceparent).instrument(span.clone()).await
+    }
+
+    async fn handle_in(&self, delivery: Delivery, span: &Span, traceparent: &str) -> Settled {
         let started = Utc::now();
-        let traceparent = telemetry::child_traceparent(headers::get_str(&delivery.properties, TRACEPARENT).as_deref());
         let job = match Envelope::<RotationJob>::decode(&delivery.data) {
             Ok(job) => job,
-            Err(e) => return self.settle(&delivery, None, JobError::from(e).classify(), &traceparent).await,
+            Err(e) => return self.settle(&delivery, None, JobError::from(e).classify(), traceparent).await,
         };
+        span.record("job_id", job.job_id.to_string());
+        span.record("asset", job.system_name.as_str());
+        span.record("driver", job.driver.as_str());
+        span.record("attempt", job.attempt);
         if let Some(not_before) = job.not_before {
             let wait = (not_before - Utc::now()).to_std().unwrap_or_default();
             if !wait.is_zero() {
-                return self.delay(&delivery, &job, wait, &traceparent, Settled::Deferred).await;
+                span.record("outcome", "deferred");
+                return self.delay(&delivery, &job, wait, traceparent, Settled::Deferred).await;
             }
         }
         let _in_flight = InFlight::start(job.driver.as_str());
-        let span = tracing::info_span!("job", job_id = %job.job_id, asset = %job.system_name, attempt = job.attempt,
-            trace_id = telemetry::trace_id(&traceparent).unwrap_or_default());
         let outcome = {
-            let run = async {
-                info!(driver = %job.driver, "rotating");
-                // `rotate` bounds its steps by the job timeout and then closes the session;
-                // this outer bound only guards against a `close` that never returns.
-                let bound = self.job_timeout + crate::rotation::CLOSE_BUDGET;
-                tokio::time::timeout(bound, rotate_within(&job, &self.ctx, self.job_timeout)).await
-            };
-            match run.instrument(span).await {
+            info!(driver = %job.driver, "rotating");
+            // `rotate` bounds its steps by the job timeout and then closes the session;
+            // this outer bound only guards against a `close` that never returns.
+            let bound = self.job_timeout + crate::rotation::CLOSE_BUDGET;
+            match tokio::time::timeout(bound, rotate_within(&job, &self.ctx, self.job_timeout)).await {
                 Ok(Ok(done)) => Outcome::Done(Box::new(RotationResult {
                     job_id: job.job_id,
                     attempt: job.attempt,
@@ -78,7 +89,7 @@ impl Handler {
                 Err(_) => JobError::Timeout(self.job_timeout).classify(),
             }
         };
-        self.settle(&delivery, Some(&job), outcome, &traceparent).await
+        self.settle(&delivery, Some(&job), outcome, traceparent).await
     }
 
     /// Maps the job's outcome to broker actions, through the one shared [`settle`].
@@ -86,7 +97,14 @@ impl Handler {
         let dead_key = job.map_or_else(|| delivery.routing_key.to_string(), |j| j.driver.to_string());
         let counted = Counted::of(&outcome);
         let settled = self.settle_outcome(delivery, job, outcome, tp, &dead_key).await;
-        counted.record(job.map_or("unknown", |j| j.driver.as_str()), settled);
+        if let Some((outcome, class)) = counted.record(job.map_or("unknown", |j| j.driver.as_str()), settled) {
+            let span = Span::current();
+            span.record("outcome", outcome.as_str());
+            span.record("error_class", class);
+            if outcome != RotationCount::Rotated {
+                span.record("otel.status_code", "error");
+            }
+        }
         settled
     }
 
@@ -144,10 +162,10 @@ impl Counted {
     }
 
     /// Counts the job by what settling it did (a job requeued after a failed publish comes
-    /// back, and is counted then).
-    fn record(self, driver: &'static str, settled: Settled) {
+    /// back, and is counted then); returns what was counted, for the job's span.
+    fn record(self, driver: &'static str, settled: Settled) -> Option<(RotationCount, &'static str)> {
         let (outcome, class) = match (self, settled) {
-            (_, Settled::Requeued | Settled::Deferred) => return,
+            (_, Settled::Requeued | Settled::Deferred) => return None,
             (Counted::Done(RotationCount::RolledBack), _) => (RotationCount::RolledBack, ErrorClass::RolledBack.as_str()),
             (Counted::Done(o), _) => (o, "none"),
             (Counted::Retry, Settled::DeadLettered) => (RotationCount::Dead, ErrorClass::RetriesExhausted.as_str()),
@@ -156,6 +174,7 @@ impl Counted {
         };
         counter!(Metric::Rotations.name(), "driver" => driver, "outcome" => outcome.as_str(), "error_class" => class)
             .increment(1);
+        Some((outcome, class))
     }
 }
 

@@ -39,7 +39,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn real_main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config = certfleet_shared::startup(args.config.as_deref())?;
+    let (config, telemetry) = certfleet_shared::startup(args.config.as_deref(), "certfleet-worker")?;
     if args.concurrency == Some(0) {
         anyhow::bail!("--concurrency must be at least 1");
     }
@@ -48,5 +48,7 @@ async fn real_main() -> anyhow::Result<()> {
     let opts = WorkerOptions { drivers: args.drivers, concurrency: args.concurrency, name };
     let cancel = shutdown::on_signals();
     metrics::serve(Process::Worker, &config.metrics, cancel.clone()).await?;
-    run(&config, opts, cancel).await.context("worker failed")
+    let ran = run(&config, opts, cancel).await.context("worker failed");
+    telemetry.shutdown().await;
+    ran
 }

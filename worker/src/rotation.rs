@@ -14,6 +14,8 @@ use crate::validate::{ValidateError, validate_served};
 use certfleet_proto::{RotationJob, RotationOutcome};
 use certfleet_shared::metrics::{Metric, Step, histogram};
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
+use tracing::field::Empty;
 
 /// How long a service may take to start serving the new certificate after activation
 /// (an nginx reload replaces its workers gracefully, so the old ones answer for a moment).
@@ -38,13 +40,18 @@ async fn served(job: &RotationJob, issued: &Issued) -> Result<(), DriverError> {
     }
 }
 
-/// Runs one driver step, recording its time in `certfleet_rotation_step_duration_seconds`
+/// Runs one driver step in a span of its own (named after the step, marked as an error
+/// when it fails), recording its time in `certfleet_rotation_step_duration_seconds`
 /// (failed steps too: a slow failure is worth seeing).
-async fn step<T>(job: &RotationJob, step: Step, run: impl Future<Output = T>) -> T {
+async fn step<T, E>(job: &RotationJob, step: Step, run: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+    let span = tracing::info_span!("step", otel.name = step.as_str(), step = step.as_str(), otel.status_code = Empty);
     let started = Instant::now();
-    let out = run.await;
+    let out = run.instrument(span.clone()).await;
     histogram!(Metric::RotationStepDuration.name(), "driver" => job.driver.as_str(), "step" => step.as_str())
         .record(started.elapsed().as_secs_f64());
+    if out.is_err() {
+        span.record("otel.status_code", "error");
+    }
     out
 }
 

@@ -154,11 +154,23 @@ fn fields(a: &AssetView, now: chrono::DateTime<Utc>) -> Markup {
     }
 }
 
-/// The rotation history table of one asset.
-pub fn history(rows: &[crate::views::RotationView], now: chrono::DateTime<Utc>) -> Markup {
+/// A rotation's trace id: a link into the user's tracing UI when `api.trace_url_template`
+/// is set, else the id itself (to paste into one).
+fn trace(id: Option<&str>, template: Option<&str>) -> Markup {
+    match (id, template) {
+        (None, _) => html! {},
+        (Some(id), Some(t)) => html! {
+            a.trace href=(t.replace("{trace_id}", id)) title={ "Trace " (id) } { code { (id.get(..8).unwrap_or(id)) "…" } }
+        },
+        (Some(id), None) => html! { code.trace title="Trace id" { (id) } },
+    }
+}
+
+/// The rotation history table of one asset; `traces` is `api.trace_url_template`.
+pub fn history(rows: &[crate::views::RotationView], now: chrono::DateTime<Utc>, traces: Option<&str>) -> Markup {
     html! {
         div.scroll { table {
-            thead { tr { th { "Queued" } th { "Finished" } th { "Job" } th { "Attempt" } th { "Driver" } th { "Status" } th { "Error class" } th { "Error" } } }
+            thead { tr { th { "Queued" } th { "Finished" } th { "Job" } th { "Attempt" } th { "Driver" } th { "Status" } th { "Error class" } th { "Error" } th { "Trace" } } }
             tbody {
                 @for r in rows {
                     tr {
@@ -170,9 +182,10 @@ pub fn history(rows: &[crate::views::RotationView], now: chrono::DateTime<Utc>) 
                         td { (badge(&r.status)) }
                         td { (r.error_class.as_deref().unwrap_or("")) }
                         td { (r.error_message.as_deref().unwrap_or("")) }
+                        td { (trace(r.trace_id.as_deref(), traces)) }
                     }
                 }
-                @if rows.is_empty() { tr { td colspan="8" { "No rotation yet." } } }
+                @if rows.is_empty() { tr { td colspan="9" { "No rotation yet." } } }
             }
         } }
     }
@@ -180,6 +193,7 @@ pub fn history(rows: &[crate::views::RotationView], now: chrono::DateTime<Utc>) 
 
 /// `GET /assets/{name}`.
 pub async fn detail(s: Session, State(st): State<AppState>, Path(name): Path<String>, RawQuery(raw): RawQuery) -> Page {
+    let traces = st.config.api.trace_url_template.clone();
     let d = api::get_asset(Developer::grant(s.caller.clone())?, State(st), Path(name.clone())).await?.0;
     let now = Utc::now();
     let base = asset_href(&name);
@@ -207,7 +221,7 @@ pub async fn detail(s: Session, State(st): State<AppState>, Path(name): Path<Str
         (fields(&d.asset, now))
         section aria-labelledby="h-history" {
             h2 #h-history { "Rotation history" }
-            (history(&d.history, now))
+            (history(&d.history, now, traces.as_deref()))
         }
     };
     Ok(page(&s, Nav::Assets, &name, param(raw.as_deref(), "notice").as_deref(), body))

@@ -166,6 +166,7 @@ pub async fn detail(s: Session, State(st): State<AppState>, Path(id): Path<Strin
     let dev = Developer::grant(s.caller.clone())?;
     let d = api::get(dev.clone(), State(st.clone()), Path(id.clone())).await?.0;
     let described = dead_letters::headers(&st.db, JobId(d.job_id)).await?;
+    let traces = st.config.api.trace_url_template.clone();
     let asset = match &d.system_name {
         Some(name) => crate::routes::assets::get_asset(dev, State(st), Path(name.clone())).await.ok().map(|j| j.0),
         None => None,
@@ -219,7 +220,7 @@ pub async fn detail(s: Session, State(st): State<AppState>, Path(id): Path<Strin
         @if let Some(a) = &asset {
             section aria-labelledby="h-history" {
                 h2 #h-history { "History of " (a.asset.system_name) }
-                (history(&a.history, now))
+                (history(&a.history, now, traces.as_deref()))
             }
         }
     };

@@ -151,6 +151,7 @@ fn to_history(d: AssetDetail) -> anyhow::Result<AssetHistory> {
                 worker: r.worker,
                 queued_at: r.queued_at,
                 finished_at: r.finished_at,
+                trace_id: r.trace_id,
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

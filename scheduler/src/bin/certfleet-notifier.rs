@@ -28,9 +28,10 @@ async fn main() -> std::process::ExitCode {
 
 async fn real_main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config = certfleet_shared::startup(args.config.as_deref())?;
+    let (config, telemetry) = certfleet_shared::startup(args.config.as_deref(), "certfleet-notifier")?;
     let cancel = shutdown::on_signals();
     metrics::serve(Process::Notifier, &config.metrics, cancel.clone()).await?;
-    certfleet_scheduler::notify::run_standalone(&config, cancel).await?;
-    Ok(())
+    let ran = certfleet_scheduler::notify::run_standalone(&config, cancel).await;
+    telemetry.shutdown().await;
+    Ok(ran?)
 }

@@ -8,6 +8,7 @@ pub mod drivers;
 pub mod issuer;
 pub mod metrics;
 pub mod notify;
+pub mod telemetry;
 
 pub use amqp::AmqpUrls;
 pub use api::ApiConfig;
@@ -15,6 +16,7 @@ pub use drivers::{DriversConfig, PanosDriverConfig};
 pub use issuer::{AcmeIssuerConfig, InternalIssuerConfig, IssuerConfig};
 pub use metrics::{MetricsConfig, PerAsset};
 pub use notify::NotifyConfig;
+pub use telemetry::TelemetryConfig;
 
 use certfleet_proto::Driver;
 use figment::Figment;
@@ -90,6 +92,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Prometheus `/metrics` endpoints and the fleet gauges.
     pub metrics: MetricsConfig,
+    /// OpenTelemetry trace export (OTLP/HTTP).
+    pub telemetry: TelemetryConfig,
 }
 
 /// Delayed retries of transient failures.
@@ -180,6 +184,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             notify: NotifyConfig::default(),
             metrics: MetricsConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -292,6 +297,14 @@ impl Config {
         if self.metrics.refresh_interval < Duration::from_secs(1) {
             return bad("metrics.refresh_interval", "must be at least 1s");
         }
+        if let Some((key, reason)) = self.telemetry.problem() {
+            return Err(ConfigError::Value { key, reason });
+        }
+        if let Some(t) = &self.api.trace_url_template
+            && !t.contains("{trace_id}")
+        {
+            return bad("api.trace_url_template", "must contain {trace_id}, where the trace id goes");
+        }
         Ok(())
     }
 }
@@ -318,6 +331,7 @@ const ENV_KEYS: &[&str] = &[
     "api",
     "notify",
     "metrics",
+    "telemetry",
 ];
 
 /// `CERTFLEET_*` variables read directly, not config keys.

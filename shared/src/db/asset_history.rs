@@ -30,6 +30,8 @@ pub struct HistoryEntry {
     pub queued_at: DateTime<Utc>,
     /// When it reached its outcome.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The exported trace that published it, when there is one.
+    pub trace_id: Option<String>,
 }
 
 impl From<rotation::Model> for HistoryEntry {
@@ -44,6 +46,7 @@ impl From<rotation::Model> for HistoryEntry {
             worker: r.worker,
             queued_at: r.queued_at,
             finished_at: r.finished_at,
+            trace_id: r.trace_id,
         }
     }
 }

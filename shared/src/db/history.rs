@@ -93,18 +93,29 @@ pub async fn relax_durability(txn: &impl ConnectionTrait) -> Result<(), DbError>
 
 /// Records a `queued` history row for each job about to be published (a dead-letter retry
 /// reuses its job id: the row is reset to attempt 1).
-pub async fn record_queued(db: &impl ConnectionTrait, claims: &[Claim], now: DateTime<Utc>) -> Result<(), DbError> {
+pub async fn record_queued(
+    db: &impl ConnectionTrait,
+    claims: &[Claim],
+    now: DateTime<Utc>,
+    trace_id: Option<&str>,
+) -> Result<(), DbError> {
     for chunk in claims.chunks(CHUNK) {
-        insert_queued(db, chunk, now).await?;
+        insert_queued(db, chunk, now, trace_id).await?;
     }
     Ok(())
 }
 
-async fn insert_queued(db: &impl ConnectionTrait, claims: &[Claim], now: DateTime<Utc>) -> Result<(), DbError> {
-    // A re-queued job (a dead-letter retry) is unconfirmed again until the broker says so.
+async fn insert_queued(
+    db: &impl ConnectionTrait,
+    claims: &[Claim],
+    now: DateTime<Utc>,
+    trace_id: Option<&str>,
+) -> Result<(), DbError> {
+    // A re-queued job (a dead-letter retry) is unconfirmed again until the broker says so,
+    // and belongs to the trace that published it again.
     let mut upsert = history_upsert(rotation::Column::QueuedAt);
-    upsert.update_column(rotation::Column::PublishedAt);
-    rotation::Entity::insert_many(claims.iter().map(|c| queued_row(c, now)))
+    upsert.update_columns([rotation::Column::PublishedAt, rotation::Column::TraceId]);
+    rotation::Entity::insert_many(claims.iter().map(|c| queued_row(c, now, trace_id)))
         .on_conflict(upsert)
         .exec_without_returning(db)
         .await?;
@@ -168,7 +179,7 @@ fn history_upsert(extra: rotation::Column) -> OnConflict {
         .to_owned()
 }
 
-fn queued_row(c: &Claim, now: DateTime<Utc>) -> rotation::ActiveModel {
+fn queued_row(c: &Claim, now: DateTime<Utc>, trace_id: Option<&str>) -> rotation::ActiveModel {
     rotation::ActiveModel {
         job_id: Set(c.job_id.0),
         asset_id: Set(c.asset_id),
@@ -181,6 +192,7 @@ fn queued_row(c: &Claim, now: DateTime<Utc>) -> rotation::ActiveModel {
         queued_at: Set(now),
         finished_at: Set(None),
         published_at: Set(None),
+        trace_id: Set(trace_id.map(str::to_owned)),
         ..Default::default()
     }
 }

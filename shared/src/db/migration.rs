@@ -10,6 +10,7 @@ mod m0007_search_covering;
 mod m0008_revoked_tokens;
 mod m0009_drop_redundant_index;
 mod m0010_published_at;
+mod m0011_trace_id;
 
 /// The list of migrations, oldest first.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0008_revoked_tokens::M0008RevokedTokens),
             Box::new(m0009_drop_redundant_index::M0009DropRedundantIndex),
             Box::new(m0010_published_at::M0010PublishedAt),
+            Box::new(m0011_trace_id::M0011TraceId),
         ]
     }
 }

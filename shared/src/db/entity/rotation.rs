@@ -69,6 +69,9 @@ pub struct Model {
     pub finished_at: Option<DateTimeUtc>,
     /// When the broker confirmed it (unset: recorded but not yet confirmed).
     pub published_at: Option<DateTimeUtc>,
+    /// The exported trace that published it (32 hex digits), when spans are exported and
+    /// that trace was sampled.
+    pub trace_id: Option<String>,
 }
 
 /// No relations are navigated through sea-orm.

@@ -76,6 +76,20 @@ impl Action {
     }
 }
 
+impl Action {
+    /// The name of the span around one such request.
+    pub(crate) const fn span_name(self) -> &'static str {
+        match self {
+            Action::NewOrder => "acme new_order",
+            Action::Authorization => "acme authorization",
+            Action::Challenge => "acme challenge",
+            Action::PollOrder => "acme poll_order",
+            Action::Finalize => "acme finalize",
+            Action::Certificate => "acme certificate",
+        }
+    }
+}
+
 /// Runs `f` with its ACME requests counted under `action`.
 pub(crate) async fn in_action<F: Future>(action: Action, f: F) -> F::Output {
     ACTION.scope(action, f).await

@@ -26,6 +26,7 @@ use order::Limits;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::OnceCell;
+use tracing::Instrument as _;
 
 pub use account::read_secret_file;
 
@@ -131,6 +132,7 @@ impl AcmeIssuer {
         let propagating = std::time::Instant::now();
         published
             .wait_visible(self.config.resolver, self.config.propagation_timeout, self.config.poll_interval)
+            .instrument(tracing::info_span!("dns-01 propagation", records = pending.len()))
             .await?;
         certfleet_shared::metrics::histogram!(certfleet_shared::metrics::Metric::DnsPropagation.name())
             .record(propagating.elapsed().as_secs_f64());
@@ -151,8 +153,10 @@ impl Issuer for AcmeIssuer {
             .await
             .map_err(|_| IssuerError::Internal("the issuer's order slots are closed".into()))?;
         let mut published = Published::new(Arc::clone(&self.zones));
-        let chain =
-            http::with_throttle(self.run_order(&csr, csr_der, job.replaces.as_deref(), &records, &mut published)).await;
+        let order = tracing::info_span!("acme order", identifiers = csr.names.len());
+        let chain = http::with_throttle(self.run_order(&csr, csr_der, job.replaces.as_deref(), &records, &mut published))
+            .instrument(order)
+            .await;
         published.remove_all().await;
         let chain = chain?;
         let mut issued = verify::check_issued(chain, &csr, self.config.expected_issuer.as_deref())?;

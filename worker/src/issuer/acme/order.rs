@@ -8,6 +8,7 @@ use super::http::{Action, in_action};
 use crate::issuer::IssuerError;
 use instant_acme::{Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, Order, OrderStatus};
 use std::future::Future;
+use tracing::Instrument as _;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -68,17 +69,23 @@ pub(crate) async fn new_order(
     }
 }
 
-/// Runs one request under `limit`, mapping its failure.
+/// Runs one request under `limit`, in a span named after its action, mapping its failure.
 pub(crate) async fn call<T>(
     limit: Duration,
     action: Action,
     what: &str,
     request: impl Future<Output = Result<T, instant_acme::Error>>,
 ) -> Result<T, IssuerError> {
-    match tokio::time::timeout(limit, in_action(action, request)).await {
+    let span = tracing::info_span!("acme", otel.name = action.span_name(), action = action.as_str(),
+        otel.status_code = tracing::field::Empty);
+    let out = match tokio::time::timeout(limit, in_action(action, request)).instrument(span.clone()).await {
         Err(_) => Err(IssuerError::Unavailable(format!("{what}: no answer from the CA within {limit:?}"))),
         Ok(result) => result.map_err(|e| errors::map(e, what)),
+    };
+    if out.is_err() {
+        span.record("otel.status_code", "error");
     }
+    out
 }
 
 /// The DNS-01 challenges of the authorizations still pending (valid ones need nothing).

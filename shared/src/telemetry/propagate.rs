@@ -1,29 +1,13 @@
-//! Logging and trace context: tracing to stderr (text or JSON), and W3C `traceparent`
-//! values carried in every message so one rotation can be followed across processes.
+//! W3C `traceparent` values, carried in every message's headers so one rotation can be
+//! followed across processes: made from a span's own context when spans are exported, and
+//! otherwise with a fresh span id in the incoming trace.
 
-use crate::config::LogFormat;
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use rand::Rng;
 use std::collections::HashMap;
-use tracing_subscriber::EnvFilter;
-
-/// Installs the global tracing subscriber. `RUST_LOG` (or `CERTFLEET_LOG`) sets the filter;
-/// the default is `info`. Safe to call more than once (later calls do nothing).
-pub fn init(format: LogFormat) {
-    let filter = std::env::var("CERTFLEET_LOG")
-        .ok()
-        .and_then(|v| EnvFilter::try_new(v).ok())
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-}
 
 struct Map<'a>(&'a mut HashMap<String, String>);
 
@@ -46,7 +30,11 @@ impl Extractor for Read<'_> {
 
 fn format_context(trace_id: TraceId) -> String {
     let span_id = SpanId::from_bytes(rand::rng().random::<[u8; 8]>());
-    let span = SpanContext::new(trace_id, span_id, TraceFlags::SAMPLED, true, TraceState::default());
+    format_span(SpanContext::new(trace_id, span_id, TraceFlags::SAMPLED, true, TraceState::default()))
+}
+
+/// The `traceparent` of `span` (its sampled flag included).
+pub(super) fn format_span(span: SpanContext) -> String {
     let cx = Context::new().with_remote_span_context(span);
     let mut carrier = HashMap::new();
     TraceContextPropagator::new().inject_context(&cx, &mut Map(&mut carrier));
@@ -67,12 +55,16 @@ pub fn child_traceparent(parent: Option<&str>) -> String {
     }
 }
 
-fn trace_id_of(traceparent: &str) -> Option<TraceId> {
+/// The remote parent context in `traceparent`, if it is valid.
+pub(super) fn extract(traceparent: &str) -> Option<Context> {
     let mut carrier = HashMap::new();
     carrier.insert("traceparent".to_owned(), traceparent.to_owned());
     let cx = TraceContextPropagator::new().extract(&Read(&carrier));
-    let span = cx.span().span_context().clone();
-    span.is_valid().then(|| span.trace_id())
+    cx.span().span_context().is_valid().then_some(cx)
+}
+
+fn trace_id_of(traceparent: &str) -> Option<TraceId> {
+    extract(traceparent).map(|cx| cx.span().span_context().trace_id())
 }
 
 /// The trace id (hex) of a `traceparent`, for log fields.

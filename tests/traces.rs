@@ -1,0 +1,149 @@
+//! Traces end to end: the real scheduler and worker binaries export their spans over
+//! OTLP/HTTP (protobuf, the real `opentelemetry-otlp` exporter) while one asset rotates and
+//! one goes dead. No OpenTelemetry collector can be installed here (neither Debian's
+//! packages nor PyPI have one as a runnable server), so the receiver is the test harness's
+//! own (`certfleet_tests::otlp`), which decodes the protobuf with `opentelemetry-proto`.
+//! The test asserts that one trace spans both processes with the parent chain
+//! scan → publish job → job → steps → record result (or record dead letter), that the
+//! history row names that trace, that JSON log lines carry its ids, and that no span
+//! attribute shows a secret of the run.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+use certfleet_shared::db::asset_history;
+use certfleet_tests::otlp::{OtlpSink, Span};
+use certfleet_tests::*;
+use std::time::Duration;
+
+fn one<'a>(spans: &'a [Span], what: &str, pick: impl Fn(&Span) -> bool) -> &'a Span {
+    let found: Vec<&Span> = spans.iter().filter(|s| pick(s)).collect();
+    assert_eq!(found.len(), 1, "exactly one {what} span: {found:#?}");
+    found[0]
+}
+
+fn children<'a>(spans: &'a [Span], parent: &Span) -> Vec<&'a Span> {
+    spans.iter().filter(|s| s.trace_id == parent.trace_id && s.parent == parent.span_id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_runs_from_the_scan_through_the_worker_to_the_recorded_result() {
+    let sink = OtlpSink::start().await.unwrap();
+    let env = TestEnv::new(&format!("[telemetry]\notlp_endpoint = \"{}\"\nsample_ratio = 1.0\n", sink.endpoint()));
+    let broken = serde_json::json!({
+        "system_name": "broken",
+        "common_name": "broken.fleet.test",
+        "certificate_authority": "internal",
+        "host_platform": "local",
+        // Its directory does not exist: the local driver refuses it for good.
+        "settings": { "cert_path": env.path("missing/broken.crt"), "key_path": env.path("missing/broken.key") },
+    });
+    env.import(&serde_json::json!([{
+        "system_name": "dev-1",
+        "common_name": "dev-1.fleet.test",
+        "certificate_authority": "internal",
+        "host_platform": "local",
+        "settings": env.local_settings("dev-1"),
+    }, broken]));
+    // Short batch delays so spans arrive within the test; JSON logs from the worker.
+    let fast = [("OTEL_BSP_SCHEDULE_DELAY", "200"), ("RUST_LOG", "info")];
+    let worker_env = [fast[0], fast[1], ("CERTFLEET_LOG_FORMAT", "json")];
+    let worker =
+        env.spawn_with_env("certfleet-worker", "worker", &["--drivers", "local", "--name", "w1"], &worker_env);
+    let _scheduler = env.spawn_with_env("certfleet-scheduler", "scheduler", &[], &fast);
+
+    let spans = sink
+        .wait(Duration::from_secs(90), "the result and the dead letter recorded in exported spans", |spans| {
+            let recorded = spans.iter().any(|s| s.name == "record result" && s.attr("asset") == "dev-1");
+            let dead = spans.iter().any(|s| s.name == "record dead letter" && s.attr("asset") == "broken");
+            (recorded && dead).then(|| spans.to_vec())
+        })
+        .await;
+
+    // The worker's job, and the chain above it in the scheduler.
+    let job = one(&spans, "job of dev-1", |s| s.name == "job" && s.attr("asset") == "dev-1");
+    assert_eq!(job.service, "certfleet-worker");
+    assert_eq!((job.attr("driver"), job.attr("attempt"), job.attr("outcome")), ("local", "1", "rotated"));
+    assert!(!job.error);
+    let trace = job.trace_id.clone();
+    let publish = one(&spans, "publish of dev-1", |s| s.span_id == job.parent);
+    assert_eq!((publish.name.as_str(), publish.service.as_str()), ("publish job", "certfleet-scheduler"));
+    assert_eq!(publish.trace_id, trace);
+    assert_eq!(publish.attr("asset"), "dev-1");
+    let scan = one(&spans, "scan", |s| s.span_id == publish.parent);
+    assert_eq!((scan.name.as_str(), scan.service.as_str(), scan.parent.as_str()), ("scan", "certfleet-scheduler", ""));
+
+    // One span per driver step under the job, in the job's trace.
+    let mut steps: Vec<&str> =
+        children(&spans, job).iter().filter(|s| s.service == job.service).map(|s| s.name.as_str()).collect();
+    steps.sort_unstable();
+    assert_eq!(steps, ["activate", "generate_csr", "install", "open", "sign", "validate"], "{steps:?}");
+    // The result recorded by the scheduler, a child of the job.
+    let recorded = one(&spans, "record result of dev-1", |s| s.name == "record result" && s.attr("asset") == "dev-1");
+    assert_eq!((recorded.service.as_str(), recorded.parent.as_str()), ("certfleet-scheduler", job.span_id.as_str()));
+    assert_eq!((recorded.trace_id.as_str(), recorded.attr("outcome")), (trace.as_str(), "rotated"));
+
+    // The dead one: its job span is an error with the class, its dead letter a child.
+    let dead_job = one(&spans, "job of broken", |s| s.name == "job" && s.attr("asset") == "broken");
+    assert!(dead_job.error, "{dead_job:?}");
+    assert_eq!((dead_job.attr("outcome"), dead_job.attr("error_class")), ("dead", "invalid_input"));
+    let letter = one(&spans, "dead letter of broken", |s| s.name == "record dead letter");
+    assert_eq!(letter.parent, dead_job.span_id);
+    assert_eq!(letter.attr("error_class"), "invalid_input");
+    assert!(children(&spans, dead_job).iter().any(|s| s.error), "the failed step is an error");
+
+    // The history row names the trace, so the dashboard can link it.
+    let db = env.db().await;
+    let history = asset_history::of_asset(&db, "dev-1").await.unwrap();
+    assert_eq!(history.jobs[0].trace_id.as_deref(), Some(trace.as_str()));
+    db.close().await.ok();
+
+    // JSON log lines inside the job carry its trace and span ids.
+    let log = worker.log_text();
+    let line = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "rotating" && v["span"]["asset"] == "dev-1")
+        .unwrap_or_else(|| panic!("a JSON 'rotating' line for dev-1 in:\n{log}"));
+    assert_eq!(line["trace_id"], trace.as_str(), "{line}");
+    assert_eq!(line["span_id"], job.span_id.as_str(), "{line}");
+
+    // No span shows a secret: the broker and database URLs, or any key of the run.
+    let mut secrets = vec![env.vhost.url.clone(), "guest:guest".to_owned(), env.db_url.clone()];
+    for key in [env.path("ca/root/ca.key"), env.path("certs/dev-1.key")] {
+        let pem = std::fs::read_to_string(&key).unwrap();
+        secrets.extend(pem.lines().filter(|l| !l.starts_with("-----") && l.len() >= 16).map(str::to_owned));
+    }
+    for span in &spans {
+        for (k, v) in &span.attributes {
+            for s in &secrets {
+                assert!(!v.contains(s.as_str()), "span {} attribute {k} shows a secret: {v}", span.name);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_sampling_at_zero_nothing_is_exported_and_no_trace_is_recorded() {
+    let sink = OtlpSink::start().await.unwrap();
+    let env = TestEnv::new(&format!("[telemetry]\notlp_endpoint = \"{}\"\nsample_ratio = 0.0\n", sink.endpoint()));
+    env.import(&serde_json::json!([{
+        "system_name": "dev-1",
+        "common_name": "dev-1.fleet.test",
+        "certificate_authority": "internal",
+        "host_platform": "local",
+        "settings": env.local_settings("dev-1"),
+    }]));
+    let fast = [("OTEL_BSP_SCHEDULE_DELAY", "200")];
+    let _worker = env.spawn_with_env("certfleet-worker", "worker", &["--drivers", "local", "--name", "w1"], &fast);
+    let _scheduler = env.spawn_with_env("certfleet-scheduler", "scheduler", &[], &fast);
+    let db = env.db().await;
+    let job = wait_for(Duration::from_secs(60), "dev-1 rotated", || async {
+        let h = asset_history::of_asset(&db, "dev-1").await.ok()?;
+        h.jobs.into_iter().find(|j| j.outcome == certfleet_shared::db::entity::rotation::RotationStatus::Rotated)
+    })
+    .await;
+    assert_eq!(job.trace_id, None, "an unsampled trace is not linked");
+    // Past two batch delays, still nothing: the worker followed the scan's decision.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(sink.spans().is_empty(), "{:#?}", sink.spans());
+    db.close().await.ok();
+}
