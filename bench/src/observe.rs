@@ -1,6 +1,7 @@
-//! The cost of observability: the 10,000-asset `local` end-to-end run with metrics off and
-//! with every process's `/metrics` endpoint on, the variants interleaved run by run (the
-//! machine is shared and noisy) and compared by their medians.
+//! The cost of observability: the 10,000-asset `local` end-to-end run with metrics and
+//! tracing off, with every process's `/metrics` endpoint on, and with both on (every trace
+//! sampled, exported over OTLP/HTTP to a local receiver), the variants interleaved run by
+//! run (the machine is shared and noisy) and compared by their medians.
 
 use crate::env::BenchEnv;
 use crate::median;
@@ -14,6 +15,9 @@ enum Variant {
     /// Every process serves `/metrics` (scheduler, workers) and records everything; the
     /// scheduler refreshes the fleet gauges every second.
     Metrics,
+    /// `Metrics`, plus every span exported (`sample_ratio = 1.0`) to the receiver of
+    /// `certfleet_tests::otlp` on 127.0.0.1, which decodes and keeps them.
+    Traced,
 }
 
 impl Variant {
@@ -21,22 +25,24 @@ impl Variant {
         match self {
             Variant::Off => "off",
             Variant::Metrics => "metrics",
+            Variant::Traced => "metrics+traces",
         }
     }
 
-    fn config(self) -> &'static str {
+    fn config(self, otlp: &str) -> String {
+        let base = "scan_interval = \"1h\"\nscan_page_size = 5000\n";
+        let metrics = "[metrics]\nscheduler_listen = \"127.0.0.1:0\"\nworker_listen = \"127.0.0.1:0\"\n\
+                       refresh_interval = \"1s\"\n";
         match self {
-            Variant::Off => "scan_interval = \"1h\"\nscan_page_size = 5000\n",
-            Variant::Metrics => {
-                "scan_interval = \"1h\"\nscan_page_size = 5000\n[metrics]\nscheduler_listen = \"127.0.0.1:0\"\n\
-                 worker_listen = \"127.0.0.1:0\"\nrefresh_interval = \"1s\"\n"
-            }
+            Variant::Off => base.to_owned(),
+            Variant::Metrics => format!("{base}{metrics}"),
+            Variant::Traced => format!("{base}{metrics}[telemetry]\notlp_endpoint = \"{otlp}\"\nsample_ratio = 1.0\n"),
         }
     }
 }
 
-async fn once(variant: Variant, assets: u64, workers: usize, concurrency: u16) -> anyhow::Result<f64> {
-    let env = BenchEnv::new("sqlite", variant.config()).await?;
+async fn once(variant: Variant, otlp: &str, assets: u64, workers: usize, concurrency: u16) -> anyhow::Result<f64> {
+    let env = BenchEnv::new("sqlite", &variant.config(otlp)).await?;
     env.seed_local(assets).await?;
     let mut procs = Vec::new();
     for w in 0..workers {
@@ -57,14 +63,18 @@ async fn once(variant: Variant, assets: u64, workers: usize, concurrency: u16) -
 
 /// Runs each variant `runs` times, interleaved, and prints the medians and their ratio.
 pub async fn run(assets: u64, workers: usize, concurrency: u16, runs: usize) -> anyhow::Result<()> {
-    let variants = [Variant::Off, Variant::Metrics];
+    let variants = [Variant::Off, Variant::Metrics, Variant::Traced];
+    let sink = certfleet_tests::otlp::OtlpSink::start().await?;
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     for run in 0..runs {
         for (i, v) in variants.iter().enumerate() {
-            let rate = once(*v, assets, workers, concurrency).await?;
-            eprintln!("run {run} {}: {rate:.0} rotations/s", v.name());
+            let before = sink.spans_received();
+            let rate = once(*v, &sink.endpoint(), assets, workers, concurrency).await?;
+            let spans = sink.spans_received() - before;
+            eprintln!("run {run} {}: {rate:.0} rotations/s, {spans} spans received", v.name());
             rates[i].push(rate);
         }
+        sink.clear();
     }
     let medians: Vec<f64> = rates.into_iter().map(median).collect();
     let off = medians[0];

@@ -131,6 +131,16 @@ impl OtlpSink {
         *self.requests.lock().expect("requests")
     }
 
+    /// How many spans arrived since the last [`OtlpSink::clear`].
+    pub fn spans_received(&self) -> usize {
+        self.spans.lock().expect("spans").len()
+    }
+
+    /// Forgets the spans received (a benchmark's memory stays flat).
+    pub fn clear(&self) {
+        self.spans.lock().expect("spans").clear();
+    }
+
     /// Waits until `check` finds what it wants in the spans received.
     pub async fn wait<T>(&self, timeout: Duration, what: &str, check: impl Fn(&[Span]) -> Option<T>) -> T {
         crate::wait_for(timeout, what, || {

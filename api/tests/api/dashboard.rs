@@ -8,6 +8,7 @@ use crate::common::{Backend, PASSWORD, Server, asset};
 use certfleet_proto::{Driver, ErrorClass, JobId, WorkerHeartbeat};
 use certfleet_shared::db::dead_letters::{self, DeadLetter};
 use certfleet_shared::db::entity::role::Role;
+use certfleet_shared::db::history::{self, Claim};
 use certfleet_shared::db::{assets, workers};
 use chrono::{Duration, Utc};
 use reqwest::StatusCode;
@@ -274,4 +275,48 @@ async fn dead_letters_and_workers(backend: Backend) {
     s.stop().await;
 }
 
-crate::both_backends!(pages_roles_and_csrf, dead_letters_and_workers);
+/// The asset history names each rotation's trace: as a link through
+/// `api.trace_url_template`, as the bare id without one, and in the API's JSON.
+async fn trace_links(backend: Backend) {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let s = Server::start_with(backend, |c| {
+        c.api.trace_url_template = Some("https://jaeger.example/trace/{trace_id}?from=certfleet".into());
+    })
+    .await;
+    let p = s.user_token("t-priv", Role::Privileged).await;
+    let (st, _) =
+        s.call(reqwest::Method::POST, "/api/v1/assets", Some(&p), Some(serde_json::json!([asset("web-1")]))).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let a = assets::by_name(&s.db, "web-1").await.unwrap();
+    let traced = Claim { asset_id: a.id, job_id: JobId::new(), driver: Driver::Local };
+    history::record_queued(&s.db, &[traced], Utc::now(), Some(TRACE)).await.unwrap();
+    let untraced = Claim { asset_id: a.id, job_id: JobId::new(), driver: Driver::Local };
+    history::record_queued(&s.db, &[untraced], Utc::now() - Duration::minutes(1), None).await.unwrap();
+
+    let b = Browser::login(&s, "t-priv").await;
+    let (st, page) = b.get("/assets/web-1").await;
+    assert_eq!(st, StatusCode::OK);
+    let href = "href=\"https://jaeger.example/trace/4bf92f3577b34da6a3ce929d0e0e4736?from=certfleet\"";
+    assert!(page.contains(href), "{page}");
+    assert_eq!(page.matches("class=\"trace\"").count(), 1, "the untraced row has no link: {page}");
+    let (st, body) = s.call(reqwest::Method::GET, "/api/v1/assets/web-1", Some(&p), None).await;
+    assert_eq!(st, StatusCode::OK);
+    let mut ids: Vec<String> = body["history"].as_array().unwrap().iter().map(|r| r["trace_id"].to_string()).collect();
+    ids.sort();
+    assert_eq!(ids, [format!("\"{TRACE}\""), "null".to_owned()]);
+    s.stop().await;
+
+    // Without a template the id is shown, to paste into a tracing UI.
+    let s = Server::start(backend).await;
+    let p = s.user_token("t-priv", Role::Privileged).await;
+    s.call(reqwest::Method::POST, "/api/v1/assets", Some(&p), Some(serde_json::json!([asset("web-1")]))).await;
+    let a = assets::by_name(&s.db, "web-1").await.unwrap();
+    let claim = Claim { asset_id: a.id, job_id: JobId::new(), driver: Driver::Local };
+    history::record_queued(&s.db, &[claim], Utc::now(), Some(TRACE)).await.unwrap();
+    let (_, page) = Browser::login(&s, "t-priv").await.get("/assets/web-1").await;
+    assert!(page.contains(&format!("<code class=\"trace\" title=\"Trace id\">{TRACE}</code>")), "{page}");
+    assert!(!page.contains("jaeger.example"));
+    s.stop().await;
+}
+
+crate::both_backends!(pages_roles_and_csrf, dead_letters_and_workers, trace_links);
