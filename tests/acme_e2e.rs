@@ -48,7 +48,8 @@ async fn twenty_assets_through_pebble() {
         .collect();
     env.import(&serde_json::Value::Array(rows));
     let fast = [("OTEL_BSP_SCHEDULE_DELAY", "200")];
-    let _worker = env.spawn_with_env("certfleet-worker", "worker", &["--drivers", "local", "--concurrency", "8"], &fast);
+    let _worker =
+        env.spawn_with_env("certfleet-worker", "worker", &["--drivers", "local", "--concurrency", "8"], &fast);
     let _scheduler = env.spawn_with_env("certfleet-scheduler", "scheduler", &[], &fast);
 
     wait_for(Duration::from_secs(240), "every asset rotated through Pebble", || async {

@@ -114,8 +114,11 @@ fn bad_import_files_name_row_and_field_and_import_nothing() {
     let big = env.path("big.csv");
     let good_rows = |n: usize| (0..n).map(|i| format!("big-{i},big-{i}.test,internal,local\n")).collect::<String>();
     let header = "system_name,common_name,certificate_authority,host_platform\n";
-    std::fs::write(&big, format!("{header}{}big-dup,x.test,internal,local\nbig-0,again.test,internal,local\n", good_rows(4000)))
-        .unwrap();
+    std::fs::write(
+        &big,
+        format!("{header}{}big-dup,x.test,internal,local\nbig-0,again.test,internal,local\n", good_rows(4000)),
+    )
+    .unwrap();
     assert_clean_failure(
         &env.cli(&["assets", "import", big.to_str().unwrap()]),
         &["1 invalid row(s), nothing imported", "row 4002 (big-0): field `system_name`: appears more than once"],

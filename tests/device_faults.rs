@@ -56,11 +56,8 @@ async fn a_stalled_command_and_a_job_timeout_are_retried_and_leave_no_temporary_
     fake_openssl(&bin, &state);
     std::fs::create_dir_all(&state).unwrap();
     std::fs::create_dir_all(&tmp).unwrap();
-    let set_env = format!(
-        "StrictModes no\nSetEnv PATH={}:/usr/local/bin:/usr/bin:/bin TMPDIR={}",
-        bin.display(),
-        tmp.display()
-    );
+    let set_env =
+        format!("StrictModes no\nSetEnv PATH={}:/usr/local/bin:/usr/bin:/bin TMPDIR={}", bin.display(), tmp.display());
     let sshd = ExtraSshd::start(&stack, &[("StrictModes no", &set_env)]);
     let asset = |name: &str, command_timeout: Option<u64>| {
         let mut settings = serde_json::json!({"host": "127.0.0.1", "ssh_port": sshd.port,

@@ -190,7 +190,8 @@ async fn fleet_scrape(env: &TestEnv, per_asset_limit: &str) -> String {
     let label = format!("scheduler-{per_asset_limit}");
     // The first refresh comes at start; a long interval keeps 10,000 series from expiring
     // (3 intervals) while a loaded machine is slow to set them all again.
-    let vars = [("CERTFLEET_METRICS__PER_ASSET_LIMIT", per_asset_limit), ("CERTFLEET_METRICS__REFRESH_INTERVAL", "60s")];
+    let vars =
+        [("CERTFLEET_METRICS__PER_ASSET_LIMIT", per_asset_limit), ("CERTFLEET_METRICS__REFRESH_INTERVAL", "60s")];
     let mut proc = env.spawn_with_env("certfleet-scheduler", &label, &[], &vars);
     let addr = metrics_addr(&proc, Duration::from_secs(30)).unwrap();
     let text = wait_for(Duration::from_secs(60), "the fleet gauges in the scrape", || async {
@@ -207,10 +208,7 @@ async fn fleet_scrape(env: &TestEnv, per_asset_limit: &str) -> String {
 
 /// The values of the series whose line starts with `prefix`.
 fn series(text: &str, prefix: &str) -> Vec<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .collect()
+    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,7 +221,8 @@ async fn a_ten_thousand_asset_fleet_respects_the_per_asset_limit() {
     let text = fleet_scrape(&env, "10000").await;
     let per_asset = series(&text, "certfleet_certificate_expiration_timestamp_seconds{");
     assert_eq!(per_asset.len(), 10_000);
-    let expired = series(&text, "certfleet_certificate_expiration_timestamp_seconds{").iter().filter(|t| **t < 1.7e9).count();
+    let expired =
+        series(&text, "certfleet_certificate_expiration_timestamp_seconds{").iter().filter(|t| **t < 1.7e9).count();
     assert_eq!(expired, 5, "the expired ones carry their 2020 timestamp");
     let within_0d: f64 = text
         .lines()

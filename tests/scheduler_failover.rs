@@ -163,13 +163,16 @@ async fn a_new_leader_publishes_the_jobs_a_dead_leader_stranded() {
     let all = assets::list(&db).await.unwrap();
     let now = chrono::Utc::now();
     let ids: Vec<i64> = all.iter().map(|a| a.id).collect();
-    let claimed = history::claim(&db, &ids, ClaimScope::Scan, now, now + chrono::Duration::minutes(30), None)
-        .await
-        .unwrap();
+    let claimed =
+        history::claim(&db, &ids, ClaimScope::Scan, now, now + chrono::Duration::minutes(30), None).await.unwrap();
     assert_eq!(claimed.len(), 6);
     let claims: Vec<Claim> = claimed
         .iter()
-        .map(|a| Claim { asset_id: a.id, job_id: certfleet_proto::JobId::new(), driver: certfleet_proto::Driver::Local })
+        .map(|a| Claim {
+            asset_id: a.id,
+            job_id: certfleet_proto::JobId::new(),
+            driver: certfleet_proto::Driver::Local,
+        })
         .collect();
     history::record_queued(&db, &claims, now, None).await.unwrap();
     let confirmed = claims[0];

@@ -46,8 +46,7 @@ async fn one_trace_runs_from_the_scan_through_the_worker_to_the_recorded_result(
     // Short batch delays so spans arrive within the test; JSON logs from the worker.
     let fast = [("OTEL_BSP_SCHEDULE_DELAY", "200"), ("RUST_LOG", "info")];
     let worker_env = [fast[0], fast[1], ("CERTFLEET_LOG_FORMAT", "json")];
-    let worker =
-        env.spawn_with_env("certfleet-worker", "worker", &["--drivers", "local", "--name", "w1"], &worker_env);
+    let worker = env.spawn_with_env("certfleet-worker", "worker", &["--drivers", "local", "--name", "w1"], &worker_env);
     let _scheduler = env.spawn_with_env("certfleet-scheduler", "scheduler", &[], &fast);
 
     let spans = sink

@@ -47,7 +47,9 @@ async fn once(variant: Variant, otlp: &str, assets: u64, workers: usize, concurr
     let mut procs = Vec::new();
     for w in 0..workers {
         let c = concurrency.to_string();
-        procs.push(env.spawn("certfleet-worker", &["--drivers", "local", "--concurrency", &c, "--name", &format!("w{w}")])?);
+        procs.push(
+            env.spawn("certfleet-worker", &["--drivers", "local", "--concurrency", &c, "--name", &format!("w{w}")])?,
+        );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let start = Instant::now();

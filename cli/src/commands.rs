@@ -36,7 +36,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // `up` runs the fleet, so it logs and exports spans like the services; the other
     // commands print for people and log nothing.
     let _telemetry = match cli.command {
-        Command::Up { .. } => Some(telemetry::init(config.log_format, &config.telemetry, "certfleet-up").map_err(anyhow::Error::msg)?),
+        Command::Up { .. } => {
+            Some(telemetry::init(config.log_format, &config.telemetry, "certfleet-up").map_err(anyhow::Error::msg)?)
+        }
         _ => None,
     };
     for name in &loaded.unknown_env {
@@ -205,7 +207,9 @@ async fn import_assets(config: &Config, file: &std::path::Path, format: Option<i
     }
     let summary = match importer.finish().await {
         Ok(summary) => summary,
-        Err(assets::ImportError::Rows(bad)) => bail!("{}", import::invalid_rows(file, bad.iter().map(ToString::to_string))),
+        Err(assets::ImportError::Rows(bad)) => {
+            bail!("{}", import::invalid_rows(file, bad.iter().map(ToString::to_string)))
+        }
         Err(e) => return Err(anyhow::Error::new(e).context(format!("{}", file.display()))),
     };
     let target = (summary.written == 1).then(|| names[0].as_str());

@@ -105,7 +105,11 @@ impl Refresher {
             PerAsset::Auto => {
                 let n = q::with_expiry(db).await?;
                 if n > m.per_asset_limit {
-                    debug!(assets = n, limit = m.per_asset_limit, "per-asset expiry series off: the fleet is past the limit");
+                    debug!(
+                        assets = n,
+                        limit = m.per_asset_limit,
+                        "per-asset expiry series off: the fleet is past the limit"
+                    );
                 }
                 n <= m.per_asset_limit
             }
@@ -135,7 +139,12 @@ impl Refresher {
             }
         };
         for s in stats {
-            put(set, Metric::QueueMessages, vec![("queue", s.queue.clone()), ("state", "ready".into())], s.messages.into());
+            put(
+                set,
+                Metric::QueueMessages,
+                vec![("queue", s.queue.clone()), ("state", "ready".into())],
+                s.messages.into(),
+            );
             if let Some(unacked) = s.unacked {
                 let labels = vec![("queue", s.queue.clone()), ("state", "unacked".into())];
                 put(set, Metric::QueueMessages, labels, unacked.into());

@@ -156,8 +156,12 @@ pub async fn run_with(
         consumers.clone(),
     ));
     if config.metrics.scheduler_listen.is_some() {
-        let refresher =
-            gauges::Refresher { db: database.clone(), conn: conn.clone(), config: config.clone(), lease: lease_rx.clone() };
+        let refresher = gauges::Refresher {
+            db: database.clone(),
+            conn: conn.clone(),
+            config: config.clone(),
+            lease: lease_rx.clone(),
+        };
         tracker.spawn(refresher.run(consumers.clone()));
     }
     info!(interval = ?config.scan_interval, %holder, "scheduler ready");

@@ -23,8 +23,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use tokio::sync::Mutex;
 use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
 
 /// The private broker and database that one or more runs use (a vhost and a database each).
 pub struct ChaosWorld {
@@ -239,7 +239,11 @@ pub async fn run(world: &ChaosWorld, opts: ChaosOpts) -> anyhow::Result<ChaosRep
     let ca = run.dir.path().join("ca/root/ca.crt");
     let t = Instant::now();
     while !ca.exists() {
-        anyhow::ensure!(t.elapsed() < Duration::from_secs(60), "the first worker made no CA:\n{}", workers[0].log_text());
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(60),
+            "the first worker made no CA:\n{}",
+            workers[0].log_text()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for n in 1..opts.workers {

@@ -115,9 +115,12 @@ impl PgNode {
             self.port,
             self.dir.path().display()
         );
-        as_pg(&self.bin.join("pg_ctl"), &["-D", &self.data(), "-l", &self.log(), "-o", &opts, "-w", "-t", "120", "start"])
-            .map(|_| ())
-            .with_context(|| std::fs::read_to_string(self.log()).unwrap_or_default())
+        as_pg(
+            &self.bin.join("pg_ctl"),
+            &["-D", &self.data(), "-l", &self.log(), "-o", &opts, "-w", "-t", "120", "start"],
+        )
+        .map(|_| ())
+        .with_context(|| std::fs::read_to_string(self.log()).unwrap_or_default())
     }
 
     /// The server URL without a database (`postgres://postgres@127.0.0.1:PORT`).
@@ -127,10 +130,7 @@ impl PgNode {
 
     /// Creates database `name` and returns its URL.
     pub fn create_db(&self, name: &str) -> anyhow::Result<String> {
-        as_pg(
-            &self.bin.join("createdb"),
-            &["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", name],
-        )?;
+        as_pg(&self.bin.join("createdb"), &["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", name])?;
         Ok(format!("{}/{name}", self.base_url()))
     }
 

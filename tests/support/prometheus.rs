@@ -38,7 +38,8 @@ impl Prometheus {
         let mut last = String::new();
         for _ in 0..3 {
             let dir = tempfile::Builder::new().prefix("cf-prom-").tempdir()?;
-            let mut config = String::from("global:\n  scrape_interval: 500ms\n  evaluation_interval: 500ms\nscrape_configs:\n");
+            let mut config =
+                String::from("global:\n  scrape_interval: 500ms\n  evaluation_interval: 500ms\nscrape_configs:\n");
             for (job, addr) in targets {
                 config.push_str(&format!(
                     "  - job_name: {job}\n    scrape_interval: 500ms\n    static_configs:\n      - targets: [\"{addr}\"]\n"

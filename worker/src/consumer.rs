@@ -41,8 +41,17 @@ impl Handler {
     /// `traceparent`, with the asset, driver, attempt, outcome and error class.
     pub async fn handle(&self, delivery: Delivery) -> Settled {
         let incoming = headers::get_str(&delivery.properties, TRACEPARENT);
-        let span = tracing::info_span!("job", job_id = Empty, asset = Empty, driver = Empty, attempt = Empty,
-            outcome = Empty, error_class = Empty, trace_id = Empty, otel.status_code = Empty);
+        let span = tracing::info_span!(
+            "job",
+            job_id = Empty,
+            asset = Empty,
+            driver = Empty,
+            attempt = Empty,
+            outcome = Empty,
+            error_class = Empty,
+            trace_id = Empty,
+            otel.status_code = Empty
+        );
         telemetry::join(&span, incoming.as_deref());
         let traceparent = telemetry::outgoing(&span, incoming.as_deref());
         span.record("trace_id", telemetry::trace_id(&traceparent).unwrap_or_default());
@@ -166,7 +175,9 @@ impl Counted {
     fn record(self, driver: &'static str, settled: Settled) -> Option<(RotationCount, &'static str)> {
         let (outcome, class) = match (self, settled) {
             (_, Settled::Requeued | Settled::Deferred) => return None,
-            (Counted::Done(RotationCount::RolledBack), _) => (RotationCount::RolledBack, ErrorClass::RolledBack.as_str()),
+            (Counted::Done(RotationCount::RolledBack), _) => {
+                (RotationCount::RolledBack, ErrorClass::RolledBack.as_str())
+            }
             (Counted::Done(o), _) => (o, "none"),
             (Counted::Retry, Settled::DeadLettered) => (RotationCount::Dead, ErrorClass::RetriesExhausted.as_str()),
             (Counted::Retry, _) => (RotationCount::Retried, ErrorClass::Transient.as_str()),

@@ -25,7 +25,10 @@ use std::path::{Path, PathBuf};
 async fn context(ca: &Path) -> JobContext {
     let issuer = IssuerConfig::Internal(InternalIssuerConfig { ca_dir: ca.to_owned(), ..Default::default() });
     let issuers = IssuerSet::from_config(&[("internal".to_owned(), issuer)].into()).await.unwrap();
-    JobContext { drivers: DriverSet::new(&[Driver::Local, Driver::AwsSsm], &DriversConfig::default()).unwrap(), issuers }
+    JobContext {
+        drivers: DriverSet::new(&[Driver::Local, Driver::AwsSsm], &DriversConfig::default()).unwrap(),
+        issuers,
+    }
 }
 
 fn local_job(cert: &Path, key: &Path) -> certfleet_proto::RotationJob {

@@ -83,7 +83,14 @@ pub async fn authenticate_secret(bearer: &str, parts: &Parts, state: &AppState) 
             return Err(ApiError::Unauthorized("the API key has expired".into()));
         }
         api_keys::touch(&state.db, key.id, now).await?;
-        return Ok(Caller { actor: key.name, kind: ActorKind::ApiKey, role: key.role, source, request_id, session: None });
+        return Ok(Caller {
+            actor: key.name,
+            kind: ActorKind::ApiKey,
+            role: key.role,
+            source,
+            request_id,
+            session: None,
+        });
     }
     let claims = state.signer.check(bearer).map_err(ApiError::Unauthorized)?;
     // The account decides: a deleted user or a changed password ends its tokens, and a
@@ -99,8 +106,8 @@ pub async fn authenticate_secret(bearer: &str, parts: &Parts, state: &AppState) 
             "the password was changed since this token was issued; log in again".into(),
         ));
     }
-    let session = chrono::DateTime::from_timestamp(claims.exp, 0)
-        .map(|expires_at| SessionToken { jti: claims.jti, expires_at });
+    let session =
+        chrono::DateTime::from_timestamp(claims.exp, 0).map(|expires_at| SessionToken { jti: claims.jti, expires_at });
     Ok(Caller { actor: user.username, kind: ActorKind::User, role: user.role, source, request_id, session })
 }
 

@@ -88,7 +88,8 @@ async fn unacked_counts_come_from_the_management_api(backend: Backend) {
     assert_eq!(st, StatusCode::CREATED);
     let (st, _) = s.call(Method::POST, "/api/v1/certificate/rotate/m-1", Some(&p), None).await;
     assert_eq!(st, StatusCode::ACCEPTED);
-    let conn = lapin::Connection::connect(s.config.amqp_url.first(), lapin::ConnectionProperties::default()).await.unwrap();
+    let conn =
+        lapin::Connection::connect(s.config.amqp_url.first(), lapin::ConnectionProperties::default()).await.unwrap();
     let ch = conn.create_channel().await.unwrap();
     ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
     let _held = ch

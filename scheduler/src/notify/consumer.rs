@@ -14,10 +14,10 @@ use certfleet_proto::{Envelope, ErrorClass, Notification, NotificationId};
 use certfleet_shared::Config;
 use certfleet_shared::amqp::headers::{self, TRACEPARENT};
 use certfleet_shared::amqp::settle::{self, Settled};
-use certfleet_shared::metrics::{Metric, counter};
 use certfleet_shared::amqp::topology::NOTIFY_QUEUE;
 use certfleet_shared::amqp::{AmqpError, Publisher, timed};
 use certfleet_shared::config::RetryConfig;
+use certfleet_shared::metrics::{Metric, counter};
 use certfleet_shared::telemetry;
 use chrono::Utc;
 use futures_util::StreamExt as _;
@@ -222,8 +222,10 @@ impl Notifier {
         }
         // Only configured channel names become label values (a message naming another is
         // counted as `unknown`), so the label stays a bounded set.
-        let channel = n.filter(|n| self.channels.get(&n.channel).is_some()).map_or("unknown".to_owned(), |n| n.channel.clone());
-        let settled = settle::settle(&self.publisher, delivery, n, outcome.settlement(), &self.retry, NOTIFY_QUEUE, tp).await;
+        let channel =
+            n.filter(|n| self.channels.get(&n.channel).is_some()).map_or("unknown".to_owned(), |n| n.channel.clone());
+        let settled =
+            settle::settle(&self.publisher, delivery, n, outcome.settlement(), &self.retry, NOTIFY_QUEUE, tp).await;
         let result = match settled {
             Settled::Reported => "delivered",
             Settled::Retried => "retried",

@@ -194,7 +194,8 @@ pub async fn park<M: Retriable>(
     let tier = tier_for(wait);
     if let (Settled::Retried, Some(driver)) = (how, msg.metric_driver()) {
         let tier = crate::backoff::tier_label(tier);
-        crate::metrics::counter!(crate::metrics::Metric::JobRetries.name(), "driver" => driver, "tier" => tier).increment(1);
+        crate::metrics::counter!(crate::metrics::Metric::JobRetries.name(), "driver" => driver, "tier" => tier)
+            .increment(1);
     }
     let mut parked = msg.clone();
     if wait > tier {

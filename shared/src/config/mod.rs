@@ -363,7 +363,10 @@ fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> (Dict, Vec<
         // URLs, files and directories stay strings; other values get figment's lenient parsing
         // (numbers, booleans, arrays like `[local]`).
         let last = path.last().map(String::as_str).unwrap_or_default();
-        let parsed = if last.ends_with("_url") || last.ends_with("_file") || last.ends_with("_dir") || last.ends_with("listen")
+        let parsed = if last.ends_with("_url")
+            || last.ends_with("_file")
+            || last.ends_with("_dir")
+            || last.ends_with("listen")
         {
             Value::from(value)
         } else {

@@ -158,9 +158,10 @@ pub async fn page(
                 let escaped = q.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
                 let pattern = format!("%{escaped}%");
                 [C::SystemName, C::Driver, C::ErrorClass, C::Reason].into_iter().fold(Condition::any(), |any, col| {
-                    any.add(Expr::expr(Func::lower(Expr::col(col))).like(
-                        sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\'),
-                    ))
+                    any.add(
+                        Expr::expr(Func::lower(Expr::col(col)))
+                            .like(sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\')),
+                    )
                 })
             }
         });

@@ -5,8 +5,8 @@
 //! costs a few queries whatever the fleet's size, and never loads whole rows.
 
 use super::DbError;
-use super::entity::dead_letter::{self, DeadLetterStatus};
 use super::entity::asset;
+use super::entity::dead_letter::{self, DeadLetterStatus};
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 
@@ -94,7 +94,11 @@ pub async fn expiring_by(db: &impl ConnectionTrait, until: DateTime<Utc>) -> Res
         .await?;
     Ok(rows
         .into_iter()
-        .map(|(ca, dc, n)| GroupCount { certificate_authority: ca, data_center: dc.unwrap_or_default(), count: count(n) })
+        .map(|(ca, dc, n)| GroupCount {
+            certificate_authority: ca,
+            data_center: dc.unwrap_or_default(),
+            count: count(n),
+        })
         .collect())
 }
 
@@ -110,10 +114,13 @@ pub async fn with_expiry(db: &impl ConnectionTrait) -> Result<u64, DbError> {
     Ok(n.map_or(0, count))
 }
 
+/// Name, issuer, data centre and expiry: the columns [`per_asset`] reads.
+type ExpiryRow = (String, String, Option<String>, Option<DateTime<Utc>>);
+
 /// The expiry of every asset that has one (only the four columns the series need).
 pub async fn per_asset(db: &impl ConnectionTrait) -> Result<Vec<AssetExpiry>, DbError> {
     use asset::Column as A;
-    let rows: Vec<(String, String, Option<String>, Option<DateTime<Utc>>)> = asset::Entity::find()
+    let rows: Vec<ExpiryRow> = asset::Entity::find()
         .select_only()
         .column(A::SystemName)
         .column(A::CertificateAuthority)

@@ -5,9 +5,9 @@
 
 pub mod names;
 
-pub use names::{Kind, Metric, RotationOutcome, Step};
 /// The `metrics` macros, so the other crates record without depending on it themselves.
 pub use ::metrics::{counter, gauge, histogram};
+pub use names::{Kind, Metric, RotationOutcome, Step};
 
 use crate::config::MetricsConfig;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -99,22 +99,28 @@ pub struct Endpoint {
     pub handle: PrometheusHandle,
 }
 
+/// The shortest time a scheduler's gauge stays in the exposition without being set again.
+pub const GAUGE_IDLE_FLOOR: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Installs the recorder and serves `/metrics` for `process` until `cancel`, if its
 /// address is configured; otherwise records nothing (the `metrics` macros are no-ops
 /// without a recorder) and returns `None`.
 ///
-/// In the scheduler, gauges not set for `3 × metrics.refresh_interval` are dropped from
-/// the exposition: the fleet gauges are set at every refresh, so an asset deleted (or the
-/// per-asset series turned off) disappears rather than lingering.
+/// In the scheduler, gauges not set for `3 × metrics.refresh_interval` (and at least
+/// [`GAUGE_IDLE_FLOOR`]) are dropped from the exposition: the fleet gauges are set at every
+/// refresh, so an asset deleted (or the per-asset series turned off) disappears rather than
+/// lingering, while one slow refresh on a loaded host does not make series flicker.
 pub async fn serve(
     process: Process,
     config: &MetricsConfig,
     cancel: CancellationToken,
 ) -> Result<Option<Endpoint>, MetricsError> {
     let Some(addr) = process.listen(config) else { return Ok(None) };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| MetricsError::Bind { addr, key: process.key(), source })?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| MetricsError::Bind {
+        addr,
+        key: process.key(),
+        source,
+    })?;
     let bound = listener.local_addr().map_err(|source| MetricsError::Bind { addr, key: process.key(), source })?;
     let handle = install(process, config)?;
     let app = axum::Router::new().route(
@@ -155,7 +161,8 @@ pub fn install(process: Process, config: &MetricsConfig) -> Result<PrometheusHan
     let mut builder =
         PrometheusBuilder::new().set_buckets(DURATION_BUCKETS).map_err(|e| MetricsError::Build(e.to_string()))?;
     if process == Process::Scheduler {
-        builder = builder.idle_timeout(MetricKindMask::GAUGE, Some(config.refresh_interval.saturating_mul(3)));
+        let idle = config.refresh_interval.saturating_mul(3).max(GAUGE_IDLE_FLOOR);
+        builder = builder.idle_timeout(MetricKindMask::GAUGE, Some(idle));
     }
     let recorder = builder.build_recorder();
     let handle = recorder.handle();

@@ -75,12 +75,9 @@ pub fn init(format: LogFormat, config: &TelemetryConfig, process: &str) -> Resul
     // Only certfleet's own spans and events, at info and above: a dependency's internals
     // (and the exporter's own HTTP calls) never become spans.
     let spans = provider.as_ref().map(|p| {
-        tracing_opentelemetry::layer()
-            .with_tracer(p.tracer("certfleet"))
-            .with_error_events_to_status(true)
-            .with_filter(filter::filter_fn(|m| {
-                m.target().starts_with("certfleet") && *m.level() <= tracing::Level::INFO
-            }))
+        tracing_opentelemetry::layer().with_tracer(p.tracer("certfleet")).with_error_events_to_status(true).with_filter(
+            filter::filter_fn(|m| m.target().starts_with("certfleet") && *m.level() <= tracing::Level::INFO),
+        )
     });
     if tracing_subscriber::registry().with(logs).with(spans).try_init().is_err() {
         if let Some(p) = provider {

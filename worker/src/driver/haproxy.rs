@@ -87,10 +87,8 @@ impl PlatformDriver for HaproxyDriver {
             }
             _ => return Err(DriverError::InvalidSettings("set exactly one of socket_path and api_address".into())),
         };
-        let files = RemoteFiles::new(
-            job.job_id,
-            vec![Target { path: s.crt_path.clone(), content: Content::ChainThenKey }],
-        )?;
+        let files =
+            RemoteFiles::new(job.job_id, vec![Target { path: s.crt_path.clone(), content: Content::ChainThenKey }])?;
         let target = ssh_settings.target(job)?;
         let ssh = self.client.connect(&target).await?;
         let session = HaproxySession {

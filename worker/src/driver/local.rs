@@ -12,11 +12,11 @@
 //! Settings: `{"cert_path": "/abs/site.crt", "key_path": "/abs/site.key",
 //! "reload_command": "nginx -s reload" | ["argv", ...], "reload_timeout_secs": 30}`.
 
+use super::marker::{self, Marker};
 use super::{DeviceSession, DriverError, PlatformDriver};
 use crate::issuer::Issued;
 use crate::keygen;
 use async_trait::async_trait;
-use super::marker::{self, Marker};
 use certfleet_proto::{Driver, JobId, RotationJob};
 use rcgen::{KeyPair, PublicKeyData as _};
 use serde::Deserialize;

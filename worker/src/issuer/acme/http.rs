@@ -4,8 +4,8 @@
 //! problem document alone does not carry.
 
 use crate::issuer::IssuerError;
-use certfleet_shared::metrics::{Metric, counter, histogram};
 use bytes::Bytes;
+use certfleet_shared::metrics::{Metric, counter, histogram};
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;

@@ -154,9 +154,10 @@ impl Issuer for AcmeIssuer {
             .map_err(|_| IssuerError::Internal("the issuer's order slots are closed".into()))?;
         let mut published = Published::new(Arc::clone(&self.zones));
         let order = tracing::info_span!("acme order", identifiers = csr.names.len());
-        let chain = http::with_throttle(self.run_order(&csr, csr_der, job.replaces.as_deref(), &records, &mut published))
-            .instrument(order)
-            .await;
+        let chain =
+            http::with_throttle(self.run_order(&csr, csr_der, job.replaces.as_deref(), &records, &mut published))
+                .instrument(order)
+                .await;
         published.remove_all().await;
         let chain = chain?;
         let mut issued = verify::check_issued(chain, &csr, self.config.expected_issuer.as_deref())?;

@@ -8,9 +8,9 @@ use super::http::{Action, in_action};
 use crate::issuer::IssuerError;
 use instant_acme::{Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, Order, OrderStatus};
 use std::future::Future;
-use tracing::Instrument as _;
 use std::time::Duration;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 /// Longest pause between two polls.
 const MAX_POLL: Duration = Duration::from_secs(1);
@@ -76,8 +76,12 @@ pub(crate) async fn call<T>(
     what: &str,
     request: impl Future<Output = Result<T, instant_acme::Error>>,
 ) -> Result<T, IssuerError> {
-    let span = tracing::info_span!("acme", otel.name = action.span_name(), action = action.as_str(),
-        otel.status_code = tracing::field::Empty);
+    let span = tracing::info_span!(
+        "acme",
+        otel.name = action.span_name(),
+        action = action.as_str(),
+        otel.status_code = tracing::field::Empty
+    );
     let out = match tokio::time::timeout(limit, in_action(action, request)).instrument(span.clone()).await {
         Err(_) => Err(IssuerError::Unavailable(format!("{what}: no answer from the CA within {limit:?}"))),
         Ok(result) => result.map_err(|e| errors::map(e, what)),
@@ -92,7 +96,10 @@ pub(crate) async fn call<T>(
 pub(crate) async fn pending_challenges(order: &mut Order, limit: Duration) -> Result<Vec<Pending>, IssuerError> {
     let mut pending = Vec::new();
     let mut authorizations = order.authorizations();
-    while let Some(next) = call(limit, Action::Authorization, "fetching an authorization", async { Ok(authorizations.next().await) }).await? {
+    while let Some(next) =
+        call(limit, Action::Authorization, "fetching an authorization", async { Ok(authorizations.next().await) })
+            .await?
+    {
         let mut authz = next.map_err(|e| errors::map(e, "fetching an authorization"))?;
         let identifier = authz.identifier().to_string();
         match authz.status {
@@ -178,7 +185,10 @@ pub(crate) async fn finalize(order: &mut Order, csr_der: &[u8], limits: Limits) 
     loop {
         match order.state().status {
             OrderStatus::Valid | OrderStatus::Processing => {
-                if let Some(chain) = call(limits.request, Action::Certificate, "downloading the certificate", order.certificate()).await? {
+                if let Some(chain) =
+                    call(limits.request, Action::Certificate, "downloading the certificate", order.certificate())
+                        .await?
+                {
                     return Ok(chain);
                 }
             }

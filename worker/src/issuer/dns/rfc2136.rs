@@ -50,7 +50,8 @@ impl Rfc2136Provider {
     /// Checks the config and decodes the secret.
     pub fn new(config: &Rfc2136Config) -> Result<Self, DnsError> {
         use secrecy::ExposeSecret as _;
-        let secret = config.tsig_secret().map_err(|e| DnsError::InvalidConfig(format!("TSIG key {}: {e}", config.key_name)))?;
+        let secret =
+            config.tsig_secret().map_err(|e| DnsError::InvalidConfig(format!("TSIG key {}: {e}", config.key_name)))?;
         let secret = base64::engine::general_purpose::STANDARD
             .decode(secret.expose_secret().trim())
             .map_err(|_| DnsError::InvalidConfig("TSIG secret is not valid base64".into()))?;
