@@ -100,6 +100,7 @@ pub async fn bind(config: &Config) -> Result<Bound, StartError> {
         dummy_hash,
         summary: Default::default(),
     }));
+    state.summary.warm(&state.db);
     let listener = tokio::net::TcpListener::bind(api.listen)
         .await
         .map_err(|source| StartError::Bind { addr: api.listen, source })?;

@@ -66,6 +66,32 @@ impl Summary {
         self.recount(db).await
     }
 
+    /// Counts once in the background at start-up, so that on a large fleet the first
+    /// Overview a user opens does not pay for the count (a load that comes sooner waits
+    /// for this count only). A quick count is not kept: a small fleet's first page counts
+    /// afresh, as every later stale one does.
+    pub fn warm(&self, db: &DatabaseConnection) {
+        let Ok(turn) = self.recount.clone().try_lock_owned() else { return };
+        let (this, db) = (self.clone(), db.clone());
+        tokio::spawn(async move {
+            let _turn = turn;
+            let made = Instant::now();
+            match overview::counts(&db, Utc::now()).await {
+                Ok(counts) if made.elapsed() > SYNC_LIMIT => this.store(Arc::new(counts), made),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "counting the dashboard's overview at start failed"),
+            }
+        });
+    }
+
+    fn store(&self, counts: Arc<Counts>, made: Instant) {
+        let counted = Arc::new(Counted { counts, made, took: made.elapsed() });
+        match self.current.write() {
+            Ok(mut slot) => *slot = Some(counted),
+            Err(poisoned) => *poisoned.into_inner() = Some(counted),
+        }
+    }
+
     fn current(&self) -> Option<Arc<Counted>> {
         self.current.read().map(|c| c.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
@@ -82,11 +108,7 @@ impl Summary {
         }
         let made = Instant::now();
         let counts = Arc::new(overview::counts(db, Utc::now()).await?);
-        let counted = Arc::new(Counted { counts: counts.clone(), made, took: made.elapsed() });
-        match self.current.write() {
-            Ok(mut slot) => *slot = Some(counted),
-            Err(poisoned) => *poisoned.into_inner() = Some(counted),
-        }
+        self.store(counts.clone(), made);
         Ok(counts)
     }
 

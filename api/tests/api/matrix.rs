@@ -1,7 +1,7 @@
 //! Every endpoint × credential, generated from `/openapi.json`: an endpoint added to the
 //! router is in the document by construction, and so in this matrix.
 
-use crate::common::{Backend, Server};
+use crate::common::{Backend, PASSWORD, Server};
 use certfleet_shared::db::entity::role::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -23,6 +23,15 @@ fn concrete(path: &str) -> String {
         .replace("{system_name}", "matrix-missing")
         .replace("{username}", "matrix-missing")
         .replace("{id}", "matrix-missing")
+}
+
+/// The user `every_endpoint_and_credential` made for `role`.
+fn user_of(role: Role) -> &'static str {
+    match role {
+        Role::Developer => "m-dev",
+        Role::Privileged => "m-priv",
+        Role::Admin => "m-admin",
+    }
 }
 
 async fn every_endpoint_and_credential(backend: Backend) {
@@ -61,8 +70,16 @@ async fn every_endpoint_and_credential(backend: Backend) {
             let body = matches!(m, Method::POST | Method::PUT | Method::PATCH).then(|| json!({}));
             let need = needed(op);
             secured += usize::from(need.is_some());
+            // Logging out revokes the very token it is called with: it gets a fresh session
+            // of the same user, so the cells after it keep theirs.
+            let ends_session = m == Method::DELETE && path == "/user/v1/authenticate";
             for (label, token, role) in &creds {
-                let (status, answer) = s.call(m.clone(), &concrete(path), *token, body.clone()).await;
+                let fresh = match (ends_session, role) {
+                    (true, Some(r)) => Some(s.login(user_of(*r), PASSWORD).await),
+                    _ => None,
+                };
+                let token = fresh.as_deref().or(*token);
+                let (status, answer) = s.call(m.clone(), &concrete(path), token, body.clone()).await;
                 cells += 1;
                 let cell = format!("{method} {path} as {label}: {status} {answer}");
                 assert!(status.as_u16() < 500, "{cell}");

@@ -155,11 +155,8 @@ pub async fn unconfirmed(
             .filter(rotation::Column::PublishedAt.is_null())
             .all(db)
             .await?;
-        for row in rows {
-            if let Some(a) = chunk.iter().find(|a| a.id == row.asset_id) {
-                out.push((row, a.clone()));
-            }
-        }
+        let by_id: std::collections::HashMap<i64, &asset::Model> = chunk.iter().map(|a| (a.id, a)).collect();
+        out.extend(rows.into_iter().filter_map(|row| by_id.get(&row.asset_id).map(|a| (row, (*a).clone()))));
     }
     Ok(out)
 }
