@@ -13,9 +13,9 @@ fn secs(d: Duration) -> String {
 
 fn print(label: &str, r: &ChaosReport) {
     println!(
-        "{label}: {} assets in {} (finished: {}); lost {}; never deployed {}; job ids deployed twice {} \
-         ({} extra deploys); assets deployed by two job ids {}; not in exactly one terminal state {}; \
-         deploys {}; longest gap {}",
+        "{label}: {} assets in {} (finished: {}); lost {}; never deployed {}; job ids that deployed a second \
+         certificate {} ({} extra certificates); repeated reloads of a job's own certificate {}; assets \
+         deployed by two job ids {}; not in exactly one terminal state {}; reloads {}; longest gap {}",
         r.assets,
         secs(r.elapsed),
         r.finished,
@@ -23,6 +23,7 @@ fn print(label: &str, r: &ChaosReport) {
         r.never_deployed,
         r.double_deploys,
         r.extra_deploys,
+        r.repeated_reloads,
         r.assets_by_two_jobs,
         r.not_one_terminal,
         r.deploys,

@@ -93,16 +93,19 @@ pub struct ChaosReport {
     pub lost: u64,
     /// Assets the device side never saw deployed.
     pub never_deployed: u64,
-    /// Job ids deployed more than once on the device side.
+    /// Job ids that deployed more than one certificate on the device side.
     pub double_deploys: u64,
-    /// Deploys beyond the first of a job id, summed.
+    /// Certificates beyond the first of a job id, summed.
     pub extra_deploys: u64,
+    /// Reloads of a certificate its job had already reloaded: a redelivery that found the
+    /// job's own pair installed (the install marker) and activated it again, as designed.
+    pub repeated_reloads: u64,
     /// Assets deployed by more than one job id (a job published again after its lease ran out).
     pub assets_by_two_jobs: u64,
     /// Assets not in exactly one terminal state: a state other than `ok`/`failed`/`dead`, a
     /// history that is not exactly one terminal row, or `ok` with a pending dead letter.
     pub not_one_terminal: u64,
-    /// Total deploy lines on the device side.
+    /// Total reloads on the device side.
     pub deploys: u64,
     /// The faults, in order.
     pub faults: Vec<Fault>,
@@ -162,7 +165,9 @@ impl Run {
     }
 }
 
-/// Inserts `n` due `local` assets whose reload command appends to `deploys`.
+/// Inserts `n` due `local` assets whose reload command appends `<asset> <job id> <SHA-256
+/// of the certificate file>` to `deploys`, so a job that deploys a second certificate is
+/// told apart from one that reloads its own certificate again.
 async fn seed(db: &DatabaseConnection, dir: &Path, deploys: &Path, n: u64) -> anyhow::Result<()> {
     let now = Utc::now();
     let certs = dir.join("certs");
@@ -172,7 +177,11 @@ async fn seed(db: &DatabaseConnection, dir: &Path, deploys: &Path, n: u64) -> an
             let settings = serde_json::json!({
                 "cert_path": certs.join(format!("{name}.crt")),
                 "key_path": certs.join(format!("{name}.key")),
-                "reload_command": ["/bin/sh", "-c", format!("echo \"{name} $CERTFLEET_JOB_ID\" >> {}", deploys.display())],
+                "reload_command": ["/bin/sh", "-c", format!(
+                    "set -- $(sha256sum < {}); echo \"{name} $CERTFLEET_JOB_ID $1\" >> {}",
+                    certs.join(format!("{name}.crt")).display(),
+                    deploys.display()
+                )],
             });
             asset::ActiveModel {
                 system_name: Set(name.clone()),
@@ -404,13 +413,17 @@ fn stalls(samples: &[(Duration, u64)], faults: &[(&'static str, Duration)], end:
 /// Reads the device-side deploy log and the inventory.
 async fn tally(db: &DatabaseConnection, deploys: &Path, n: u64) -> anyhow::Result<ChaosReport> {
     let text = std::fs::read_to_string(deploys).unwrap_or_default();
-    let mut per_job: HashMap<&str, u64> = HashMap::new();
+    // Per job id: its reloads, and the distinct certificates they found on disk.
+    let mut per_job: HashMap<&str, (u64, HashSet<&str>)> = HashMap::new();
     let mut per_asset: HashMap<&str, HashSet<&str>> = HashMap::new();
     let mut lines = 0;
     for line in text.lines() {
-        let Some((asset, job)) = line.split_once(' ') else { continue };
+        let mut parts = line.split(' ');
+        let (Some(asset), Some(job), Some(cert)) = (parts.next(), parts.next(), parts.next()) else { continue };
         lines += 1;
-        *per_job.entry(job).or_default() += 1;
+        let entry = per_job.entry(job).or_default();
+        entry.0 += 1;
+        entry.1.insert(cert);
         per_asset.entry(asset).or_default().insert(job);
     }
     let assets = asset::Entity::find().all(db).await?;
@@ -443,8 +456,9 @@ async fn tally(db: &DatabaseConnection, deploys: &Path, n: u64) -> anyhow::Resul
         assets: n,
         lost: n.saturating_sub(ok),
         never_deployed: assets.iter().filter(|a| !per_asset.contains_key(a.system_name.as_str())).count() as u64,
-        double_deploys: per_job.values().filter(|c| **c > 1).count() as u64,
-        extra_deploys: per_job.values().map(|c| c.saturating_sub(1)).sum(),
+        double_deploys: per_job.values().filter(|(_, certs)| certs.len() > 1).count() as u64,
+        extra_deploys: per_job.values().map(|(_, certs)| certs.len().saturating_sub(1) as u64).sum(),
+        repeated_reloads: per_job.values().map(|(reloads, certs)| reloads - certs.len() as u64).sum(),
         assets_by_two_jobs: per_asset.values().filter(|jobs| jobs.len() > 1).count() as u64,
         not_one_terminal,
         deploys: lines,

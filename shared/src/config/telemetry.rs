@@ -73,4 +73,14 @@ mod tests {
         let (key, reason) = t.problem().expect("a ratio above 1 is refused");
         assert_eq!((key, reason.as_str()), ("telemetry.sample_ratio", "must be between 0.0 and 1.0, not 1.5"));
     }
+
+    #[test]
+    fn the_example_config_loads_with_its_telemetry_section() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/certfleet.toml");
+        let loaded = crate::Config::load_from(Some(&path), Vec::new()).expect("examples/certfleet.toml loads");
+        assert!(loaded.config.telemetry.otlp_endpoint.is_none(), "export is off in the example");
+        let env = [("CERTFLEET_TELEMETRY__SAMPLE_RATIO".to_owned(), "2".to_owned())];
+        let err = crate::Config::load_from(Some(&path), env).expect_err("a ratio of 2 is refused");
+        assert_eq!(err.to_string(), "invalid configuration: telemetry.sample_ratio: must be between 0.0 and 1.0, not 2");
+    }
 }
