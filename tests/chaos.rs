@@ -8,14 +8,17 @@
 use certfleet_tests::chaos::{ChaosOpts, ChaosWorld, run};
 use std::time::Duration;
 
-/// Ignored in the suite for now. It found a real defect: a scheduler SIGKILLed while its
-/// first scan was still publishing left committed claims whose jobs never reached the
-/// broker, and those assets waited out their lease (2,973 of 10,000 in one run). A new
-/// leader now publishes such jobs again under their own ids (`scheduler::recover`, tested
-/// by `tests/scheduler_failover.rs`), but this run has not been repeated since, and it takes
-/// about 22 minutes on this 2-core machine in debug, which does not fit the CI budget. Run it
-/// with `cargo test --test chaos -- --ignored`.
-#[ignore = "22 min here; not yet re-run since the stranded-jobs fix (see the doc comment)"]
+/// Ignored: it finds a second defect. Re-run on 2026-12-02 after the stranded-jobs fix
+/// (`scheduler::recover`), it lost no job id and deployed no second certificate, but after the
+/// RabbitMQ restart at 55 % the restarted scheduler stopped recording results: its log ends
+/// with lapin's "error doing IO: connection reset", the workers kept running the unrecorded
+/// jobs again (13,875 repeated reloads of their own certificates) and 3,237 of the 10,000
+/// assets were never recorded `ok` before the 900 s deadline. The same run at 3,000 assets
+/// passed (23 s). See BENCHMARKS.md, "Chaos at 10,000 jobs". `CHAOS_ASSETS` changes the
+/// size; run it with `cargo test --test chaos -- --ignored`. A double deploy is a job id
+/// whose reloads found two different certificates on disk; a redelivery that finds the
+/// job's own pair installed reloads it again, by design, and is counted apart.
+#[ignore = "finds a defect: a scheduler that lost its broker connection mid-run can stop recording results (see the doc comment)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_jobs_through_worker_scheduler_broker_and_database_faults_lose_nothing() {
     let assets = std::env::var("CHAOS_ASSETS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
@@ -42,6 +45,6 @@ async fn ten_thousand_jobs_through_worker_scheduler_broker_and_database_faults_l
     assert!(r.finished, "every asset rotated before the deadline: {} lost", r.lost);
     assert_eq!(r.lost, 0, "assets never rotated");
     assert_eq!(r.never_deployed, 0, "assets the device side never saw deployed");
-    assert_eq!(r.double_deploys, 0, "job ids deployed twice ({} extra deploys)", r.extra_deploys);
+    assert_eq!(r.double_deploys, 0, "job ids that deployed a second certificate ({} extra)", r.extra_deploys);
     assert_eq!(r.not_one_terminal, 0, "assets not in exactly one terminal state");
 }

@@ -14,6 +14,17 @@ use certfleet_tests::otlp::{OtlpSink, Span};
 use certfleet_tests::*;
 use std::time::Duration;
 
+/// A `local` asset of the internal CA whose files live in the test's `certs/`.
+fn device(env: &TestEnv, name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "system_name": name,
+        "common_name": format!("{name}.fleet.test"),
+        "certificate_authority": "internal",
+        "host_platform": "local",
+        "settings": env.local_settings(name),
+    })
+}
+
 fn one<'a>(spans: &'a [Span], what: &str, pick: impl Fn(&Span) -> bool) -> &'a Span {
     let found: Vec<&Span> = spans.iter().filter(|s| pick(s)).collect();
     assert_eq!(found.len(), 1, "exactly one {what} span: {found:#?}");
@@ -36,13 +47,7 @@ async fn one_trace_runs_from_the_scan_through_the_worker_to_the_recorded_result(
         // Its directory does not exist: the local driver refuses it for good.
         "settings": { "cert_path": env.path("missing/broken.crt"), "key_path": env.path("missing/broken.key") },
     });
-    env.import(&serde_json::json!([{
-        "system_name": "dev-1",
-        "common_name": "dev-1.fleet.test",
-        "certificate_authority": "internal",
-        "host_platform": "local",
-        "settings": env.local_settings("dev-1"),
-    }, broken]));
+    env.import(&serde_json::json!([device(&env, "dev-1"), broken]));
     // Short batch delays so spans arrive within the test; JSON logs from the worker.
     let fast = [("OTEL_BSP_SCHEDULE_DELAY", "200"), ("RUST_LOG", "info")];
     let worker_env = [fast[0], fast[1], ("CERTFLEET_LOG_FORMAT", "json")];
@@ -124,13 +129,7 @@ async fn one_trace_runs_from_the_scan_through_the_worker_to_the_recorded_result(
 async fn with_sampling_at_zero_nothing_is_exported_and_no_trace_is_recorded() {
     let sink = OtlpSink::start().await.unwrap();
     let env = TestEnv::new(&format!("[telemetry]\notlp_endpoint = \"{}\"\nsample_ratio = 0.0\n", sink.endpoint()));
-    env.import(&serde_json::json!([{
-        "system_name": "dev-1",
-        "common_name": "dev-1.fleet.test",
-        "certificate_authority": "internal",
-        "host_platform": "local",
-        "settings": env.local_settings("dev-1"),
-    }]));
+    env.import(&serde_json::json!([device(&env, "dev-1")]));
     let fast = [("OTEL_BSP_SCHEDULE_DELAY", "200")];
     let _worker = env.spawn_with_env("certfleet-worker", "worker", &["--drivers", "local", "--name", "w1"], &fast);
     let _scheduler = env.spawn_with_env("certfleet-scheduler", "scheduler", &[], &fast);

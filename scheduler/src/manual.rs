@@ -96,38 +96,32 @@ async fn publish_for(
     lease: Duration,
 ) -> Result<JobId, ManualError> {
     let span = tracing::info_span!("operator publish", asset = %asset.system_name, job_id = %job_id);
-    publish_now(db, publisher, routes, asset, job_id, lease).instrument(span).await
-}
-
-async fn publish_now(
-    db: &DatabaseConnection,
-    publisher: &Publisher,
-    routes: &Routes,
-    asset: &asset::Model,
-    job_id: JobId,
-    lease: Duration,
-) -> Result<JobId, ManualError> {
-    let driver =
-        routes.route(asset).map_err(|reason| ManualError::Unroutable { name: asset.system_name.clone(), reason })?;
-    let now = Utc::now();
-    let job = job_from_asset(asset, driver, job_id, 1, now)
-        .map_err(|e| ManualError::Unroutable { name: asset.system_name.clone(), reason: e.to_string() })?;
-    let claim = Claim { asset_id: asset.id, job_id, driver };
-    let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::hours(1));
-    if history::claim(db, &[asset.id], ClaimScope::Operator, now, lease_until, None).await?.is_empty() {
-        return Err(ManualError::InFlight {
-            name: asset.system_name.clone(),
-            until: asset.lease_until.map_or("unknown".into(), |t| t.to_rfc3339()),
-        });
+    let trace_id = certfleet_shared::telemetry::sampled_trace_id(&span);
+    async move {
+        let driver = routes
+            .route(asset)
+            .map_err(|reason| ManualError::Unroutable { name: asset.system_name.clone(), reason })?;
+        let now = Utc::now();
+        let job = job_from_asset(asset, driver, job_id, 1, now)
+            .map_err(|e| ManualError::Unroutable { name: asset.system_name.clone(), reason: e.to_string() })?;
+        let claim = Claim { asset_id: asset.id, job_id, driver };
+        let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::hours(1));
+        if history::claim(db, &[asset.id], ClaimScope::Operator, now, lease_until, None).await?.is_empty() {
+            return Err(ManualError::InFlight {
+                name: asset.system_name.clone(),
+                until: asset.lease_until.map_or("unknown".into(), |t| t.to_rfc3339()),
+            });
+        }
+        history::record_queued(db, &[claim], now, trace_id.as_deref()).await?;
+        if let Some((_, e)) = publish_jobs(publisher, &[job]).await.into_iter().next() {
+            history::release(db, &[claim], &format!("publish failed: {e}")).await?;
+            return Err(ManualError::Publish(e.to_string()));
+        }
+        history::mark_published(db, &[job_id], Utc::now()).await?;
+        Ok(job_id)
     }
-    let trace_id = certfleet_shared::telemetry::sampled_trace_id(&tracing::Span::current());
-    history::record_queued(db, &[claim], now, trace_id.as_deref()).await?;
-    if let Some((_, e)) = publish_jobs(publisher, &[job]).await.into_iter().next() {
-        history::release(db, &[claim], &format!("publish failed: {e}")).await?;
-        return Err(ManualError::Publish(e.to_string()));
-    }
-    history::mark_published(db, &[job_id], Utc::now()).await?;
-    Ok(job_id)
+    .instrument(span)
+    .await
 }
 
 /// `certfleet rotate NAME`: publishes a fresh job for the asset now.

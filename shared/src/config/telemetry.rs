@@ -81,6 +81,9 @@ mod tests {
         assert!(loaded.config.telemetry.otlp_endpoint.is_none(), "export is off in the example");
         let env = [("CERTFLEET_TELEMETRY__SAMPLE_RATIO".to_owned(), "2".to_owned())];
         let err = crate::Config::load_from(Some(&path), env).expect_err("a ratio of 2 is refused");
-        assert_eq!(err.to_string(), "invalid configuration: telemetry.sample_ratio: must be between 0.0 and 1.0, not 2");
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: telemetry.sample_ratio: must be between 0.0 and 1.0, not 2"
+        );
     }
 }
