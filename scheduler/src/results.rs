@@ -87,18 +87,18 @@ fn record_span(d: &Delivery, r: &RotationResult) -> Span {
         RotationOutcome::RolledBack { .. } => "rolled_back",
     };
     let span = tracing::info_span!("record result", job_id = %r.job_id, asset = %r.system_name, driver = %r.driver,
-        attempt = r.attempt, outcome);
+        attempt = r.attempt, outcome, otel.status_code = tracing::field::Empty);
     telemetry::join(&span, headers::get_str(&d.properties, TRACEPARENT).as_deref());
     span
 }
 
 async fn apply_batch(db: &DatabaseConnection, batch: Vec<Delivery>, failed_retry_after: Duration, events: &Events) {
     let mut results = Vec::with_capacity(batch.len());
-    let mut _spans = Vec::new();
+    let mut spans = Vec::new();
     for d in &batch {
         match Envelope::<RotationResult>::decode(&d.data) {
             Ok(r) => {
-                _spans.push(record_span(d, &r));
+                spans.push(record_span(d, &r));
                 results.push(r);
             }
             // A result we cannot read cannot be applied; the asset's lease runs out and
@@ -133,6 +133,9 @@ async fn apply_batch(db: &DatabaseConnection, batch: Vec<Delivery>, failed_retry
             }
         }
         Err(e) => {
+            for span in &spans {
+                span.record("otel.status_code", "error");
+            }
             error!(error = %e, "recording results failed; returning them to the queue");
             let _ = last.nack(BasicNackOptions { multiple: true, requeue: true }).await;
             tokio::time::sleep(Duration::from_secs(1)).await;
