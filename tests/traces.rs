@@ -6,7 +6,8 @@
 //! The test asserts that one trace spans both processes with the parent chain
 //! scan → publish job → job → steps → record result (or record dead letter), that the
 //! history row names that trace, that JSON log lines carry its ids, and that no span
-//! attribute shows a secret of the run.
+//! attribute shows a secret of the run; and that the standard `OTEL_*` variables alone
+//! turn export on.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use certfleet_shared::db::asset_history;
@@ -161,4 +162,26 @@ async fn with_sampling_at_zero_nothing_is_exported_and_no_trace_is_recorded() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(sink.spans().is_empty(), "{:#?}", sink.spans());
     db.close().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standard_otel_variables_alone_turn_export_on() {
+    let sink = OtlpSink::start().await.unwrap();
+    let env = TestEnv::new("");
+    env.import(&serde_json::json!([device(&env, "dev-1")]));
+    let endpoint = sink.endpoint();
+    let otel = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "200")];
+    let _worker = env.spawn_with_env("certfleet-worker", "worker", &["--drivers", "local", "--name", "w1"], &otel);
+    let named = [otel[0], otel[1], ("OTEL_SERVICE_NAME", "fleet-eu1-scheduler")];
+    let _scheduler = env.spawn_with_env("certfleet-scheduler", "scheduler", &[], &named);
+    let spans = sink
+        .wait(Duration::from_secs(60), "dev-1's result recorded in exported spans", |spans| {
+            spans.iter().any(|s| s.name == "record result" && s.attr("asset") == "dev-1").then(|| spans.to_vec())
+        })
+        .await;
+    // OTEL_SERVICE_NAME names the scheduler; the worker keeps its own default name.
+    let recorded = spans.iter().find(|s| s.name == "record result").unwrap();
+    assert_eq!(recorded.service, "fleet-eu1-scheduler");
+    let job = spans.iter().find(|s| s.span_id == recorded.parent).unwrap();
+    assert_eq!((job.name.as_str(), job.service.as_str()), ("job", "certfleet-worker"));
 }
