@@ -35,7 +35,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = loaded.config;
     // `up` runs the fleet, so it logs and exports spans like the services; the other
     // commands print for people and log nothing.
-    let _telemetry = match cli.command {
+    let telemetry = match cli.command {
         Command::Up { .. } => {
             Some(telemetry::init(config.log_format, &config.telemetry, "certfleet-up").map_err(anyhow::Error::msg)?)
         }
@@ -52,7 +52,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Login { .. } | Command::Logout => {
             bail!("login and logout need --server URL (or CERTFLEET_SERVER): the API to log in to")
         }
-        Command::Up { drivers, concurrency } => up(&config, drivers, concurrency).await,
+        Command::Up { drivers, concurrency } => {
+            let ran = up(&config, drivers, concurrency).await;
+            // Flush the buffered spans off the async threads (not in `Drop`).
+            if let Some(t) = telemetry {
+                t.shutdown().await;
+            }
+            ran
+        }
         Command::Assets { command: AssetsCommand::Import { file, format } } => {
             import_assets(&config, &file, format).await
         }

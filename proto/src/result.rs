@@ -48,6 +48,16 @@ pub enum RotationOutcome {
     },
 }
 
+impl RotationOutcome {
+    /// The outcome's name, as in the wire format's `status` (`rotated`, `rolled_back`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Rotated { .. } => "rotated",
+            Self::RolledBack { .. } => "rolled_back",
+        }
+    }
+}
+
 /// Facts about an installed certificate, as read back from it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -82,12 +82,8 @@ fn record_span(d: &Delivery, r: &RotationResult) -> Span {
     if !telemetry::exporting() {
         return Span::none();
     }
-    let outcome = match r.outcome {
-        RotationOutcome::Rotated { .. } => "rotated",
-        RotationOutcome::RolledBack { .. } => "rolled_back",
-    };
     let span = tracing::info_span!("record result", job_id = %r.job_id, asset = %r.system_name, driver = %r.driver,
-        attempt = r.attempt, outcome, otel.status_code = tracing::field::Empty);
+        attempt = r.attempt, outcome = r.outcome.as_str(), otel.status_code = tracing::field::Empty);
     telemetry::join(&span, headers::get_str(&d.properties, TRACEPARENT).as_deref());
     span
 }

@@ -130,7 +130,7 @@ impl Handler {
             Outcome::Done(result) => {
                 body = Envelope::encode(result.as_ref());
                 reply_to = delivery.properties.reply_to().as_ref().map_or(RESULTS_QUEUE.to_owned(), |q| q.to_string());
-                info!(job_id = %result.job_id, asset = %result.system_name, outcome = ?outcome_name(&result), "job done");
+                info!(job_id = %result.job_id, asset = %result.system_name, outcome = result.outcome.as_str(), "job done");
                 settle::Outcome::Done(Some(Box::new(Outgoing {
                     exchange: "",
                     routing_key: &reply_to,
@@ -202,12 +202,5 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         gauge!(Metric::JobsInFlight.name(), "driver" => self.0).decrement(1.0);
-    }
-}
-
-fn outcome_name(r: &RotationResult) -> &'static str {
-    match r.outcome {
-        certfleet_proto::RotationOutcome::Rotated { .. } => "rotated",
-        certfleet_proto::RotationOutcome::RolledBack { .. } => "rolled_back",
     }
 }
