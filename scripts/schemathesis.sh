@@ -61,13 +61,16 @@ token() {
         -d "{\"username\":\"st-$1\",\"password\":\"$pass\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'
 }
 total=0
+# Hypothesis health checks judge the test-data generator (too slow, filtered too much), not
+# the server; one failed a clean run (1,749 of 1,749 cases passed), so they are off. Every
+# server check stays on.
 status=0
 for role in none developer privileged admin; do
     args=()
     if [[ $role != none ]]; then args=(--header "Authorization: Bearer $(token "$role")"); fi
     echo "== schemathesis as $role"
     out="$dir/st-$role.txt"
-    if ! "$st" run "$base/openapi.json" "${args[@]}" --checks all --exclude-checks positive_data_acceptance \
+    if ! "$st" run "$base/openapi.json" "${args[@]}" --checks all --exclude-checks positive_data_acceptance --suppress-health-check all \
         --max-examples "${ST_EXAMPLES:-30}" --exclude-path /user/v1/authenticate --no-color > "$out" 2>&1; then
         status=1
     fi
@@ -78,7 +81,7 @@ done
 # Login is fuzzed last and on its own: failed logins throttle the fuzzed usernames only.
 echo "== schemathesis on /user/v1/authenticate"
 "$st" run "$base/openapi.json" --include-path /user/v1/authenticate --checks all \
-    --exclude-checks positive_data_acceptance \
+    --exclude-checks positive_data_acceptance --suppress-health-check all \
     --max-examples "${ST_EXAMPLES:-30}" --no-color > "$dir/st-login.txt" 2>&1 || status=1
 tail -25 "$dir/st-login.txt"
 if grep -q ' 500 \|Server error' "$dir"/st-*.txt; then status=1; fi
