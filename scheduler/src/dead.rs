@@ -3,18 +3,14 @@
 
 use crate::SchedulerError;
 use crate::notify::{Events, summary};
-use crate::results::open_consumer;
 use certfleet_proto::{Envelope, ErrorClass, EventKind, JobId, Notification, RotationJob};
 use certfleet_shared::amqp::headers::{
     self, ASSET_ID, ATTEMPT, CHANNEL, DEAD_CLASS, DEAD_KIND, DEAD_REASON, JOB_ID, SYSTEM_NAME, TRACEPARENT,
 };
-use certfleet_shared::amqp::topology::DEAD_QUEUE;
-use certfleet_shared::amqp::{AmqpError, timed};
+use certfleet_shared::amqp::Subscription;
 use certfleet_shared::db::dead_letters::{self, DeadLetter, NOTIFICATION_KIND};
 use certfleet_shared::db::entity::asset;
 use certfleet_shared::telemetry;
-use futures_util::StreamExt as _;
-use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use sea_orm::{DatabaseConnection, EntityTrait as _};
@@ -96,29 +92,17 @@ fn parse_notification(delivery: &Delivery, note: Option<Notification>) -> DeadLe
     }
 }
 
-/// Consumes dead letters until `cancel` fires; announces dead rotations.
+/// Prefetch of the dead-letter consumer.
+pub const PREFETCH: u16 = 32;
+
+/// Consumes dead letters from `sub` until `cancel` fires; announces dead rotations.
 pub async fn consume(
     db: DatabaseConnection,
-    channel: Channel,
-    timeout: Duration,
+    mut sub: Subscription,
     cancel: CancellationToken,
     events: Events,
 ) -> Result<(), SchedulerError> {
-    let mut consumer = open_consumer(&channel, DEAD_QUEUE, "certfleet-scheduler-dead", 32, timeout).await?;
-    loop {
-        let next = tokio::select! {
-            _ = cancel.cancelled() => break,
-            d = consumer.next() => d,
-        };
-        let delivery = match next {
-            Some(Ok(d)) => d,
-            Some(Err(e)) => {
-                warn!(error = %e, "dead-letter consumer error; waiting for recovery");
-                channel.wait_for_recovery(e).await.map_err(|cause| AmqpError::Op { op: "recovery", cause })?;
-                continue;
-            }
-            None => break,
-        };
+    while let Some(delivery) = sub.next(&cancel).await? {
         let dl = parse(&delivery);
         // A child of the worker's `job` span (or the notifier's) through the letter's
         // `traceparent`; the letter's recording and announcement happen inside it.
@@ -158,7 +142,7 @@ pub async fn consume(
         .instrument(span)
         .await;
     }
-    let _ = timed("channel.close", timeout, channel.close(200, "scheduler stopping".into())).await;
+    sub.close("scheduler stopping").await;
     Ok(())
 }
 

@@ -3,41 +3,25 @@
 //! dropped (rejected without requeue): the next one from that worker replaces it anyway.
 
 use crate::SchedulerError;
-use crate::results::open_consumer;
 use certfleet_proto::{Envelope, WorkerHeartbeat};
-use certfleet_shared::amqp::topology::HEARTBEATS_QUEUE;
-use certfleet_shared::amqp::{AmqpError, timed};
+use certfleet_shared::amqp::Subscription;
 use certfleet_shared::db::workers;
-use futures_util::StreamExt as _;
-use lapin::Channel;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use sea_orm::DatabaseConnection;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
-/// Consumes heartbeats until `cancel` fires.
+/// Prefetch of the heartbeat consumer.
+pub const PREFETCH: u16 = 64;
+
+/// Consumes heartbeats from `sub` until `cancel` fires.
 pub async fn consume(
     db: DatabaseConnection,
-    channel: Channel,
-    timeout: Duration,
+    mut sub: Subscription,
     cancel: CancellationToken,
 ) -> Result<(), SchedulerError> {
-    let mut consumer = open_consumer(&channel, HEARTBEATS_QUEUE, "certfleet-scheduler-heartbeats", 64, timeout).await?;
-    loop {
-        let next = tokio::select! {
-            _ = cancel.cancelled() => break,
-            d = consumer.next() => d,
-        };
-        let delivery = match next {
-            Some(Ok(d)) => d,
-            Some(Err(e)) => {
-                warn!(error = %e, "heartbeat consumer error; waiting for recovery");
-                channel.wait_for_recovery(e).await.map_err(|cause| AmqpError::Op { op: "recovery", cause })?;
-                continue;
-            }
-            None => break,
-        };
+    while let Some(delivery) = sub.next(&cancel).await? {
         let beat = match Envelope::<WorkerHeartbeat>::decode(&delivery.data) {
             Ok(b) => b,
             Err(e) => {
@@ -58,6 +42,6 @@ pub async fn consume(
             }
         }
     }
-    let _ = timed("channel.close", timeout, channel.close(200, "scheduler stopping".into())).await;
+    sub.close("scheduler stopping").await;
     Ok(())
 }

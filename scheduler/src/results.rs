@@ -5,15 +5,11 @@ use crate::SchedulerError;
 use crate::notify::{Events, summary};
 use certfleet_proto::{Envelope, EventKind, Notification, RotationOutcome, RotationResult};
 use certfleet_shared::amqp::headers::{self, TRACEPARENT};
-use certfleet_shared::amqp::topology::RESULTS_QUEUE;
-use certfleet_shared::amqp::{AmqpError, timed};
+use certfleet_shared::amqp::Subscription;
 use certfleet_shared::db::{assets, history};
 use certfleet_shared::telemetry;
-use futures_util::{FutureExt as _, StreamExt as _};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
-use lapin::types::FieldTable;
-use lapin::{Channel, Consumer};
+use lapin::options::{BasicAckOptions, BasicNackOptions};
 use sea_orm::DatabaseConnection;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -22,53 +18,24 @@ use tracing::{Span, error, info, warn};
 /// Results applied per transaction at most.
 pub const BATCH: usize = 256;
 
-/// Opens a consumer on `queue` with `prefetch`.
-pub async fn open_consumer(
-    channel: &Channel,
-    queue: &str,
-    tag: &str,
-    prefetch: u16,
-    timeout: Duration,
-) -> Result<Consumer, AmqpError> {
-    timed("basic.qos", timeout, channel.basic_qos(prefetch, BasicQosOptions::default())).await?;
-    timed(
-        "basic.consume",
-        timeout,
-        channel.basic_consume(queue.into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default()),
-    )
-    .await
-}
+/// Prefetch of the results consumer: two batches.
+pub const PREFETCH: u16 = 512;
 
-/// Consumes results until `cancel` fires.
+/// Consumes results from `sub` until `cancel` fires.
 pub async fn consume(
     db: DatabaseConnection,
-    channel: Channel,
+    mut sub: Subscription,
     failed_retry_after: Duration,
-    timeout: Duration,
     cancel: CancellationToken,
     events: Events,
 ) -> Result<(), SchedulerError> {
-    let prefetch = u16::try_from(BATCH * 2).unwrap_or(u16::MAX);
-    let mut consumer = open_consumer(&channel, RESULTS_QUEUE, "certfleet-scheduler-results", prefetch, timeout).await?;
-    loop {
-        let first = tokio::select! {
-            _ = cancel.cancelled() => break,
-            d = consumer.next() => d,
-        };
-        let mut batch = match first {
-            Some(Ok(d)) => vec![d],
-            Some(Err(e)) => {
-                warn!(error = %e, "results consumer error; waiting for recovery");
-                channel.wait_for_recovery(e).await.map_err(|cause| AmqpError::Op { op: "recovery", cause })?;
-                continue;
-            }
-            None => break,
-        };
+    while let Some(first) = sub.next(&cancel).await? {
+        let mut batch = vec![first];
         // Take whatever else is already here, without waiting.
         while batch.len() < BATCH {
-            match consumer.next().now_or_never() {
-                Some(Some(Ok(d))) => batch.push(d),
-                _ => break,
+            match sub.ready() {
+                Some(d) => batch.push(d),
+                None => break,
             }
         }
         apply_batch(&db, batch, failed_retry_after, &events).await;

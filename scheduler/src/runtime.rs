@@ -9,7 +9,7 @@ use crate::scan::{ScanMode, ScanReport, Scanner};
 use crate::{SchedulerError, dead, gauges, heartbeats, leader, recompute, recover, results};
 use certfleet_proto::Driver;
 use certfleet_shared::Config;
-use certfleet_shared::amqp::{self, Publisher, timed, topology};
+use certfleet_shared::amqp::{self, AmqpError, Publisher, Subscription, timed, topology, watchdog};
 use certfleet_shared::db::{self, leader as lease_db};
 use chrono::Utc;
 use sea_orm::DatabaseConnection;
@@ -113,37 +113,55 @@ pub async fn run_with(
     // supervisor restarts it rather than it scanning on without recording results.
     let (failed_tx, mut failed_rx) = tokio::sync::mpsc::channel::<String>(4);
     {
-        let channel = timed("channel.open", timeout, conn.create_channel()).await?;
+        let recovery = config.broker_recovery_timeout;
+        let open = async |queue: &str, tag: &str, prefetch: u16| -> Result<Subscription, AmqpError> {
+            let channel = timed("channel.open", timeout, conn.create_channel()).await?;
+            Subscription::open(channel, queue, tag, prefetch, timeout, recovery).await
+        };
+        let mut watched = Vec::new();
+        let sub = open(topology::RESULTS_QUEUE, "certfleet-scheduler-results", results::PREFETCH).await?;
+        watched.extend(watchdog::watched(&sub));
         let (db, c, retry_after, failed, ev) =
             (database.clone(), consumers.clone(), config.failed_retry_after, failed_tx.clone(), events.clone());
         tracker.spawn(async move {
-            if let Err(e) = results::consume(db, channel, retry_after, timeout, c, ev).await {
+            if let Err(e) = results::consume(db, sub, retry_after, c, ev).await {
                 let _ = failed.send(format!("results consumer stopped: {e}")).await;
             }
         });
-        let channel = timed("channel.open", timeout, conn.create_channel()).await?;
+        let sub = open(topology::DEAD_QUEUE, "certfleet-scheduler-dead", dead::PREFETCH).await?;
+        watched.extend(watchdog::watched(&sub));
         let (db, c, failed, ev) = (database.clone(), consumers.clone(), failed_tx.clone(), events.clone());
         tracker.spawn(async move {
-            if let Err(e) = dead::consume(db, channel, timeout, c, ev).await {
+            if let Err(e) = dead::consume(db, sub, c, ev).await {
                 let _ = failed.send(format!("dead-letter consumer stopped: {e}")).await;
             }
         });
-        let channel = timed("channel.open", timeout, conn.create_channel()).await?;
+        let sub = open(topology::HEARTBEATS_QUEUE, "certfleet-scheduler-heartbeats", heartbeats::PREFETCH).await?;
+        watched.extend(watchdog::watched(&sub));
         let (db, c, failed) = (database.clone(), consumers.clone(), failed_tx.clone());
         tracker.spawn(async move {
-            if let Err(e) = heartbeats::consume(db, channel, timeout, c).await {
+            if let Err(e) = heartbeats::consume(db, sub, c).await {
                 let _ = failed.send(format!("heartbeat consumer stopped: {e}")).await;
             }
         });
         if !channels.is_empty() && config.notify.deliver_in_scheduler {
-            let opened = notify::consumer::open(&conn, timeout).await?;
-            let (c, failed, cfg) = (consumers.clone(), failed_tx, config.clone());
+            let opened = notify::consumer::open(&conn, config).await?;
+            watched.extend(watchdog::watched(&opened.0));
+            let (c, failed, cfg) = (consumers.clone(), failed_tx.clone(), config.clone());
             tracker.spawn(async move {
                 if let Err(e) = notify::consumer::run(opened, channels, &cfg, c).await {
                     let _ = failed.send(format!("notifier stopped: {e}")).await;
                 }
             });
         }
+        // lapin's recovery, bounded: a consumer whose broker session stays broken stops
+        // the scheduler like a consumer that failed.
+        let (c, failed) = (consumers.clone(), failed_tx);
+        tracker.spawn(async move {
+            if let Some(e) = watchdog::watch(watched, recovery, timeout, c).await {
+                let _ = failed.send(e.to_string()).await;
+            }
+        });
     }
     let first = leader::step(&database, &holder, None, config.leader_lease).await;
     let (lease_tx, mut lease_rx) = tokio::sync::watch::channel(first);

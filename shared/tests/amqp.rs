@@ -8,29 +8,10 @@ use certfleet_shared::amqp::{self, AmqpError, Outgoing, Publisher, topology};
 use lapin::BasicProperties;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use std::process::Command;
 use std::time::Duration;
 
-struct Vhost(String);
-
-impl Vhost {
-    fn new() -> Self {
-        let name = format!("certfleet-amqp-{}", uuid::Uuid::new_v4().simple());
-        for args in [vec!["add_vhost", &name], vec!["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]] {
-            assert!(Command::new("rabbitmqctl").args(&args).output().unwrap().status.success(), "rabbitmqctl {args:?}");
-        }
-        Self(name)
-    }
-    fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.0)
-    }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl").args(["delete_vhost", &self.0]).output();
-    }
-}
+mod common;
+use common::Vhost;
 
 const T: Duration = Duration::from_secs(10);
 

@@ -149,7 +149,8 @@ impl Run {
             .arg(&self.config)
             .args(args)
             .current_dir(self.dir.path())
-            .env("RUST_LOG", "warn")
+            // `CHAOS_RUST_LOG` raises it, to study a failed run (with `CHAOS_KEEP`).
+            .env("RUST_LOG", std::env::var("CHAOS_RUST_LOG").unwrap_or_else(|_| "warn".to_owned()))
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)

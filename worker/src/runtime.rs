@@ -8,8 +8,7 @@ use crate::issuer::{IssuerError, IssuerSet};
 use crate::rotation::JobContext;
 use certfleet_proto::Driver;
 use certfleet_shared::Config;
-use certfleet_shared::amqp::{self, AmqpError, Publisher, timed, topology};
-use futures_util::StreamExt;
+use certfleet_shared::amqp::{self, AmqpError, Publisher, Subscription, timed, topology, watchdog};
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use std::sync::Arc;
@@ -67,6 +66,7 @@ pub async fn run(config: &Config, opts: WorkerOptions, cancel: CancellationToken
     timed("basic.qos", timeout, channel.basic_qos(concurrency, BasicQosOptions::default())).await?;
     let mut consumers = Vec::new();
     let mut tags = Vec::new();
+    let mut queues = Vec::new();
     for driver in &served {
         let queue = topology::job_queue(*driver);
         let tag = format!("{}-{driver}", opts.name);
@@ -83,8 +83,15 @@ pub async fn run(config: &Config, opts: WorkerOptions, cancel: CancellationToken
         .await?;
         consumers.push(consumer);
         tags.push(tag);
+        queues.push(queue);
     }
-    let mut deliveries = futures_util::stream::select_all(consumers);
+    let recovery = config.broker_recovery_timeout;
+    let deliveries = Box::pin(futures_util::stream::select_all(consumers));
+    let mut sub = Subscription::new(deliveries, channel.clone(), queues, timeout, recovery);
+    // lapin's recovery, bounded: a broker session that stays broken stops the worker (its
+    // jobs in flight finish first) with the watchdog's reason.
+    let stop = cancel.child_token();
+    let dog = watchdog::spawn(watchdog::watched(&sub), recovery, timeout, stop.clone());
     info!(drivers = ?served.iter().map(|d| d.as_str()).collect::<Vec<_>>(), concurrency, "worker ready");
 
     let heartbeat = crate::heartbeat::Identity {
@@ -108,31 +115,25 @@ pub async fn run(config: &Config, opts: WorkerOptions, cancel: CancellationToken
     let beats_cancel = cancel.child_token();
     let beats = tokio::spawn(crate::heartbeat::run(beats_publisher, heartbeat, tracker.clone(), beats_cancel.clone()));
 
+    let mut failure = None;
     loop {
         // Take the permit before accepting work, so at most `concurrency` jobs run.
         let permit = tokio::select! {
-            _ = cancel.cancelled() => break,
+            _ = stop.cancelled() => break,
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
         };
-        let next = tokio::select! {
-            _ = cancel.cancelled() => break,
-            d = deliveries.next() => d,
-        };
-        match next {
-            Some(Ok(delivery)) => {
+        match sub.next(&stop).await {
+            Ok(Some(delivery)) => {
                 let handler = handler.clone();
                 tracker.spawn(async move {
                     handler.handle(delivery).await;
                     drop(permit);
                 });
             }
-            Some(Err(e)) => {
-                warn!(error = %e, "consumer error; waiting for the broker connection to recover");
-                channel.wait_for_recovery(e).await.map_err(|cause| AmqpError::Op { op: "recovery", cause })?;
-                info!("broker connection recovered");
-            }
-            None => {
-                warn!("the broker cancelled our consumers; stopping");
+            Ok(None) => break,
+            Err(e) => {
+                warn!(error = %e, "stopping");
+                failure = Some(e);
                 break;
             }
         }
@@ -156,5 +157,10 @@ pub async fn run(config: &Config, opts: WorkerOptions, cancel: CancellationToken
     let _ = timed("channel.close", timeout, channel.close(200, "worker stopping".into())).await;
     let _ = timed("connection.close", timeout, conn.close(200, "worker stopping".into())).await;
     info!("worker stopped");
-    Ok(())
+    stop.cancel();
+    let stalled = dog.await.ok().flatten();
+    match failure.or(stalled) {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }

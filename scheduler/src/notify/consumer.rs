@@ -9,21 +9,19 @@ use super::channel::{ChannelError, Channels};
 use super::render::Links;
 use super::storm::Storm;
 use crate::SchedulerError;
-use crate::results::open_consumer;
 use certfleet_proto::{Envelope, ErrorClass, Notification, NotificationId};
 use certfleet_shared::Config;
 use certfleet_shared::amqp::headers::{self, TRACEPARENT};
 use certfleet_shared::amqp::settle::{self, Settled};
-use certfleet_shared::amqp::topology::NOTIFY_QUEUE;
-use certfleet_shared::amqp::{AmqpError, Publisher, timed};
+use certfleet_shared::amqp::topology::{self, NOTIFY_QUEUE};
+use certfleet_shared::amqp::{Publisher, Subscription, timed};
 use certfleet_shared::config::RetryConfig;
 use certfleet_shared::metrics::{Metric, counter};
 use certfleet_shared::telemetry;
 use chrono::Utc;
-use futures_util::StreamExt as _;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
-use lapin::{Channel, Connection};
+use lapin::Connection;
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -100,23 +98,26 @@ struct Notifier {
     recent: Mutex<Recent>,
 }
 
-/// Opens what the notifier needs on `conn`: a consuming channel and a confirmed publisher.
-pub async fn open(conn: &Connection, timeout: Duration) -> Result<(Channel, Publisher), SchedulerError> {
+/// Opens what the notifier needs on `conn`: a confirmed publisher, then its consumer.
+pub async fn open(conn: &Connection, config: &Config) -> Result<(Subscription, Publisher), SchedulerError> {
+    let timeout = config.connect_timeout;
     let publisher = Publisher::open(conn, timeout).await?;
+    // The queue exists before the consumer: a notifier may be the first process up.
+    topology::declare(publisher.channel(), certfleet_proto::Driver::ALL, timeout).await?;
     let channel = timed("channel.open", timeout, conn.create_channel()).await?;
-    Ok((channel, publisher))
+    let sub = Subscription::open(channel, NOTIFY_QUEUE, "certfleet-notifier", PREFETCH, timeout, config.broker_recovery_timeout)
+        .await?;
+    Ok((sub, publisher))
 }
 
 /// Runs the notifier until `cancel` fires: consumes on `channel`, publishes retries, dead
 /// letters and digests with `publisher`.
 pub async fn run(
-    (channel, publisher): (Channel, Publisher),
+    (mut sub, publisher): (Subscription, Publisher),
     channels: Channels,
     config: &Config,
     cancel: CancellationToken,
 ) -> Result<(), SchedulerError> {
-    let timeout = config.connect_timeout;
-    let mut consumer = open_consumer(&channel, NOTIFY_QUEUE, "certfleet-notifier", PREFETCH, timeout).await?;
     let n = &config.notify;
     let notifier = Arc::new(Notifier {
         channels,
@@ -142,17 +143,9 @@ pub async fn run(
                 }
                 continue;
             }
-            d = consumer.next() => d,
+            d = sub.next(&cancel) => d?,
         };
-        let delivery = match next {
-            Some(Ok(d)) => d,
-            Some(Err(e)) => {
-                warn!(error = %e, "notifier consumer error; waiting for recovery");
-                channel.wait_for_recovery(e).await.map_err(|cause| AmqpError::Op { op: "recovery", cause })?;
-                continue;
-            }
-            None => break,
-        };
+        let Some(delivery) = next else { break };
         let decoded = Envelope::<Notification>::decode(&delivery.data);
         let delivery = match &decoded {
             // Fresh events only: retries and digests were admitted once already.
@@ -174,7 +167,7 @@ pub async fn run(
     // Held events go back to the queue when the channel closes; deliveries in flight finish.
     tracker.close();
     tracker.wait().await;
-    let _ = timed("channel.close", timeout, channel.close(200, "notifier stopping".into())).await;
+    sub.close("notifier stopping").await;
     Ok(())
 }
 

@@ -21,7 +21,7 @@ pub use emit::{Emitted, Events, summary};
 
 use certfleet_proto::{Envelope, JobId, Notification};
 use certfleet_shared::amqp::topology::NOTIFY_QUEUE;
-use certfleet_shared::amqp::{Outgoing, Publisher, headers};
+use certfleet_shared::amqp::{Outgoing, Publisher, headers, watchdog};
 use certfleet_shared::db::dead_letters;
 use certfleet_shared::db::entity::dead_letter::DeadLetterStatus;
 use certfleet_shared::telemetry;
@@ -85,9 +85,17 @@ pub async fn run_standalone(
         return Err(crate::SchedulerError::Stage("no notification channel is configured ([notify.channels])".into()));
     }
     let conn = certfleet_shared::amqp::connect(&config.amqp_url, "certfleet-notifier", timeout).await?;
-    let opened = consumer::open(&conn, timeout).await?;
-    certfleet_shared::amqp::topology::declare(opened.1.channel(), certfleet_proto::Driver::ALL, timeout).await?;
-    let result = consumer::run(opened, channels, config, cancel).await;
+    let opened = consumer::open(&conn, config).await?;
+    let stop = cancel.child_token();
+    let watched = watchdog::watched(&opened.0);
+    let dog = watchdog::spawn(watched, config.broker_recovery_timeout, timeout, stop.clone());
+    // A stall found by the watchdog stops the consumer, which settles what is in flight.
+    let result = consumer::run(opened, channels, config, stop.clone()).await;
+    stop.cancel();
+    let result = match dog.await.ok().flatten() {
+        Some(stalled) => Err(stalled.into()),
+        None => result,
+    };
     let _ =
         certfleet_shared::amqp::timed("connection.close", timeout, conn.close(200, "notifier stopping".into())).await;
     result

@@ -7,10 +7,13 @@ pub mod management;
 mod publisher;
 pub mod settle;
 pub mod stats;
+mod subscription;
 pub mod topology;
+pub mod watchdog;
 
 pub use connect::connect;
 pub use publisher::{Outgoing, PendingConfirm, Publisher};
+pub use subscription::{Deliveries, Liveness, Subscription};
 
 use std::time::Duration;
 
@@ -70,6 +73,27 @@ pub enum AmqpError {
         exchange: String,
         /// Routing key.
         routing_key: String,
+    },
+    /// A consumer's broker session stayed unusable for the recovery timeout (see
+    /// [`watchdog`]); the process stops so that its supervisor starts it afresh.
+    #[error(
+        "the broker connection did not recover within {after:?} ({queue}: {reason}); stopping so that the \
+         service manager starts this process again"
+    )]
+    Stalled {
+        /// The queue (or queues) whose consumer is stuck.
+        queue: String,
+        /// What the last probe found.
+        reason: String,
+        /// `broker_recovery_timeout`.
+        after: Duration,
+    },
+    /// The broker ended a consumer (its queue was deleted, or its node left) and recovery
+    /// did not bring it back.
+    #[error("the broker cancelled the consumer of {queue}")]
+    ConsumerCancelled {
+        /// The queue (or queues).
+        queue: String,
     },
     /// A mandatory message matched no queue and came back.
     #[error("message for exchange {exchange:?} routing key {routing_key:?} was returned: {reply}")]

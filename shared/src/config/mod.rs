@@ -76,6 +76,11 @@ pub struct Config {
     /// Timeout of every single broker or database round trip made at start-up.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// How long a process waits for its broker connection to recover (lapin's automatic
+    /// recovery, checked by the broker watchdog) before it stops with an error for its
+    /// service manager to start it again.
+    #[serde(with = "humantime_serde")]
+    pub broker_recovery_timeout: Duration,
     /// Delayed retries of transient failures.
     pub retry: RetryConfig,
     /// Worker settings.
@@ -176,6 +181,7 @@ impl Default for Config {
             leader_lease: Duration::from_secs(15),
             leader_renew: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
+            broker_recovery_timeout: Duration::from_secs(60),
             retry: RetryConfig::default(),
             worker: WorkerConfig::default(),
             issuers,
@@ -281,6 +287,9 @@ impl Config {
         if self.leader_renew.is_zero() || self.leader_renew >= self.leader_lease {
             return bad("leader_renew", "must be longer than zero and shorter than leader_lease");
         }
+        if self.broker_recovery_timeout < Duration::from_secs(5) {
+            return bad("broker_recovery_timeout", "must be at least 5s (a broker restart takes longer than that)");
+        }
         if self.lease.is_zero() {
             return bad("lease", "must be longer than zero");
         }
@@ -323,6 +332,7 @@ const ENV_KEYS: &[&str] = &[
     "leader_lease",
     "leader_renew",
     "connect_timeout",
+    "broker_recovery_timeout",
     "retry",
     "worker",
     "drivers",

@@ -1,0 +1,182 @@
+//! The broker watchdog against the real RabbitMQ (a private vhost per test): it leaves a
+//! healthy consumer alone, busy or idle, and through a real connection loss that lapin
+//! recovers; it reports a stall, after the recovery timeout and not before, for a consumer
+//! the broker no longer lists, a channel that no longer answers, and ready messages that
+//! never reach a consumer waiting for work.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+use certfleet_shared::amqp::{self, AmqpError, Subscription, timed, watchdog};
+use futures_util::StreamExt as _;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+mod common;
+use common::Vhost;
+
+const T: Duration = Duration::from_secs(10);
+/// The smallest recovery timeout the config accepts; probes run every second.
+const RECOVERY: Duration = Duration::from_secs(5);
+
+async fn queue(conn: &Connection, name: &str) -> Channel {
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare(name.into(), QueueDeclareOptions::default(), FieldTable::default()).await.unwrap();
+    ch
+}
+
+async fn publish(ch: &Channel, queue: &str, n: usize) {
+    for _ in 0..n {
+        ch.basic_publish("".into(), queue.into(), Default::default(), b"x", BasicProperties::default()).await.unwrap();
+    }
+}
+
+async fn subscribe(conn: &Connection, name: &str) -> Subscription {
+    let ch = conn.create_channel().await.unwrap();
+    Subscription::open(ch, name, &format!("test-{name}"), 10, T, RECOVERY).await.unwrap()
+}
+
+/// Runs the watchdog for at most `limit`: its error and when it came, or None.
+async fn watch_for(watched: Vec<watchdog::Watched>, limit: Duration) -> Option<(AmqpError, Duration)> {
+    let cancel = CancellationToken::new();
+    let start = Instant::now();
+    let guard = cancel.clone().drop_guard();
+    let found = tokio::time::timeout(limit, watchdog::watch(watched, RECOVERY, T, cancel)).await.ok().flatten();
+    drop(guard);
+    found.map(|e| (e, start.elapsed()))
+}
+
+#[tokio::test]
+async fn a_busy_or_idle_consumer_is_left_alone() {
+    let vhost = Vhost::new();
+    let conn = amqp::connect(&vhost.url().as_str().into(), "test", T).await.unwrap();
+    let pub_ch = queue(&conn, "busy").await;
+    queue(&conn, "idle").await;
+    let mut busy = subscribe(&conn, "busy").await;
+    let idle = subscribe(&conn, "idle").await;
+    let mut watched = watchdog::watched(&busy);
+    watched.extend(watchdog::watched(&idle));
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let eater = tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(d) = busy.next(&s).await.unwrap() {
+            d.ack(BasicAckOptions::default()).await.unwrap();
+            n += 1;
+        }
+        n
+    });
+    let feeder = tokio::spawn(async move {
+        for _ in 0..30 {
+            publish(&pub_ch, "busy", 20).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let found = watch_for(watched, RECOVERY * 2).await;
+    assert!(found.is_none(), "no stall: {:?}", found.map(|(e, _)| e.to_string()));
+    feeder.await.unwrap();
+    stop.cancel();
+    assert!(eater.await.unwrap() >= 400, "the busy consumer consumed");
+}
+
+#[tokio::test]
+async fn a_consumer_the_broker_no_longer_lists_is_a_stall_after_the_recovery_timeout() {
+    let vhost = Vhost::new();
+    let conn = amqp::connect(&vhost.url().as_str().into(), "test", T).await.unwrap();
+    queue(&conn, "lost").await;
+    let mut sub = subscribe(&conn, "lost").await;
+    let watched = watchdog::watched(&sub);
+    sub.channel().basic_cancel("test-lost".into(), BasicCancelOptions::default()).await.unwrap();
+    // The consumer loop sees its stream end: an error, not a quiet end.
+    let next = sub.next(&CancellationToken::new()).await;
+    assert!(matches!(next, Err(AmqpError::ConsumerCancelled { .. })), "{next:?}");
+    let (e, after) = watch_for(watched, RECOVERY * 3).await.expect("a stall");
+    assert!(after >= RECOVERY, "not before the recovery timeout: {after:?}");
+    let text = e.to_string();
+    assert!(text.contains("lost: the broker lists no consumer on the queue"), "{text}");
+    assert!(text.contains("did not recover within 5s"), "{text}");
+}
+
+#[tokio::test]
+async fn a_channel_that_no_longer_answers_is_a_stall() {
+    let vhost = Vhost::new();
+    let conn = amqp::connect(&vhost.url().as_str().into(), "test", T).await.unwrap();
+    queue(&conn, "closed").await;
+    let sub = subscribe(&conn, "closed").await;
+    let watched = watchdog::watched(&sub);
+    timed("channel.close", T, sub.channel().close(200, "test".into())).await.unwrap();
+    let (e, after) = watch_for(watched, RECOVERY * 3).await.expect("a stall");
+    assert!(after >= RECOVERY, "{after:?}");
+    assert!(e.to_string().contains("the broker does not answer on the consumer's channel"), "{e}");
+}
+
+#[tokio::test]
+async fn ready_messages_that_never_reach_a_waiting_consumer_are_a_stall_and_a_busy_one_is_not() {
+    let vhost = Vhost::new();
+    let conn = amqp::connect(&vhost.url().as_str().into(), "test", T).await.unwrap();
+    // "held" has a consumer that takes one message and never acks it, and ready messages
+    // behind it: what a consumer looks like to the broker when lapin keeps its deliveries.
+    let held = queue(&conn, "held").await;
+    held.basic_qos(1, BasicQosOptions::default()).await.unwrap();
+    let mut hog = held
+        .basic_consume("held".into(), "hog".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .unwrap();
+    publish(&held, "held", 10).await;
+    assert!(hog.next().await.is_some(), "the hog took one");
+    // The watched consumer reads an empty queue but is watched on "held".
+    let empty = queue(&conn, "empty").await;
+    let consumer = empty
+        .basic_consume("empty".into(), "waiter".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .unwrap();
+    let mut sub = Subscription::new(Box::pin(consumer), empty, vec!["held".to_owned()], T, RECOVERY);
+
+    // Busy (not waiting for work): ready messages are its backlog, not a stall.
+    let found = watch_for(watchdog::watched(&sub), RECOVERY * 2).await;
+    assert!(found.is_none(), "a busy consumer is no stall: {:?}", found.map(|(e, _)| e.to_string()));
+
+    // Waiting for work while they stay ready: a stall.
+    let watched = watchdog::watched(&sub);
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let waiter = tokio::spawn(async move { sub.next(&s).await.map(|d| d.is_none()) });
+    let (e, after) = watch_for(watched, RECOVERY * 3).await.expect("a stall");
+    assert!(after >= RECOVERY, "{after:?}");
+    assert!(e.to_string().contains("9 messages are ready but none reaches the consumer"), "{e}");
+    stop.cancel();
+    assert!(waiter.await.unwrap().unwrap(), "cancelled cleanly");
+}
+
+#[tokio::test]
+async fn a_connection_that_lapin_recovers_is_no_stall() {
+    let vhost = Vhost::new();
+    let conn = amqp::connect(&vhost.url().as_str().into(), "watchdog-recovers", T).await.unwrap();
+    let pub_ch = queue(&conn, "back").await;
+    let mut sub = subscribe(&conn, "back").await;
+    let watched = watchdog::watched(&sub);
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let eater = tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(d) = sub.next(&s).await.unwrap() {
+            let _ = d.ack(BasicAckOptions::default()).await;
+            n += 1;
+        }
+        n
+    });
+    let watching = tokio::spawn(watch_for(watched, RECOVERY * 3));
+    // Cut the connection from the broker's side; lapin reconnects by itself.
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["close_all_connections", "-p", &vhost.0, "watchdog test"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    publish(&pub_ch, "back", 5).await;
+    let found = watching.await.unwrap();
+    assert!(found.is_none(), "recovered, no stall: {:?}", found.map(|(e, _)| e.to_string()));
+    stop.cancel();
+    assert_eq!(eater.await.unwrap(), 5, "the recovered consumer got what was published after the cut");
+}
