@@ -1,6 +1,7 @@
 //! The scheduler and a worker resume by themselves after RabbitMQ restarts, ten times in a
 //! row, and nothing published before or after is lost. After every restart each process
 //! holds exactly one connection to the broker, and neither its sockets nor its memory grow.
+//! A broker gone for longer than `broker_recovery_timeout` stops both with a clear error.
 //!
 //! The broker is a private node started for this test (tests/support/rabbit.rs), so
 //! `stop_app`/`start_app` never disturbs other tests on the machine's RabbitMQ.
@@ -95,6 +96,50 @@ async fn scheduler_and_worker_resume_after_ten_broker_restarts_with_one_connecti
     }
     assert!(worker.wait_exit(Duration::ZERO).is_none(), "the worker kept running:\n{}", worker.log_text());
     assert!(scheduler.wait_exit(Duration::ZERO).is_none(), "the scheduler kept running:\n{}", scheduler.log_text());
+    assert!(scheduler.terminate(Duration::from_secs(20)), "the scheduler stops cleanly");
+    assert!(worker.terminate(Duration::from_secs(20)), "the worker stops cleanly");
+}
+
+/// The broker watchdog (shared/src/amqp/watchdog.rs): a broker gone for longer than
+/// `broker_recovery_timeout` stops the scheduler and the worker with an error that says so,
+/// instead of leaving them waiting on lapin's recovery; started again once the broker is
+/// back, as a service manager would, they pick the work up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_gone_past_the_recovery_timeout_stops_scheduler_and_worker_with_a_clear_error() {
+    let node = RabbitNode::start("gone");
+    let env = TestEnv::on_node(&node, &node.url("{vhost}"), "broker_recovery_timeout = \"5s\"\nconnect_timeout = \"2s\"");
+    env.import(&assets_json(&env, 0, 1));
+    let mut scheduler = env.spawn("certfleet-scheduler", "scheduler", &[]);
+    let mut worker = env.spawn("certfleet-worker", "worker", &["--drivers", "local"]);
+    wait_for(Duration::from_secs(60), "the first asset rotated", || async { (ok_count(&env).await == 1).then_some(()) })
+        .await;
+
+    node.ctl(&["stop_app"]).unwrap();
+    let stopped = std::time::Instant::now();
+    for (label, proc) in [("scheduler", &mut scheduler), ("worker", &mut worker)] {
+        let status = proc.wait_exit(Duration::from_secs(60));
+        let log = proc.log_text();
+        let status = status.unwrap_or_else(|| panic!("the {label} stopped by itself within 60 s:\n{log}"));
+        assert!(!status.success(), "the {label} exits with an error: {status}");
+        assert!(
+            log.contains("the broker connection did not recover within 5s"),
+            "the {label}'s log says why it stopped:\n{log}"
+        );
+        assert!(!log.contains("guest:guest"), "no password in the {label}'s log");
+        eprintln!("the {label} stopped {:?} after the broker did", stopped.elapsed());
+    }
+    let took = stopped.elapsed();
+    assert!(took >= Duration::from_secs(5), "not before the recovery timeout: {took:?}");
+
+    node.ctl(&["start_app"]).unwrap();
+    node.ctl(&["await_startup"]).unwrap();
+    env.import(&assets_json(&env, 1, 2));
+    let mut scheduler = env.spawn("certfleet-scheduler", "scheduler-2", &[]);
+    let mut worker = env.spawn("certfleet-worker", "worker-2", &["--drivers", "local"]);
+    wait_for(Duration::from_secs(60), "the second asset rotated by the restarted processes", || async {
+        (ok_count(&env).await == 2).then_some(())
+    })
+    .await;
     assert!(scheduler.terminate(Duration::from_secs(20)), "the scheduler stops cleanly");
     assert!(worker.terminate(Duration::from_secs(20)), "the worker stops cleanly");
 }

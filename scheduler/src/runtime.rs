@@ -262,7 +262,9 @@ pub async fn run_with(
     consumers.cancel();
     tracker.close();
     tracker.wait().await;
-    let _ = timed("connection.close", timeout, conn.close(200, "scheduler stopping".into())).await;
+    if failure.is_none() {
+        let _ = timed("connection.close", timeout, conn.close(200, "scheduler stopping".into())).await;
+    }
     match failure {
         Some(reason) => Err(SchedulerError::Stage(reason)),
         None => Ok(None),

@@ -142,7 +142,10 @@ pub async fn run(config: &Config, opts: WorkerOptions, cancel: CancellationToken
     beats_cancel.cancel();
     let _ = beats.await;
     info!("stopping: no new jobs; waiting for jobs in flight");
-    for tag in &tags {
+    // Stopped for a broken broker session: there is no broker to say goodbye to, and each
+    // call would only wait out its timeout.
+    let broker_broken = failure.is_some() || !cancel.is_cancelled();
+    for tag in tags.iter().filter(|_| !broker_broken) {
         let cancel_consumer = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
         if let Err(e) = timed("basic.cancel", timeout, cancel_consumer).await {
             warn!(error = %e, "could not cancel consumer");
@@ -153,9 +156,11 @@ pub async fn run(config: &Config, opts: WorkerOptions, cancel: CancellationToken
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         warn!(?grace, "jobs still running after the grace period; the broker will redeliver them");
     }
-    // Closing the channel returns any prefetched, unstarted deliveries to their queues.
-    let _ = timed("channel.close", timeout, channel.close(200, "worker stopping".into())).await;
-    let _ = timed("connection.close", timeout, conn.close(200, "worker stopping".into())).await;
+    if !broker_broken {
+        // Closing the channel returns any prefetched, unstarted deliveries to their queues.
+        let _ = timed("channel.close", timeout, channel.close(200, "worker stopping".into())).await;
+        let _ = timed("connection.close", timeout, conn.close(200, "worker stopping".into())).await;
+    }
     info!("worker stopped");
     stop.cancel();
     let stalled = dog.await.ok().flatten();

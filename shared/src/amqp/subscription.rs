@@ -149,15 +149,20 @@ impl Subscription {
             match next {
                 None => return Ok(None),
                 Some(Some(Ok(d))) => return Ok(Some(d)),
-                Some(Some(Err(e))) => self.recover(e).await?,
+                Some(Some(Err(e))) => {
+                    if !self.recover(e, cancel).await? {
+                        return Ok(None);
+                    }
+                }
                 Some(None) if cancel.is_cancelled() => return Ok(None),
                 Some(None) => return Err(AmqpError::ConsumerCancelled { queue: self.queues.join(", ") }),
             }
         }
     }
 
-    /// Waits for lapin's recovery from `e`, within what is left of the recovery timeout.
-    async fn recover(&mut self, e: lapin::Error) -> Result<(), AmqpError> {
+    /// Waits for lapin's recovery from `e`, within what is left of the recovery timeout:
+    /// true once recovered, false if `cancel` fired first.
+    async fn recover(&mut self, e: lapin::Error, cancel: &CancellationToken) -> Result<bool, AmqpError> {
         let queue = self.queues.join(", ");
         if self.pending.is_none() {
             warn!(%queue, error = %e, "consumer error; waiting for the broker connection to recover");
@@ -165,12 +170,15 @@ impl Subscription {
         self.pending = Some(e.clone());
         let since = *self.recovering_since.get_or_insert_with(Instant::now);
         let left = self.recovery.saturating_sub(since.elapsed());
-        let outcome = tokio::time::timeout(left, self.channel.wait_for_recovery(e)).await;
+        let outcome = tokio::select! {
+            _ = cancel.cancelled() => return Ok(false),
+            o = tokio::time::timeout(left, self.channel.wait_for_recovery(e)) => o,
+        };
         (self.pending, self.recovering_since) = (None, None);
         match outcome {
             Ok(Ok(())) => {
                 info!(%queue, "consumer recovered");
-                Ok(())
+                Ok(true)
             }
             Ok(Err(cause)) => Err(AmqpError::Op { op: "recovery", cause }),
             Err(_) => Err(AmqpError::Stalled {
