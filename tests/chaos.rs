@@ -8,17 +8,15 @@
 use certfleet_tests::chaos::{ChaosOpts, ChaosWorld, run};
 use std::time::Duration;
 
-/// Ignored: it finds a second defect. Re-run on 2026-12-02 after the stranded-jobs fix
-/// (`scheduler::recover`), it lost no job id and deployed no second certificate, but after the
-/// RabbitMQ restart at 55 % the restarted scheduler stopped recording results: its log ends
-/// with lapin's "error doing IO: connection reset", the workers kept running the unrecorded
-/// jobs again (13,875 repeated reloads of their own certificates) and 3,237 of the 10,000
-/// assets were never recorded `ok` before the 900 s deadline. The same run at 3,000 assets
-/// passed (23 s). See BENCHMARKS.md, "Chaos at 10,000 jobs". `CHAOS_ASSETS` changes the
-/// size; run it with `cargo test --test chaos -- --ignored`. A double deploy is a job id
-/// whose reloads found two different certificates on disk; a redelivery that finds the
-/// job's own pair installed reloads it again, by design, and is counted apart.
-#[ignore = "finds a defect: a scheduler that lost its broker connection mid-run can stop recording results (see the doc comment)"]
+/// Runs in the suite (about 2.5 minutes here). `CHAOS_ASSETS` changes the size; `CHAOS_KEEP`
+/// keeps the run's directory (configs, every process's log, the device-side deploy log)
+/// and `CHAOS_RUST_LOG` raises the processes' log level, to study a failure. A double
+/// deploy is a job id whose reloads found two different certificates on disk; a
+/// redelivery that finds the job's own pair installed reloads it again, by design, and is
+/// counted apart. This test found two defects, both fixed: jobs stranded between claim and
+/// publish by a scheduler SIGKILL (`scheduler::recover`), and a scheduler that recorded no
+/// more results after the RabbitMQ restart (lapin's re-dial backoff, and no bound on its
+/// recovery: the broker watchdog, `shared/src/amqp/watchdog.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_jobs_through_worker_scheduler_broker_and_database_faults_lose_nothing() {
     let assets = std::env::var("CHAOS_ASSETS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
