@@ -107,12 +107,15 @@ async fn scheduler_and_worker_resume_after_ten_broker_restarts_with_one_connecti
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_gone_past_the_recovery_timeout_stops_scheduler_and_worker_with_a_clear_error() {
     let node = RabbitNode::start("gone");
-    let env = TestEnv::on_node(&node, &node.url("{vhost}"), "broker_recovery_timeout = \"5s\"\nconnect_timeout = \"2s\"");
+    let env =
+        TestEnv::on_node(&node, &node.url("{vhost}"), "broker_recovery_timeout = \"5s\"\nconnect_timeout = \"2s\"");
     env.import(&assets_json(&env, 0, 1));
     let mut scheduler = env.spawn("certfleet-scheduler", "scheduler", &[]);
     let mut worker = env.spawn("certfleet-worker", "worker", &["--drivers", "local"]);
-    wait_for(Duration::from_secs(60), "the first asset rotated", || async { (ok_count(&env).await == 1).then_some(()) })
-        .await;
+    wait_for(Duration::from_secs(60), "the first asset rotated", || async {
+        (ok_count(&env).await == 1).then_some(())
+    })
+    .await;
 
     node.ctl(&["stop_app"]).unwrap();
     let stopped = std::time::Instant::now();

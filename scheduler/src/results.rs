@@ -4,8 +4,8 @@
 use crate::SchedulerError;
 use crate::notify::{Events, summary};
 use certfleet_proto::{Envelope, EventKind, Notification, RotationOutcome, RotationResult};
-use certfleet_shared::amqp::headers::{self, TRACEPARENT};
 use certfleet_shared::amqp::Subscription;
+use certfleet_shared::amqp::headers::{self, TRACEPARENT};
 use certfleet_shared::db::{assets, history};
 use certfleet_shared::telemetry;
 use lapin::message::Delivery;

@@ -19,9 +19,9 @@ use certfleet_shared::config::RetryConfig;
 use certfleet_shared::metrics::{Metric, counter};
 use certfleet_shared::telemetry;
 use chrono::Utc;
+use lapin::Connection;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
-use lapin::Connection;
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -105,8 +105,15 @@ pub async fn open(conn: &Connection, config: &Config) -> Result<(Subscription, P
     // The queue exists before the consumer: a notifier may be the first process up.
     topology::declare(publisher.channel(), certfleet_proto::Driver::ALL, timeout).await?;
     let channel = timed("channel.open", timeout, conn.create_channel()).await?;
-    let sub = Subscription::open(channel, NOTIFY_QUEUE, "certfleet-notifier", PREFETCH, timeout, config.broker_recovery_timeout)
-        .await?;
+    let sub = Subscription::open(
+        channel,
+        NOTIFY_QUEUE,
+        "certfleet-notifier",
+        PREFETCH,
+        timeout,
+        config.broker_recovery_timeout,
+    )
+    .await?;
     Ok((sub, publisher))
 }
 

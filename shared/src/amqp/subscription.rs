@@ -94,7 +94,16 @@ impl Subscription {
     ) -> Self {
         // Fused: a stream that ended keeps answering None.
         let deliveries: Deliveries = Box::pin(deliveries.fuse());
-        Self { deliveries, channel, queues, timeout, recovery, liveness: Liveness::new(), pending: None, recovering_since: None }
+        Self {
+            deliveries,
+            channel,
+            queues,
+            timeout,
+            recovery,
+            liveness: Liveness::new(),
+            pending: None,
+            recovering_since: None,
+        }
     }
 
     /// Sets `prefetch` on `channel` and opens a consumer of `queue` tagged `tag` there.
@@ -164,7 +173,7 @@ impl Subscription {
     /// true once recovered, false if `cancel` fired first.
     async fn recover(&mut self, e: lapin::Error, cancel: &CancellationToken) -> Result<bool, AmqpError> {
         let queue = self.queues.join(", ");
-        if self.pending.is_none() {
+        if self.recovering_since.is_none() {
             warn!(%queue, error = %e, "consumer error; waiting for the broker connection to recover");
         }
         self.pending = Some(e.clone());
