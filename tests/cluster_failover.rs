@@ -63,8 +63,8 @@ async fn killing_the_job_queue_leader_loses_no_job_and_every_process_consumes_ag
     let env = TestEnv::on_node(&cluster.nodes[0], &cluster.urls("{vhost}"), "");
     let vhost = env.vhost.name.clone();
     let mut scheduler = env.spawn("certfleet-scheduler", "scheduler", &[]);
-    let w1 = env.spawn("certfleet-worker", "worker-1", &["--drivers", "local", "--concurrency", "2"]);
-    let w2 = env.spawn("certfleet-worker", "worker-2", &["--drivers", "local", "--concurrency", "2"]);
+    let mut w1 = env.spawn("certfleet-worker", "worker-1", &["--drivers", "local", "--concurrency", "2"]);
+    let mut w2 = env.spawn("certfleet-worker", "worker-2", &["--drivers", "local", "--concurrency", "2"]);
 
     // The queues the processes declared are quorum queues with a member on every node.
     let job_queue = topology::job_queue(certfleet_proto::Driver::Local);
@@ -114,10 +114,24 @@ async fn killing_the_job_queue_leader_loses_no_job_and_every_process_consumes_ag
 
     // Work published after the kill flows too, and nothing published before is lost.
     env.import(&assets_json(&env, FIRST, FIRST + SECOND));
-    wait_for(Duration::from_secs(240), "every asset rotated", || async {
-        (ok_count(&env).await == FIRST + SECOND).then_some(())
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let n = ok_count(&env).await;
+        if n == FIRST + SECOND {
+            break;
+        }
+        if Instant::now() > deadline {
+            let mut report = format!("only {n} of {} assets rotated 240 s after the second import", FIRST + SECOND);
+            for (label, p) in [("scheduler", &mut scheduler), ("worker-1", &mut w1), ("worker-2", &mut w2)] {
+                let status = p.wait_exit(Duration::ZERO).map_or("running".to_owned(), |s| s.to_string());
+                let log = p.log_text();
+                let tail: Vec<&str> = log.lines().rev().take(25).collect();
+                report += &format!("\n--- {label} ({status}), last lines:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            }
+            panic!("{report}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let db = env.db().await;
     let all = assets::list(&db).await.unwrap();
     assert_eq!(all.len(), FIRST + SECOND);

@@ -66,7 +66,7 @@ impl Broker {
             ApiError::Unavailable("the broker is unavailable".into())
         };
         let publisher = Publisher::open(&conn, self.timeout).await.map_err(unavailable)?;
-        topology::declare(publisher.channel(), Driver::ALL, self.timeout).await.map_err(unavailable)?;
+        topology::declare_on(&conn, Driver::ALL, self.timeout).await.map_err(unavailable)?;
         Ok(Open { conn, publisher })
     }
 

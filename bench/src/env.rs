@@ -87,7 +87,13 @@ impl BenchEnv {
                 dir.path().join("ca").display()
             ),
         )?;
-        let db = certfleet_shared::db::connect(&db_url, Duration::from_secs(30)).await?;
+        // The bench's own pool (the direct baselines) has the size the spawned processes
+        // get from the same variable.
+        let pool = std::env::var("CERTFLEET_DATABASE_MAX_CONNECTIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(certfleet_shared::db::DEFAULT_MAX_CONNECTIONS);
+        let db = certfleet_shared::db::connect_pool(&db_url, Duration::from_secs(30), pool).await?;
         Ok(Self { dir, vhost, vhost_url, config, db, pg_name })
     }
 

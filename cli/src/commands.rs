@@ -247,7 +247,7 @@ async fn publishing(config: &Config) -> anyhow::Result<Publishing> {
     let database = open_db(config).await?;
     let conn = amqp::connect(&config.amqp_url, "certfleet-cli", config.connect_timeout).await?;
     let publisher = Publisher::open(&conn, config.connect_timeout).await?;
-    topology::declare(publisher.channel(), Driver::ALL, config.connect_timeout).await?;
+    topology::declare_on(&conn, Driver::ALL, config.connect_timeout).await?;
     Ok(Publishing { database, publisher, routes, conn })
 }
 

@@ -68,12 +68,13 @@ pub async fn run_with(
     let channels = Channels::build(&config.notify)?;
     let mut routes = Arc::new(Routes::load(&config.routes_file)?);
     let shared_config = Arc::new(config.clone());
-    let database = db::connect(&config.database_url, timeout).await?;
+    let database = db::connect_pool(&config.database_url, timeout, config.database_max_connections).await?;
     let conn = Arc::new(amqp::connect(&config.amqp_url, "certfleet-scheduler", timeout).await?);
     let publisher = Publisher::open(&conn, timeout).await?;
-    topology::declare(publisher.channel(), Driver::ALL, timeout).await?;
+    topology::declare_on(&conn, Driver::ALL, timeout).await?;
     // Events go out on a channel of their own, so they never queue behind job publishes.
-    let events = Events::new(&config.notify, pagerduty_names(&config.notify), Publisher::open(&conn, timeout).await?);
+    let events_publisher = Publisher::open(&conn, timeout).await?;
+    let events = Events::new(&config.notify, pagerduty_names(&config.notify), events_publisher.clone());
 
     let holder = leader::holder_id();
     if opts.once {
@@ -118,9 +119,10 @@ pub async fn run_with(
             let channel = timed("channel.open", timeout, conn.create_channel()).await?;
             Subscription::open(channel, queue, tag, prefetch, timeout, recovery).await
         };
-        let mut watched = Vec::new();
+        let mut dog = watchdog::Watchdog::new(conn.clone(), recovery, timeout);
+        dog.publisher("the job publisher", &publisher).publisher("the event publisher", &events_publisher);
         let sub = open(topology::RESULTS_QUEUE, "certfleet-scheduler-results", results::PREFETCH).await?;
-        watched.extend(watchdog::watched(&sub));
+        dog.consumer(&sub);
         let (db, c, retry_after, failed, ev) =
             (database.clone(), consumers.clone(), config.failed_retry_after, failed_tx.clone(), events.clone());
         tracker.spawn(async move {
@@ -129,7 +131,7 @@ pub async fn run_with(
             }
         });
         let sub = open(topology::DEAD_QUEUE, "certfleet-scheduler-dead", dead::PREFETCH).await?;
-        watched.extend(watchdog::watched(&sub));
+        dog.consumer(&sub);
         let (db, c, failed, ev) = (database.clone(), consumers.clone(), failed_tx.clone(), events.clone());
         tracker.spawn(async move {
             if let Err(e) = dead::consume(db, sub, c, ev).await {
@@ -137,7 +139,7 @@ pub async fn run_with(
             }
         });
         let sub = open(topology::HEARTBEATS_QUEUE, "certfleet-scheduler-heartbeats", heartbeats::PREFETCH).await?;
-        watched.extend(watchdog::watched(&sub));
+        dog.consumer(&sub);
         let (db, c, failed) = (database.clone(), consumers.clone(), failed_tx.clone());
         tracker.spawn(async move {
             if let Err(e) = heartbeats::consume(db, sub, c).await {
@@ -146,7 +148,7 @@ pub async fn run_with(
         });
         if !channels.is_empty() && config.notify.deliver_in_scheduler {
             let opened = notify::consumer::open(&conn, config).await?;
-            watched.extend(watchdog::watched(&opened.0));
+            dog.consumer(&opened.0).publisher("the notifier's publisher", &opened.1);
             let (c, failed, cfg) = (consumers.clone(), failed_tx.clone(), config.clone());
             tracker.spawn(async move {
                 if let Err(e) = notify::consumer::run(opened, channels, &cfg, c).await {
@@ -158,7 +160,7 @@ pub async fn run_with(
         // the scheduler like a consumer that failed.
         let (c, failed) = (consumers.clone(), failed_tx);
         tracker.spawn(async move {
-            if let Some(e) = watchdog::watch(watched, recovery, timeout, c).await {
+            if let Some(e) = dog.run(c).await {
                 let _ = failed.send(e.to_string()).await;
             }
         });

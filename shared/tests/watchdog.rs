@@ -1,11 +1,13 @@
 //! The broker watchdog against the real RabbitMQ (a private vhost per test): it leaves a
 //! healthy consumer alone, busy or idle, and through a real connection loss that lapin
 //! recovers; it reports a stall, after the recovery timeout and not before, for a consumer
-//! the broker no longer lists, a channel that no longer answers, and ready messages that
-//! never reach a consumer waiting for work.
+//! the broker no longer lists, a consumer's or publisher's channel that closed for good, and
+//! ready messages that never reach a consumer waiting for work.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-use certfleet_shared::amqp::{self, AmqpError, Subscription, timed, watchdog};
+use certfleet_shared::amqp::watchdog::Watchdog;
+use certfleet_shared::amqp::{self, AmqpError, Publisher, Subscription, timed};
+use std::sync::Arc;
 use futures_util::StreamExt as _;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
@@ -37,12 +39,12 @@ async fn subscribe(conn: &Connection, name: &str) -> Subscription {
     Subscription::open(ch, name, &format!("test-{name}"), 10, T, RECOVERY).await.unwrap()
 }
 
-/// Runs the watchdog for at most `limit`: its error and when it came, or None.
-async fn watch_for(watched: Vec<watchdog::Watched>, limit: Duration) -> Option<(AmqpError, Duration)> {
+/// Runs `dog` for at most `limit`: its error and when it came, or None.
+async fn watch_for(dog: Watchdog, limit: Duration) -> Option<(AmqpError, Duration)> {
     let cancel = CancellationToken::new();
     let start = Instant::now();
     let guard = cancel.clone().drop_guard();
-    let found = tokio::time::timeout(limit, watchdog::watch(watched, RECOVERY, T, cancel)).await.ok().flatten();
+    let found = tokio::time::timeout(limit, dog.run(cancel)).await.ok().flatten();
     drop(guard);
     found.map(|e| (e, start.elapsed()))
 }
@@ -50,13 +52,14 @@ async fn watch_for(watched: Vec<watchdog::Watched>, limit: Duration) -> Option<(
 #[tokio::test]
 async fn a_busy_or_idle_consumer_is_left_alone() {
     let vhost = Vhost::new();
-    let conn = amqp::connect(&vhost.url().as_str().into(), "test", T).await.unwrap();
+    let conn = Arc::new(amqp::connect(&vhost.url().as_str().into(), "test", T).await.unwrap());
     let pub_ch = queue(&conn, "busy").await;
     queue(&conn, "idle").await;
     let mut busy = subscribe(&conn, "busy").await;
     let idle = subscribe(&conn, "idle").await;
-    let mut watched = watchdog::watched(&busy);
-    watched.extend(watchdog::watched(&idle));
+    let publisher = Publisher::open(&conn, T).await.unwrap();
+    let mut dog = Watchdog::new(conn.clone(), RECOVERY, T);
+    dog.consumer(&busy).consumer(&idle).publisher("the publisher", &publisher);
     let stop = CancellationToken::new();
     let s = stop.clone();
     let eater = tokio::spawn(async move {
@@ -73,7 +76,7 @@ async fn a_busy_or_idle_consumer_is_left_alone() {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     });
-    let found = watch_for(watched, RECOVERY * 2).await;
+    let found = watch_for(dog, RECOVERY * 2).await;
     assert!(found.is_none(), "no stall: {:?}", found.map(|(e, _)| e.to_string()));
     feeder.await.unwrap();
     stop.cancel();
@@ -83,15 +86,16 @@ async fn a_busy_or_idle_consumer_is_left_alone() {
 #[tokio::test]
 async fn a_consumer_the_broker_no_longer_lists_is_a_stall_after_the_recovery_timeout() {
     let vhost = Vhost::new();
-    let conn = amqp::connect(&vhost.url().as_str().into(), "test", T).await.unwrap();
+    let conn = Arc::new(amqp::connect(&vhost.url().as_str().into(), "test", T).await.unwrap());
     queue(&conn, "lost").await;
     let mut sub = subscribe(&conn, "lost").await;
-    let watched = watchdog::watched(&sub);
+    let mut dog = Watchdog::new(conn.clone(), RECOVERY, T);
+    dog.consumer(&sub);
     sub.channel().basic_cancel("test-lost".into(), BasicCancelOptions::default()).await.unwrap();
     // The consumer loop sees its stream end: an error, not a quiet end.
     let next = sub.next(&CancellationToken::new()).await;
     assert!(matches!(next, Err(AmqpError::ConsumerCancelled { .. })), "{next:?}");
-    let (e, after) = watch_for(watched, RECOVERY * 3).await.expect("a stall");
+    let (e, after) = watch_for(dog, RECOVERY * 3).await.expect("a stall");
     assert!(after >= RECOVERY, "not before the recovery timeout: {after:?}");
     let text = e.to_string();
     assert!(text.contains("lost: the broker lists no consumer on the queue"), "{text}");
@@ -99,22 +103,30 @@ async fn a_consumer_the_broker_no_longer_lists_is_a_stall_after_the_recovery_tim
 }
 
 #[tokio::test]
-async fn a_channel_that_no_longer_answers_is_a_stall() {
+async fn a_closed_consumer_or_publisher_channel_is_a_stall() {
     let vhost = Vhost::new();
-    let conn = amqp::connect(&vhost.url().as_str().into(), "test", T).await.unwrap();
+    let conn = Arc::new(amqp::connect(&vhost.url().as_str().into(), "test", T).await.unwrap());
     queue(&conn, "closed").await;
     let sub = subscribe(&conn, "closed").await;
-    let watched = watchdog::watched(&sub);
+    let mut dog = Watchdog::new(conn.clone(), RECOVERY, T);
+    dog.consumer(&sub);
     timed("channel.close", T, sub.channel().close(200, "test".into())).await.unwrap();
-    let (e, after) = watch_for(watched, RECOVERY * 3).await.expect("a stall");
+    let (e, after) = watch_for(dog, RECOVERY * 3).await.expect("a stall");
     assert!(after >= RECOVERY, "{after:?}");
-    assert!(e.to_string().contains("the broker does not answer on the consumer's channel"), "{e}");
+    assert!(e.to_string().contains("(closed: its channel is closed)"), "{e}");
+
+    let publisher = Publisher::open(&conn, T).await.unwrap();
+    let mut dog = Watchdog::new(conn.clone(), RECOVERY, T);
+    dog.publisher("the result publisher", &publisher);
+    timed("channel.close", T, publisher.channel().close(200, "test".into())).await.unwrap();
+    let (e, _) = watch_for(dog, RECOVERY * 3).await.expect("a stall");
+    assert!(e.to_string().contains("(the result publisher: its channel is closed)"), "{e}");
 }
 
 #[tokio::test]
 async fn ready_messages_that_never_reach_a_waiting_consumer_are_a_stall_and_a_busy_one_is_not() {
     let vhost = Vhost::new();
-    let conn = amqp::connect(&vhost.url().as_str().into(), "test", T).await.unwrap();
+    let conn = Arc::new(amqp::connect(&vhost.url().as_str().into(), "test", T).await.unwrap());
     // "held" has a consumer that takes one message and never acks it, and ready messages
     // behind it: what a consumer looks like to the broker when lapin keeps its deliveries.
     let held = queue(&conn, "held").await;
@@ -134,15 +146,20 @@ async fn ready_messages_that_never_reach_a_waiting_consumer_are_a_stall_and_a_bu
     let mut sub = Subscription::new(Box::pin(consumer), empty, vec!["held".to_owned()], T, RECOVERY);
 
     // Busy (not waiting for work): ready messages are its backlog, not a stall.
-    let found = watch_for(watchdog::watched(&sub), RECOVERY * 2).await;
+    let watching = || {
+        let mut dog = Watchdog::new(conn.clone(), RECOVERY, T);
+        dog.consumer(&sub);
+        dog
+    };
+    let found = watch_for(watching(), RECOVERY * 2).await;
     assert!(found.is_none(), "a busy consumer is no stall: {:?}", found.map(|(e, _)| e.to_string()));
 
     // Waiting for work while they stay ready: a stall.
-    let watched = watchdog::watched(&sub);
+    let dog = watching();
     let stop = CancellationToken::new();
     let s = stop.clone();
     let waiter = tokio::spawn(async move { sub.next(&s).await.map(|d| d.is_none()) });
-    let (e, after) = watch_for(watched, RECOVERY * 3).await.expect("a stall");
+    let (e, after) = watch_for(dog, RECOVERY * 3).await.expect("a stall");
     assert!(after >= RECOVERY, "{after:?}");
     assert!(e.to_string().contains("9 messages are ready but none reaches the consumer"), "{e}");
     stop.cancel();
@@ -152,10 +169,12 @@ async fn ready_messages_that_never_reach_a_waiting_consumer_are_a_stall_and_a_bu
 #[tokio::test]
 async fn a_connection_that_lapin_recovers_is_no_stall() {
     let vhost = Vhost::new();
-    let conn = amqp::connect(&vhost.url().as_str().into(), "watchdog-recovers", T).await.unwrap();
+    let conn = Arc::new(amqp::connect(&vhost.url().as_str().into(), "watchdog-recovers", T).await.unwrap());
     let pub_ch = queue(&conn, "back").await;
     let mut sub = subscribe(&conn, "back").await;
-    let watched = watchdog::watched(&sub);
+    let publisher = Publisher::open(&conn, T).await.unwrap();
+    let mut dog = Watchdog::new(conn.clone(), RECOVERY, T);
+    dog.consumer(&sub).publisher("the publisher", &publisher);
     let stop = CancellationToken::new();
     let s = stop.clone();
     let eater = tokio::spawn(async move {
@@ -166,7 +185,7 @@ async fn a_connection_that_lapin_recovers_is_no_stall() {
         }
         n
     });
-    let watching = tokio::spawn(watch_for(watched, RECOVERY * 3));
+    let watching = tokio::spawn(watch_for(dog, RECOVERY * 3));
     // Cut the connection from the broker's side; lapin reconnects by itself.
     let out = std::process::Command::new("rabbitmqctl")
         .args(["close_all_connections", "-p", &vhost.0, "watchdog test"])

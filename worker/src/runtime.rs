@@ -58,9 +58,9 @@ pub async fn run(config: &Config, opts: WorkerOptions, cancel: CancellationToken
     let issuers = IssuerSet::from_config(&config.issuers).await?;
     let timeout = config.connect_timeout;
 
-    let conn = amqp::connect(&config.amqp_url, &opts.name, timeout).await?;
+    let conn = Arc::new(amqp::connect(&config.amqp_url, &opts.name, timeout).await?);
     let publisher = Publisher::open(&conn, timeout).await?;
-    topology::declare(publisher.channel(), &served, timeout).await?;
+    topology::declare_on(&conn, &served, timeout).await?;
 
     let channel = timed("channel.open", timeout, conn.create_channel()).await?;
     timed("basic.qos", timeout, channel.basic_qos(concurrency, BasicQosOptions::default())).await?;
@@ -91,7 +91,9 @@ pub async fn run(config: &Config, opts: WorkerOptions, cancel: CancellationToken
     // lapin's recovery, bounded: a broker session that stays broken stops the worker (its
     // jobs in flight finish first) with the watchdog's reason.
     let stop = cancel.child_token();
-    let dog = watchdog::spawn(watchdog::watched(&sub), recovery, timeout, stop.clone());
+    let mut dog = watchdog::Watchdog::new(conn.clone(), recovery, timeout);
+    dog.consumer(&sub).publisher("the result publisher", &publisher);
+    let dog = dog.spawn(stop.clone());
     info!(drivers = ?served.iter().map(|d| d.as_str()).collect::<Vec<_>>(), concurrency, "worker ready");
 
     let heartbeat = crate::heartbeat::Identity {

@@ -103,7 +103,7 @@ pub async fn open(conn: &Connection, config: &Config) -> Result<(Subscription, P
     let timeout = config.connect_timeout;
     let publisher = Publisher::open(conn, timeout).await?;
     // The queue exists before the consumer: a notifier may be the first process up.
-    topology::declare(publisher.channel(), certfleet_proto::Driver::ALL, timeout).await?;
+    topology::declare_on(conn, certfleet_proto::Driver::ALL, timeout).await?;
     let channel = timed("channel.open", timeout, conn.create_channel()).await?;
     let sub = Subscription::open(
         channel,

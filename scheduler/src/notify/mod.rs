@@ -84,11 +84,12 @@ pub async fn run_standalone(
     if channels.is_empty() {
         return Err(crate::SchedulerError::Stage("no notification channel is configured ([notify.channels])".into()));
     }
-    let conn = certfleet_shared::amqp::connect(&config.amqp_url, "certfleet-notifier", timeout).await?;
+    let conn = std::sync::Arc::new(certfleet_shared::amqp::connect(&config.amqp_url, "certfleet-notifier", timeout).await?);
     let opened = consumer::open(&conn, config).await?;
     let stop = cancel.child_token();
-    let watched = watchdog::watched(&opened.0);
-    let dog = watchdog::spawn(watched, config.broker_recovery_timeout, timeout, stop.clone());
+    let mut dog = watchdog::Watchdog::new(conn.clone(), config.broker_recovery_timeout, timeout);
+    dog.consumer(&opened.0).publisher("the notifier's publisher", &opened.1);
+    let dog = dog.spawn(stop.clone());
     // A stall found by the watchdog stops the consumer, which settles what is in flight.
     let result = consumer::run(opened, channels, config, stop.clone()).await;
     stop.cancel();

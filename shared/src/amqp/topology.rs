@@ -16,7 +16,7 @@ use crate::backoff::{RETRY_TIERS, tier_label};
 use certfleet_proto::Driver;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 use std::time::Duration;
 
 /// The jobs exchange.
@@ -92,6 +92,18 @@ fn quorum_args(extra: &[(&str, AMQPValue)]) -> FieldTable {
     let mut entries = vec![("x-queue-type", text("quorum"))];
     entries.extend_from_slice(extra);
     table(&entries)
+}
+
+/// Declares the topology (see [`declare`]) on a channel of its own, closed afterwards. The
+/// exchanges and queues are durable, so they outlive the channel; and a channel that
+/// declared nothing has nothing for lapin's recovery to replay: replayed declarations
+/// can fail while a cluster elects a queue's new leader, and would close a publisher's
+/// channel for good (`tests/cluster_failover.rs`).
+pub async fn declare_on(conn: &Connection, drivers: &[Driver], timeout: Duration) -> Result<(), AmqpError> {
+    let channel = timed("channel.open", timeout, conn.create_channel()).await?;
+    let declared = declare(&channel, drivers, timeout).await;
+    let _ = timed("channel.close", timeout, channel.close(200, "topology declared".into())).await;
+    declared
 }
 
 /// Declares the exchanges and the shared queues plus the queues of `drivers`.

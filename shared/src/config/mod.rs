@@ -38,6 +38,9 @@ pub const ENV_PREFIX: &str = "CERTFLEET_";
 pub struct Config {
     /// Inventory database: `sqlite://certfleet.db?mode=rwc` (default) or `postgres://...`.
     pub database_url: String,
+    /// Connections each process keeps open to the inventory database, at most (an
+    /// in-memory SQLite database always gets one).
+    pub database_max_connections: u32,
     /// RabbitMQ URL, for example `amqp://guest:guest@127.0.0.1:5672/%2f`, or the nodes of
     /// one cluster: a TOML array, or one string with the URLs separated by commas (so also
     /// in `CERTFLEET_AMQP_URL`). They are tried in order at start-up; when the connection is
@@ -170,6 +173,7 @@ impl Default for Config {
         issuers.insert("internal".to_owned(), IssuerConfig::Internal(InternalIssuerConfig::default()));
         Self {
             database_url: "sqlite://certfleet.db?mode=rwc".into(),
+            database_max_connections: crate::db::DEFAULT_MAX_CONNECTIONS,
             amqp_url: AmqpUrls::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
             amqp_management_url: None,
             routes_file: PathBuf::from("routes.toml"),
@@ -290,6 +294,9 @@ impl Config {
         if self.broker_recovery_timeout < Duration::from_secs(5) {
             return bad("broker_recovery_timeout", "must be at least 5s (a broker restart takes longer than that)");
         }
+        if !(1..=1000).contains(&self.database_max_connections) {
+            return bad("database_max_connections", "must be between 1 and 1000");
+        }
         if self.lease.is_zero() {
             return bad("lease", "must be longer than zero");
         }
@@ -321,6 +328,7 @@ impl Config {
 /// Top-level keys that environment variables may set.
 const ENV_KEYS: &[&str] = &[
     "database_url",
+    "database_max_connections",
     "amqp_url",
     "amqp_management_url",
     "routes_file",

@@ -84,13 +84,22 @@ impl From<DbErr> for DbError {
     }
 }
 
-/// Opens the inventory database and applies pending migrations.
+/// `database_max_connections` unless configured.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+
+/// Opens the inventory database with the default pool size and applies pending migrations.
 pub async fn connect(url: &str, timeout: Duration) -> Result<DatabaseConnection, DbError> {
+    connect_pool(url, timeout, DEFAULT_MAX_CONNECTIONS).await
+}
+
+/// Opens the inventory database with at most `max_connections` pooled connections and
+/// applies pending migrations.
+pub async fn connect_pool(url: &str, timeout: Duration, max_connections: u32) -> Result<DatabaseConnection, DbError> {
     let redacted = redact_url(url);
     probe_postgres(url, &redacted, timeout).await?;
     let mut opts = ConnectOptions::new(url.to_owned());
     // Each connection to an in-memory SQLite database is a database of its own.
-    let max_connections = if url.contains(":memory:") { 1 } else { 8 };
+    let max_connections = if url.contains(":memory:") { 1 } else { max_connections.max(1) };
     opts.connect_timeout(timeout)
         .acquire_timeout(timeout.max(Duration::from_secs(30)))
         .max_connections(max_connections)
@@ -101,7 +110,7 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<DatabaseConnection,
             o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(30))
-                // Reads map the file (256 MiB at most), so the 8 connections share the
+                // Reads map the file (256 MiB at most), so the pooled connections share the
                 // operating system's page cache instead of copying pages into their own, and
                 // each keeps 16 MiB of pages instead of SQLite's 2 MiB (see BENCHMARKS.md,
                 // "Search through the API").
