@@ -126,7 +126,10 @@ async fn killing_the_job_queue_leader_loses_no_job_and_every_process_consumes_ag
                 let status = p.wait_exit(Duration::ZERO).map_or("running".to_owned(), |s| s.to_string());
                 let log = p.log_text();
                 let tail: Vec<&str> = log.lines().rev().take(25).collect();
-                report += &format!("\n--- {label} ({status}), last lines:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+                report += &format!(
+                    "\n--- {label} ({status}), last lines:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
             }
             panic!("{report}");
         }

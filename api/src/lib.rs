@@ -83,7 +83,12 @@ pub async fn bind(config: &Config) -> Result<Bound, StartError> {
     }
     let signer = auth::token::Signer::load(api.token_signing_key_file.as_deref(), api.token_ttl)
         .map_err(|e| StartError::Config { key: "token_signing_key_file", reason: e.to_string() })?;
-    let db = certfleet_shared::db::connect_pool(&config.database_url, config.connect_timeout, config.database_max_connections).await?;
+    let db = certfleet_shared::db::connect_pool(
+        &config.database_url,
+        config.connect_timeout,
+        config.database_max_connections,
+    )
+    .await?;
     let management = match &config.amqp_management_url {
         Some(url) => Some(
             certfleet_shared::amqp::management::Management::new(url, config.amqp_url.first(), config.connect_timeout)

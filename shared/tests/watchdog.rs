@@ -7,11 +7,11 @@
 
 use certfleet_shared::amqp::watchdog::Watchdog;
 use certfleet_shared::amqp::{self, AmqpError, Publisher, Subscription, timed};
-use std::sync::Arc;
 use futures_util::StreamExt as _;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 

@@ -84,7 +84,8 @@ pub async fn run_standalone(
     if channels.is_empty() {
         return Err(crate::SchedulerError::Stage("no notification channel is configured ([notify.channels])".into()));
     }
-    let conn = std::sync::Arc::new(certfleet_shared::amqp::connect(&config.amqp_url, "certfleet-notifier", timeout).await?);
+    let conn =
+        std::sync::Arc::new(certfleet_shared::amqp::connect(&config.amqp_url, "certfleet-notifier", timeout).await?);
     let opened = consumer::open(&conn, config).await?;
     let stop = cancel.child_token();
     let mut dog = watchdog::Watchdog::new(conn.clone(), config.broker_recovery_timeout, timeout);

@@ -14,6 +14,7 @@ pub struct Publisher {
 }
 
 /// One message to publish.
+#[derive(Clone)]
 pub struct Outgoing<'a> {
     /// Target exchange ("" for the default exchange).
     pub exchange: &'a str,

@@ -21,7 +21,7 @@ use lapin::BasicProperties;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use std::time::Duration;
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// A message that can be parked in a retry tier and tried again.
 pub trait Retriable: Clone {
@@ -231,16 +231,33 @@ async fn dead<M: Retriable>(
     publish_then_ack(publisher, delivery, out, Settled::DeadLettered).await
 }
 
-/// Publishes `out` (awaiting the confirm), then acks; on a failed publish, requeues.
+/// Waits before each further try of an outcome publish that the broker refused (nack) or
+/// did not confirm in time. A cluster that has just lost a node nacks publishes to a queue
+/// whose new leader it is still electing, for a few seconds (`tests/cluster_failover.rs`);
+/// returning the message at once instead would spend the job's delivery limit on the
+/// broker's trouble and dead-letter good work.
+const REPUBLISH_DELAYS: [Duration; 4] =
+    [Duration::from_millis(500), Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(4)];
+
+/// Publishes `out` (awaiting the confirm), then acks. A refused or unconfirmed publish is
+/// tried again after each of [`REPUBLISH_DELAYS`] (a duplicate is harmless: outcomes are
+/// idempotent); after the last, or on any other failure, the message goes back to its queue.
 pub async fn publish_then_ack(publisher: &Publisher, delivery: &Delivery, out: Outgoing<'_>, how: Settled) -> Settled {
-    match publisher.publish(out).await {
-        Ok(()) => {
-            ack(delivery).await;
-            how
-        }
-        Err(e) => {
-            requeue(delivery, &e).await;
-            Settled::Requeued
+    let mut delays = REPUBLISH_DELAYS.iter();
+    loop {
+        match publisher.publish(out.clone()).await {
+            Ok(()) => {
+                ack(delivery).await;
+                return how;
+            }
+            Err(e @ (AmqpError::Nack { .. } | AmqpError::Timeout { .. })) if let Some(delay) = delays.next() => {
+                debug!(error = %e, ?delay, "the broker did not take the outcome; trying again");
+                tokio::time::sleep(*delay).await;
+            }
+            Err(e) => {
+                requeue(delivery, &e).await;
+                return Settled::Requeued;
+            }
         }
     }
 }
