@@ -90,15 +90,17 @@ pub async fn connect(urls: &AmqpUrls, name: &str, timeout: Duration) -> Result<C
     let runtime =
         lapin::runtime::default_runtime().map_err(|cause| AmqpError::Connect { url: shown_url.clone(), cause })?;
     // lapin re-dials with an exponential backoff that reaches a minute between tries (16
-    // tries in all), so a broker back after 40 s was found only 20 s later, and one back
-    // after the 16th try never. Re-dial every 0.25 to 2 s (with jitter, so a fleet of
-    // workers does not knock at once) for as long as it takes; the broker watchdog bounds
-    // how long a service waits.
+    // tries in all), so a broker back after 36 s was found only at 52 s, and one back after
+    // the 16th try never. Re-dial after 1 s, then every 2 to 5 s (with jitter, so a fleet of
+    // workers does not knock at once), for as long as it takes; the broker watchdog bounds
+    // how long a service waits. Not faster: a node that has just started accepts
+    // connections before its quorum queues are back, and a consumer re-registered then is
+    // refused, which closes its channel (`tests/broker_restart.rs` saw it at 0.25 s).
     let props = ConnectionProperties::default()
         .with_connection_name(name.into())
         .configure_backoff(|b| {
-            b.with_min_delay(Duration::from_millis(250))
-                .with_max_delay(Duration::from_secs(2))
+            b.with_min_delay(Duration::from_secs(1))
+                .with_max_delay(Duration::from_secs(5))
                 .with_jitter()
                 .with_max_times(usize::MAX)
         })
