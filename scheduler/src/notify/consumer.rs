@@ -13,7 +13,7 @@ use certfleet_proto::{Envelope, ErrorClass, Notification, NotificationId};
 use certfleet_shared::Config;
 use certfleet_shared::amqp::headers::{self, TRACEPARENT};
 use certfleet_shared::amqp::settle::{self, Settled};
-use certfleet_shared::amqp::topology::{self, NOTIFY_QUEUE};
+use certfleet_shared::amqp::topology::NOTIFY_QUEUE;
 use certfleet_shared::amqp::{Publisher, Subscription, timed};
 use certfleet_shared::config::RetryConfig;
 use certfleet_shared::metrics::{Metric, counter};
@@ -98,12 +98,11 @@ struct Notifier {
     recent: Mutex<Recent>,
 }
 
-/// Opens what the notifier needs on `conn`: a confirmed publisher, then its consumer.
+/// Opens what the notifier needs on `conn` (whose topology is declared): a confirmed
+/// publisher, then its consumer.
 pub async fn open(conn: &Connection, config: &Config) -> Result<(Subscription, Publisher), SchedulerError> {
     let timeout = config.connect_timeout;
     let publisher = Publisher::open(conn, timeout).await?;
-    // The queue exists before the consumer: a notifier may be the first process up.
-    topology::declare_on(conn, certfleet_proto::Driver::ALL, timeout).await?;
     let channel = timed("channel.open", timeout, conn.create_channel()).await?;
     let sub = Subscription::open(
         channel,

@@ -86,6 +86,8 @@ pub async fn run_standalone(
     }
     let conn =
         std::sync::Arc::new(certfleet_shared::amqp::connect(&config.amqp_url, "certfleet-notifier", timeout).await?);
+    // The queue exists before the consumer: a notifier may be the first process up.
+    certfleet_shared::amqp::topology::declare_on(&conn, certfleet_proto::Driver::ALL, timeout).await?;
     let opened = consumer::open(&conn, config).await?;
     let stop = cancel.child_token();
     let mut dog = watchdog::Watchdog::new(conn.clone(), config.broker_recovery_timeout, timeout);
