@@ -5,6 +5,7 @@
 #
 #   scripts/fuzz.sh 5        # a smoke (CI: CERTFLEET_FUZZ_SMOKE=1 scripts/test.sh)
 #   scripts/fuzz.sh 600      # a long run (BENCHMARKS.md)
+#   FUZZ_PROFILE=dev scripts/fuzz.sh 5   # unoptimised: a cold build in about half the time
 #
 # Only a stable toolchain exists here: RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its nightly
 # flags (-Zsanitizer, sancov passes). The sanitizer is off (`--sanitizer none`): the crates
@@ -16,6 +17,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-${CARGO_TARGET_DIR:-/var/tmp/certfleet-target}/fuzz}
 work=${FUZZ_WORK:-$CARGO_TARGET_DIR/work}
+case ${FUZZ_PROFILE:-release} in
+    release) profile=() ;;
+    dev) profile=(--dev) ;;
+    *) echo "fuzz.sh: FUZZ_PROFILE must be release or dev, not '$FUZZ_PROFILE'" >&2; exit 2 ;;
+esac
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz.sh: installing cargo-fuzz from crates.io" >&2
@@ -24,7 +30,7 @@ fi
 cd "$root/fuzz"
 targets=$(cargo fuzz list)
 started=$SECONDS
-cargo fuzz build --sanitizer none --debug-assertions >&2
+cargo fuzz build "${profile[@]}" --sanitizer none --debug-assertions >&2
 echo "fuzz.sh: built $(echo "$targets" | wc -w) targets in $((SECONDS - started))s" >&2
 
 failed=0
@@ -34,7 +40,7 @@ for t in $targets; do
     log="$work/$t.log"
     status=0
     # New inputs go to the working corpus; the seed corpus in the repo is only read.
-    cargo fuzz run --sanitizer none --debug-assertions "$t" "$work/corpus/$t" "corpus/$t" -- \
+    cargo fuzz run "${profile[@]}" --sanitizer none --debug-assertions "$t" "$work/corpus/$t" "corpus/$t" -- \
         -max_total_time="$secs" -print_final_stats=1 -artifact_prefix="$work/artifacts/$t/" \
         -rss_limit_mb=2048 -timeout=10 >"$log" 2>&1 || status=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

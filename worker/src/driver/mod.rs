@@ -4,6 +4,7 @@
 //! Adding a driver: one module here, one `certfleet_proto::Driver` variant, one arm in
 //! [`build`], and a route in `routes.toml`.
 
+#[cfg(feature = "aws")]
 pub mod aws_ssm;
 pub mod haproxy;
 pub mod linux_ssh;
@@ -96,9 +97,23 @@ pub fn build(kind: Driver, config: &DriversConfig) -> Result<Arc<dyn PlatformDri
         Driver::Local => Arc::new(local::LocalDriver),
         Driver::LinuxSsh => Arc::new(linux_ssh::LinuxSshDriver::new(ssh::SshClient::from_config(config.ssh.as_ref())?)),
         Driver::Haproxy => Arc::new(haproxy::HaproxyDriver::new(ssh::SshClient::from_config(config.ssh.as_ref())?)),
+        #[cfg(feature = "aws")]
         Driver::AwsSsm => Arc::new(aws_ssm::AwsSsmDriver::default()),
+        #[cfg(not(feature = "aws"))]
+        Driver::AwsSsm => return Err(DriverError::InvalidSettings(not_built(kind))),
         Driver::Panos => Arc::new(panos::PanosDriver::new(&config.panos)),
     })
+}
+
+/// Whether this build of the worker has `kind` (the `aws` feature brings `aws-ssm`).
+pub fn built(kind: Driver) -> bool {
+    cfg!(feature = "aws") || kind != Driver::AwsSsm
+}
+
+/// The error for a driver this build leaves out.
+#[cfg(not(feature = "aws"))]
+fn not_built(kind: Driver) -> String {
+    format!("the {kind} driver is not in this build of the worker (built without the `aws` feature)")
 }
 
 /// The drivers a worker is tagged with.
@@ -106,10 +121,12 @@ pub fn build(kind: Driver, config: &DriversConfig) -> Result<Arc<dyn PlatformDri
 pub struct DriverSet(HashMap<Driver, Arc<dyn PlatformDriver>>);
 
 impl DriverSet {
-    /// The drivers named in `kinds` (all drivers if empty). Fails when a driver's
-    /// worker-side settings are unusable (an SSH key file with loose permissions, ...).
+    /// The drivers named in `kinds` (every driver of this build if empty). Fails when a
+    /// driver's worker-side settings are unusable (an SSH key file with loose permissions,
+    /// ...), or when a named driver is not in this build.
     pub fn new(kinds: &[Driver], config: &DriversConfig) -> Result<Self, DriverError> {
-        let kinds = if kinds.is_empty() { Driver::ALL } else { kinds };
+        let all: Vec<Driver> = Driver::ALL.iter().copied().filter(|k| built(*k)).collect();
+        let kinds = if kinds.is_empty() { &all[..] } else { kinds };
         kinds.iter().map(|k| Ok((*k, build(*k, config)?))).collect::<Result<_, _>>().map(Self)
     }
 

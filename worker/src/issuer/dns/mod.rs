@@ -8,6 +8,7 @@
 pub mod cloudflare;
 pub mod lookup;
 pub mod rfc2136;
+#[cfg(feature = "aws")]
 pub mod route53;
 mod transport;
 pub mod zones;

@@ -4,6 +4,7 @@
 use super::cloudflare::CloudflareProvider;
 use super::lookup;
 use super::rfc2136::Rfc2136Provider;
+#[cfg(feature = "aws")]
 use super::route53::Route53Provider;
 use super::{DnsError, DnsProvider};
 use crate::issuer::IssuerError;
@@ -19,7 +20,15 @@ pub async fn build_provider(config: &DnsProviderConfig) -> Result<Arc<dyn DnsPro
     let zone_error = |e: DnsError| IssuerError::Internal(format!("dns zone {}: {e}", config.zone()));
     Ok(match config {
         DnsProviderConfig::Rfc2136(c) => Arc::new(Rfc2136Provider::new(c).map_err(zone_error)?),
+        #[cfg(feature = "aws")]
         DnsProviderConfig::Route53(c) => Arc::new(Route53Provider::new(c).await.map_err(zone_error)?),
+        #[cfg(not(feature = "aws"))]
+        DnsProviderConfig::Route53(_) => {
+            return Err(IssuerError::Internal(format!(
+                "dns zone {}: the Route 53 provider is not in this build of the worker (built without the `aws` feature)",
+                config.zone()
+            )));
+        }
         DnsProviderConfig::Cloudflare(c) => Arc::new(CloudflareProvider::new(c).await.map_err(zone_error)?),
     })
 }
