@@ -1,6 +1,7 @@
 //! The API's answer types (not the DB models): each built from its row in exactly one
 //! `From` conversion, so no secret column (password hash, key hash) can leak.
 
+use certfleet_proto::DeadKind;
 use certfleet_shared::db::entity::{api_key, asset, audit, dead_letter, role::Role, rotation, user};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -154,8 +155,8 @@ pub struct DeadLetterView {
     pub driver: Option<String>,
     /// `rotation`, or `notification` for a notification that could not be delivered (it
     /// can be discarded, not retried as a rotation).
-    #[serde(default = "rotation_kind")]
-    pub kind: String,
+    #[serde(default)]
+    pub kind: DeadKindView,
     /// Error class.
     pub error_class: String,
     /// Reason.
@@ -170,16 +171,32 @@ pub struct DeadLetterView {
     pub updated_at: DateTime<Utc>,
 }
 
-fn rotation_kind() -> String {
-    "rotation".to_owned()
+/// What a dead letter was (the API's spelling of [`DeadKind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadKindView {
+    /// A rotation job: `retry` rotates the asset again.
+    #[default]
+    Rotation,
+    /// A notification that could not be delivered: it can be discarded, not retried.
+    Notification,
+}
+
+impl From<DeadKind> for DeadKindView {
+    fn from(k: DeadKind) -> Self {
+        match k {
+            DeadKind::Rotation => Self::Rotation,
+            DeadKind::Notification => Self::Notification,
+        }
+    }
 }
 
 impl From<dead_letter::Model> for DeadLetterView {
     fn from(d: dead_letter::Model) -> Self {
         use certfleet_shared::db::entity::dead_letter::DeadLetterStatus as S;
-        let kind = if certfleet_shared::db::dead_letters::is_notification(&d) { "notification" } else { "rotation" };
+        let kind = certfleet_shared::db::dead_letters::kind(&d).into();
         Self {
-            kind: kind.to_owned(),
+            kind,
             job_id: d.job_id,
             system_name: d.system_name,
             driver: d.driver,

@@ -2,7 +2,7 @@
 //! same JSON whether a command read the database itself or went through `--server`.
 
 use crate::table;
-use certfleet_api::views::{AssetView, DeadLetterView};
+use certfleet_api::views::{AssetView, DeadKindView, DeadLetterView};
 use certfleet_shared::amqp::stats::QueueStats;
 use certfleet_shared::db::asset_history::AssetHistory;
 use serde::Serialize;
@@ -52,7 +52,7 @@ pub fn dead_letters(rows: Vec<DeadLetterView>, as_json: bool) -> anyhow::Result<
             vec![
                 d.job_id.to_string(),
                 // A dead notification is about its channel.
-                if d.kind == "notification" {
+                if d.kind == DeadKindView::Notification {
                     d.driver.unwrap_or_else(|| "notify".into())
                 } else {
                     d.system_name.unwrap_or_else(|| "-".into())

@@ -19,4 +19,4 @@ pub use heartbeat::WorkerHeartbeat;
 pub use ids::{AssetId, JobId};
 pub use job::RotationJob;
 pub use notify::{AssetSummary, Digest, EventKind, Notification, NotificationId, ReasonCount, Severity};
-pub use result::{CertificateInfo, ErrorClass, RenewalWindow, RotationOutcome, RotationResult};
+pub use result::{CertificateInfo, DeadKind, ErrorClass, RenewalWindow, RotationOutcome, RotationResult};

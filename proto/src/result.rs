@@ -154,3 +154,64 @@ impl std::fmt::Display for ErrorClass {
         f.write_str(self.as_str())
     }
 }
+
+/// What a dead letter was: a rotation job, or a notification that could not be delivered
+/// (it names a channel, not an asset to rotate again). Spelled in the `x-certfleet-kind`
+/// header, the `dead_letters.kind` column (NULL for a rotation: rows from before
+/// notifications existed have none) and the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadKind {
+    /// A rotation job.
+    #[default]
+    Rotation,
+    /// A notification for one channel.
+    Notification,
+}
+
+impl DeadKind {
+    /// The snake_case spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rotation => "rotation",
+            Self::Notification => "notification",
+        }
+    }
+
+    /// Reads the header or column: `notification`, or anything else (absent) a rotation.
+    pub fn from_stored(v: Option<&str>) -> Self {
+        match v {
+            Some("notification") => Self::Notification,
+            _ => Self::Rotation,
+        }
+    }
+
+    /// The column value: NULL for a rotation.
+    pub fn to_stored(self) -> Option<String> {
+        match self {
+            Self::Rotation => None,
+            Self::Notification => Some(self.as_str().to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for DeadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod dead_kind_tests {
+    use super::DeadKind;
+
+    #[test]
+    fn stored_spelling_round_trips() {
+        for k in [DeadKind::Rotation, DeadKind::Notification] {
+            assert_eq!(DeadKind::from_stored(k.to_stored().as_deref()), k);
+        }
+        assert_eq!(DeadKind::from_stored(None), DeadKind::Rotation);
+        assert_eq!(DeadKind::from_stored(Some("notification")), DeadKind::Notification);
+        assert_eq!(serde_json::to_string(&DeadKind::Notification).unwrap(), "\"notification\"");
+    }
+}

@@ -8,7 +8,8 @@ use certfleet_shared::amqp::Subscription;
 use certfleet_shared::amqp::headers::{
     self, ASSET_ID, ATTEMPT, CHANNEL, DEAD_CLASS, DEAD_KIND, DEAD_REASON, JOB_ID, SYSTEM_NAME, TRACEPARENT,
 };
-use certfleet_shared::db::dead_letters::{self, DeadLetter, NOTIFICATION_KIND};
+use certfleet_proto::DeadKind;
+use certfleet_shared::db::dead_letters::{self, DeadLetter};
 use certfleet_shared::db::entity::asset;
 use certfleet_shared::telemetry;
 use lapin::message::Delivery;
@@ -23,7 +24,7 @@ use tracing::{Instrument as _, error, warn};
 pub fn parse(delivery: &Delivery) -> DeadLetter {
     let p = &delivery.properties;
     let note = Envelope::<Notification>::decode(&delivery.data).ok();
-    if note.is_some() || headers::get_str(p, DEAD_KIND).as_deref() == Some(NOTIFICATION_KIND) {
+    if note.is_some() || DeadKind::from_stored(headers::get_str(p, DEAD_KIND).as_deref()) == DeadKind::Notification {
         return parse_notification(delivery, note);
     }
     let job = Envelope::<RotationJob>::decode(&delivery.data).ok();
@@ -48,7 +49,7 @@ pub fn parse(delivery: &Delivery) -> DeadLetter {
         class,
         reason,
         attempts,
-        kind: None,
+        kind: DeadKind::Rotation,
         payload: None,
     }
 }
@@ -87,7 +88,7 @@ fn parse_notification(delivery: &Delivery, note: Option<Notification>) -> DeadLe
         class,
         reason,
         attempts: headers::get_int(p, ATTEMPT).and_then(|a| u32::try_from(a).ok()).unwrap_or(1),
-        kind: Some(NOTIFICATION_KIND.to_owned()),
+        kind: DeadKind::Notification,
         payload: note.map(|_| String::from_utf8_lossy(&delivery.data).into_owned()),
     }
 }

@@ -221,7 +221,7 @@ async fn history_run(seed: u64) -> usize {
                         class: ErrorClass::Auth,
                         reason: "refused".into(),
                         attempts: 1,
-                        kind: None,
+                        kind: certfleet_proto::DeadKind::Rotation,
                         payload: None,
                     };
                     dead_letters::record(&db, &dl).await.unwrap();

@@ -72,7 +72,7 @@ async fn overview_counts_states_expiries_and_the_last_day(db: DatabaseConnection
         class: ErrorClass::Auth,
         reason: "refused".into(),
         attempts: 5,
-        kind: None,
+        kind: certfleet_proto::DeadKind::Rotation,
         payload: None,
     };
     dead_letters::record(&db, &dl).await.unwrap();

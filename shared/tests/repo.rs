@@ -146,7 +146,7 @@ async fn claims_respect_leases_and_scope(db: DatabaseConnection) {
         class: ErrorClass::InvalidInput,
         reason: "bad path".into(),
         attempts: 1,
-        kind: None,
+        kind: certfleet_proto::DeadKind::Rotation,
         payload: None,
     };
     dead_letters::record(&db, &dl).await.unwrap();
@@ -200,7 +200,7 @@ async fn dead_letters_are_idempotent_and_operator_states_stick(db: DatabaseConne
         class: ErrorClass::RetriesExhausted,
         reason: "gave up".into(),
         attempts: 5,
-        kind: None,
+        kind: certfleet_proto::DeadKind::Rotation,
         payload: None,
     };
     dead_letters::record(&db, &dl).await.unwrap();
@@ -316,7 +316,7 @@ async fn expiry_notices_and_dead_notifications(db: DatabaseConnection) {
         class: ErrorClass::RetriesExhausted,
         reason: "slack answered 500".into(),
         attempts: 8,
-        kind: Some(dead_letters::NOTIFICATION_KIND.into()),
+        kind: certfleet_proto::DeadKind::Notification,
         payload: Some("{}".into()),
     };
     dead_letters::record(&db, &dead_note).await.unwrap();

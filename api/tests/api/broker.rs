@@ -48,7 +48,7 @@ async fn rotate_and_dead_letters_through_the_api(backend: Backend) {
                 class: ErrorClass::Auth,
                 reason: "device refused the key".into(),
                 attempts: 5,
-                kind: None,
+                kind: certfleet_proto::DeadKind::Rotation,
                 payload: None,
             },
         )

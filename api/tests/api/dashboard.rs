@@ -107,7 +107,7 @@ async fn dead_letter(s: &Server, system_name: Option<&str>) -> JobId {
             class: ErrorClass::Auth,
             reason: "device refused the key".into(),
             attempts: 5,
-            kind: None,
+            kind: certfleet_proto::DeadKind::Rotation,
             payload: None,
         },
     )

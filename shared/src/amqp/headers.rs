@@ -52,7 +52,7 @@ pub fn job_properties(job: &RotationJob, traceparent: &str) -> BasicProperties {
 pub fn notification_properties(n: &certfleet_proto::Notification, traceparent: &str) -> BasicProperties {
     let mut h = FieldTable::default();
     h.insert(ShortString::from(TRACEPARENT), long(traceparent));
-    h.insert(ShortString::from(DEAD_KIND), long("notification"));
+    h.insert(ShortString::from(DEAD_KIND), long(certfleet_proto::DeadKind::Notification.as_str()));
     h.insert(ShortString::from(CHANNEL), long(&n.channel));
     h.insert(ShortString::from(ATTEMPT), AMQPValue::LongLongInt(i64::from(n.attempt)));
     BasicProperties::default()

@@ -5,7 +5,7 @@ use super::entity::asset::{self, AssetState};
 use super::entity::dead_letter::{self, DeadLetterStatus};
 use super::entity::dead_letter_headers;
 use super::entity::rotation::{self, RotationStatus};
-use certfleet_proto::{ErrorClass, JobId};
+use certfleet_proto::{DeadKind, ErrorClass, JobId};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
@@ -29,25 +29,27 @@ pub struct DeadLetter {
     pub reason: String,
     /// Attempts made.
     pub attempts: u32,
-    /// `Some("notification")` for a dead notification; `None` for a rotation job.
-    pub kind: Option<String>,
+    /// A rotation job or a notification.
+    pub kind: DeadKind,
     /// A dead notification's envelope, for `dlq retry`.
     pub payload: Option<String>,
 }
 
-/// The `kind` of a dead notification.
-pub const NOTIFICATION_KIND: &str = "notification";
-
 impl DeadLetter {
     /// Whether this is a dead notification (it names no asset to retry as a rotation).
     pub fn is_notification(&self) -> bool {
-        self.kind.as_deref() == Some(NOTIFICATION_KIND)
+        self.kind == DeadKind::Notification
     }
+}
+
+/// What a recorded dead letter was.
+pub fn kind(row: &dead_letter::Model) -> DeadKind {
+    DeadKind::from_stored(row.kind.as_deref())
 }
 
 /// Whether a recorded dead letter is a dead notification.
 pub fn is_notification(row: &dead_letter::Model) -> bool {
-    row.kind.as_deref() == Some(NOTIFICATION_KIND)
+    kind(row) == DeadKind::Notification
 }
 
 /// Records a dead letter (idempotent on the job id: a redelivered dead letter, or the same
@@ -67,7 +69,7 @@ pub async fn record(db: &DatabaseConnection, dl: &DeadLetter) -> Result<(), DbEr
         status: Set(DeadLetterStatus::Pending),
         dead_at: Set(now),
         updated_at: Set(now),
-        kind: Set(dl.kind.clone()),
+        kind: Set(dl.kind.to_stored()),
         payload: Set(dl.payload.clone()),
         ..Default::default()
     };
