@@ -99,11 +99,28 @@ pub async fn run_with(
             lease: Some(lease.clone()),
             events,
         };
+        // The lease is renewed while the scan runs, as in the service: a scan longer than
+        // the lease (the full pass of 10,000,000 assets takes about 25 s) would otherwise
+        // lose it halfway, and its fenced claims would take nothing.
+        let (lease_tx, _lease_rx) = tokio::sync::watch::channel(Some(lease.clone()));
+        let keeping = cancel.child_token();
+        let keeper = tokio::spawn(leader::keep(
+            database.clone(),
+            holder.clone(),
+            config.leader_lease,
+            config.leader_renew,
+            lease_tx,
+            keeping.clone(),
+        ));
         let report = scanner.scan(Utc::now(), mode).await;
+        // Stopping the keeper gives the lease up.
+        keeping.cancel();
+        if keeper.await.is_err() {
+            let _ = lease_db::release(&database, &lease).await;
+        }
         if report.is_ok() && mode == ScanMode::Full {
             lease_db::state_set(&database, LAST_FULL_KEY, &Utc::now().to_rfc3339()).await?;
         }
-        let _ = lease_db::release(&database, &lease).await;
         let _ = timed("connection.close", timeout, conn.close(200, "scan done".into())).await;
         return Ok(Some(report?));
     }
