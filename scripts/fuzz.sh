@@ -36,6 +36,8 @@ echo "fuzz.sh: built $(echo "$targets" | wc -w) targets in $((SECONDS - started)
 failed=0
 printf '%-18s %12s %8s\n' target executions crashes
 for t in $targets; do
+    # Only this run's crashes count: an earlier run's (already fixed) are cleared.
+    rm -rf "$work/artifacts/$t"
     mkdir -p "$work/corpus/$t" "$work/artifacts/$t"
     log="$work/$t.log"
     status=0
