@@ -100,7 +100,7 @@ pub async fn run_with(
             events,
         };
         // The lease is renewed while the scan runs, as in the service: a scan longer than
-        // the lease (the full pass of 10,000,000 assets takes about 25 s) would otherwise
+        // the lease (the full pass of 10,000,000 assets takes about 28 s) would otherwise
         // lose it halfway, and its fenced claims would take nothing.
         let (lease_tx, _lease_rx) = tokio::sync::watch::channel(Some(lease.clone()));
         let keeping = cancel.child_token();
