@@ -14,7 +14,8 @@ fn numbers_in_settings_survive_a_re_encode() {
     let job = Envelope::<RotationJob>::decode(input).unwrap();
     let again = Envelope::<RotationJob>::decode(&Envelope::encode(&job)).unwrap();
     assert_eq!(again, job);
-    for n in ["222222000000000000000000000000000012285882333461537679", "0.1", "1e-300", "84.43", "1.7976931348623157e308"]
+    for n in
+        ["222222000000000000000000000000000012285882333461537679", "0.1", "1e-300", "84.43", "1.7976931348623157e308"]
     {
         let v: serde_json::Value = serde_json::from_str(n).unwrap();
         let back: serde_json::Value = serde_json::from_str(&v.to_string()).unwrap();

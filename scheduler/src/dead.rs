@@ -3,12 +3,12 @@
 
 use crate::SchedulerError;
 use crate::notify::{Events, summary};
+use certfleet_proto::DeadKind;
 use certfleet_proto::{Envelope, ErrorClass, EventKind, JobId, Notification, RotationJob};
 use certfleet_shared::amqp::Subscription;
 use certfleet_shared::amqp::headers::{
     self, ASSET_ID, ATTEMPT, CHANNEL, DEAD_CLASS, DEAD_KIND, DEAD_REASON, JOB_ID, SYSTEM_NAME, TRACEPARENT,
 };
-use certfleet_proto::DeadKind;
 use certfleet_shared::db::dead_letters::{self, DeadLetter};
 use certfleet_shared::db::entity::asset;
 use certfleet_shared::telemetry;
