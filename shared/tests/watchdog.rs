@@ -5,7 +5,7 @@
 //! ready messages that never reach a consumer waiting for work.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-use certfleet_shared::amqp::watchdog::Watchdog;
+use certfleet_shared::amqp::watchdog::{Watchdog, probe_interval};
 use certfleet_shared::amqp::{self, AmqpError, Publisher, Subscription, timed};
 use futures_util::StreamExt as _;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
@@ -168,34 +168,55 @@ async fn ready_messages_that_never_reach_a_waiting_consumer_are_a_stall_and_a_bu
 
 #[tokio::test]
 async fn a_connection_that_lapin_recovers_is_no_stall() {
+    // Recovery is given 3 times the smallest timeout: how fast lapin reconnects depends on
+    // the machine's load, and this test is about a recovery that happens, not its speed.
+    let recovery = RECOVERY * 3;
     let vhost = Vhost::new();
     let conn = Arc::new(amqp::connect(&vhost.url().as_str().into(), "watchdog-recovers", T).await.unwrap());
     let pub_ch = queue(&conn, "back").await;
-    let mut sub = subscribe(&conn, "back").await;
+    let mut sub =
+        Subscription::open(conn.create_channel().await.unwrap(), "back", "test-back", 10, T, recovery).await.unwrap();
     let publisher = Publisher::open(&conn, T).await.unwrap();
-    let mut dog = Watchdog::new(conn.clone(), RECOVERY, T);
+    let mut dog = Watchdog::new(conn.clone(), recovery, T);
     dog.consumer(&sub).publisher("the publisher", &publisher);
     let stop = CancellationToken::new();
     let s = stop.clone();
+    let eaten = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = eaten.clone();
     let eater = tokio::spawn(async move {
-        let mut n = 0;
         while let Some(d) = sub.next(&s).await.unwrap() {
             let _ = d.ack(BasicAckOptions::default()).await;
-            n += 1;
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
-        n
     });
-    let watching = tokio::spawn(watch_for(dog, RECOVERY * 3));
+    let watch_stop = CancellationToken::new();
+    let watching = tokio::spawn(dog.run(watch_stop.clone()));
     // Cut the connection from the broker's side; lapin reconnects by itself.
     let out = std::process::Command::new("rabbitmqctl")
         .args(["close_all_connections", "-p", &vhost.0, "watchdog test"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let deadline = Instant::now() + recovery;
+    // The cut reaches lapin asynchronously: first see it lose the channel, then get it back.
+    while pub_ch.status().connected() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while !pub_ch.status().connected() {
+        assert!(Instant::now() < deadline, "lapin did not recover the connection within {recovery:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     publish(&pub_ch, "back", 5).await;
+    while eaten.load(std::sync::atomic::Ordering::SeqCst) < 5 {
+        assert!(Instant::now() < deadline + T, "the recovered consumer did not get what was published after the cut");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Two more probes with everything recovered.
+    tokio::time::sleep(probe_interval(recovery) * 2 + Duration::from_millis(500)).await;
+    watch_stop.cancel();
     let found = watching.await.unwrap();
-    assert!(found.is_none(), "recovered, no stall: {:?}", found.map(|(e, _)| e.to_string()));
+    assert!(found.is_none(), "recovered, no stall: {:?}", found.map(|e| e.to_string()));
     stop.cancel();
-    assert_eq!(eater.await.unwrap(), 5, "the recovered consumer got what was published after the cut");
+    eater.await.unwrap();
+    assert_eq!(eaten.load(std::sync::atomic::Ordering::SeqCst), 5, "exactly what was published after the cut");
 }
