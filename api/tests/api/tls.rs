@@ -115,7 +115,7 @@ async fn certificate_hot_swap_under_a_client_loop(backend: Backend) {
     get_healthz(&mut old).await.unwrap();
 
     let requests = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let failures = Arc::new(tokio::sync::Mutex::new(Vec::<String>::new()));
     let saw_b = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let looping = {
@@ -133,7 +133,7 @@ async fn certificate_hot_swap_under_a_client_loop(backend: Backend) {
                 if let Err(e) = get_healthz(&mut stream).await {
                     let on = if served == der_b { "new" } else { "old" };
                     let n = requests.load(Ordering::SeqCst);
-                    failures.lock().unwrap().push(format!("request {n} on the {on} certificate: {e}"));
+                    failures.lock().await.push(format!("request {n} on the {on} certificate: {e}"));
                 }
             }
         })
@@ -156,7 +156,7 @@ async fn certificate_hot_swap_under_a_client_loop(backend: Backend) {
     }
     assert_eq!(old.get_ref().1.peer_certificates().unwrap()[0].to_vec(), der_a);
     let total = requests.load(Ordering::SeqCst);
-    let failures = failures.lock().unwrap().clone();
+    let failures = failures.lock().await.clone();
     println!(
         "hot swap: {total} requests, {} on the new certificate, {} failed",
         saw_b.load(Ordering::SeqCst),
