@@ -22,7 +22,6 @@ use crate::routes::Routes;
 use certfleet_proto::{EventKind, JobId, Notification, RotationJob};
 use certfleet_shared::Config;
 use certfleet_shared::amqp::Publisher;
-use certfleet_shared::db::entity::asset;
 use certfleet_shared::db::history::{self, Claim, ClaimScope};
 use certfleet_shared::db::leader::Lease;
 use certfleet_shared::db::scan_rows::{self, ScanRow};
@@ -42,42 +41,6 @@ use tracing::{Instrument as _, error, info, warn};
 const CONFIRM_WINDOW: usize = 8;
 /// Due rows claimed in one transaction at most.
 const CLAIM_BATCH: usize = 5000;
-/// PostgreSQL claims a large batch in this many transactions at once, each on a pooled
-/// connection of its own. A claim's cost is index maintenance (every index of `assets`
-/// takes a new entry per claimed row), which one server process does on one core; two
-/// processes share it out (BENCHMARKS.md, "The due-ordered scan"). SQLite has one writer.
-const PG_CLAIM_PARTS: usize = 2;
-/// A batch is split only into parts of at least this many rows.
-const CLAIM_PART_MIN: usize = 250;
-
-/// How many transactions a batch of claims may use at once on `backend`.
-fn claim_parts(backend: sea_orm::DbBackend) -> usize {
-    match backend {
-        sea_orm::DbBackend::Postgres => PG_CLAIM_PARTS,
-        _ => 1,
-    }
-}
-
-/// `rows` in at most `parts` contiguous slices of at least [`CLAIM_PART_MIN`] rows (one
-/// slice when there are too few).
-fn split<T>(mut rows: Vec<T>, parts: usize) -> Vec<Vec<T>> {
-    let parts = parts.min(rows.len() / CLAIM_PART_MIN).max(1);
-    let size = rows.len().div_ceil(parts);
-    let mut out = Vec::with_capacity(parts);
-    while rows.len() > size {
-        let rest = rows.split_off(size);
-        out.push(std::mem::replace(&mut rows, rest));
-    }
-    out.push(rows);
-    out
-}
-
-/// What one claim transaction took.
-struct ClaimedPart {
-    batch: Batch,
-    unroutable: Vec<(asset::Model, String)>,
-    skipped: u64,
-}
 
 /// Which rows a scan reads.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -193,7 +156,7 @@ impl Scanner {
             error!(corrected = report.corrected, "BUG: the full pass corrected stored next_due_at values");
         }
         info!(
-            mode = mode_label,
+            mode = ?report.mode,
             scanned = report.scanned,
             due = report.due,
             rescheduled = report.rescheduled,
@@ -235,7 +198,6 @@ impl Scanner {
         let lease_until = now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::hours(1));
         let inputs = PolicyInputs::of(&self.config);
         let trace_id = telemetry::sampled_trace_id(&tracing::Span::current());
-        let parts = claim_parts(self.db.get_database_backend());
         while let Some(first) = due_rx.recv().await {
             // Take what else the reader has ready: one transaction for several pages.
             let mut due = first;
@@ -245,72 +207,54 @@ impl Scanner {
                 due.extend(more);
             }
             let t = Instant::now();
-            let claims = split(due, parts)
-                .into_iter()
-                .map(|rows| self.claim_part(rows, now, lease_until, &inputs, trace_id.as_deref()));
-            let parts_done = futures_util::future::try_join_all(claims).await?;
-            report.claim_secs += t.elapsed().as_secs_f64();
-            for part in parts_done {
-                report.skipped += part.skipped;
-                report.unroutable += part.unroutable.len() as u64;
-                if self.events.wants(EventKind::AssetUnroutable) {
-                    for (asset, reason) in &part.unroutable {
-                        let mut n = Notification::new("", EventKind::AssetUnroutable, Some(summary(asset)), now);
-                        n.reason = Some(reason.clone());
-                        self.events.emit(&n).await;
+            let txn = self.db.begin().await.map_err(DbError::from)?;
+            history::relax_durability(&txn).await?;
+            let ids: Vec<i64> = due.iter().map(|row| row.id).collect();
+            let claimed = history::claim(&txn, &ids, ClaimScope::Scan, now, lease_until, self.lease.as_ref()).await?;
+            report.skipped += (ids.len() - claimed.len()) as u64;
+            let mut batch =
+                Batch { claims: Vec::with_capacity(claimed.len()), jobs: Vec::with_capacity(claimed.len()) };
+            let mut unroutable = Vec::new();
+            for asset in claimed {
+                let job_id = JobId::new();
+                let built = self
+                    .routes
+                    .route(&asset)
+                    .and_then(|driver| job_from_asset(&asset, driver, job_id, 1, now).map_err(|e| e.to_string()));
+                match built {
+                    Ok(job) => {
+                        batch.claims.push(Claim { asset_id: asset.id, job_id, driver: job.driver });
+                        batch.jobs.push(job);
+                    }
+                    Err(reason) => {
+                        report.unroutable += 1;
+                        warn!(asset = %asset.system_name, %reason, "asset is unroutable");
+                        history::mark_unroutable(&txn, asset.id, &reason).await?;
+                        unroutable.push((asset, reason));
                     }
                 }
-                if batch_tx.send(part.batch).await.is_err() {
-                    return Ok(report);
+            }
+            history::record_queued(&txn, &batch.claims, now, trace_id.as_deref()).await?;
+            txn.commit().await.map_err(DbError::from)?;
+            // The claim stored the lease (or, for an unroutable asset, no time at all): pull
+            // it back to the next expiry announcement where that comes first.
+            let taken: HashSet<i64> =
+                batch.claims.iter().map(|c| c.asset_id).chain(unroutable.iter().map(|(a, _)| a.id)).collect();
+            let rows: Vec<ScanRow> = due.into_iter().filter(|r| taken.contains(&r.id)).collect();
+            expiry::floor_rows(&self.db, inputs.watch(), &rows).await?;
+            report.claim_secs += t.elapsed().as_secs_f64();
+            if self.events.wants(EventKind::AssetUnroutable) {
+                for (asset, reason) in &unroutable {
+                    let mut n = Notification::new("", EventKind::AssetUnroutable, Some(summary(asset)), now);
+                    n.reason = Some(reason.clone());
+                    self.events.emit(&n).await;
                 }
+            }
+            if batch_tx.send(batch).await.is_err() {
+                break;
             }
         }
         Ok(report)
-    }
-
-    /// Claims `due` in one transaction of its own, and builds the claimed rows' jobs.
-    async fn claim_part(
-        &self,
-        due: Vec<ScanRow>,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-        inputs: &PolicyInputs,
-        trace_id: Option<&str>,
-    ) -> Result<ClaimedPart, SchedulerError> {
-        let txn = self.db.begin().await.map_err(DbError::from)?;
-        history::relax_durability(&txn).await?;
-        let ids: Vec<i64> = due.iter().map(|row| row.id).collect();
-        let claimed = history::claim(&txn, &ids, ClaimScope::Scan, now, lease_until, self.lease.as_ref()).await?;
-        let skipped = (ids.len() - claimed.len()) as u64;
-        let mut batch = Batch { claims: Vec::with_capacity(claimed.len()), jobs: Vec::with_capacity(claimed.len()) };
-        let mut unroutable = Vec::new();
-        for asset in claimed {
-            let job_id = JobId::new();
-            let built = self
-                .routes
-                .route(&asset)
-                .and_then(|driver| job_from_asset(&asset, driver, job_id, 1, now).map_err(|e| e.to_string()));
-            match built {
-                Ok(job) => {
-                    batch.claims.push(Claim { asset_id: asset.id, job_id, driver: job.driver });
-                    batch.jobs.push(job);
-                }
-                Err(reason) => {
-                    warn!(asset = %asset.system_name, %reason, "asset is unroutable");
-                    history::mark_unroutable(&txn, asset.id, &reason).await?;
-                    unroutable.push((asset, reason));
-                }
-            }
-        }
-        history::record_queued(&txn, &batch.claims, now, trace_id).await?;
-        txn.commit().await.map_err(DbError::from)?;
-        // The claim stored the lease (or, for an unroutable asset, no time at all): pull
-        // it back to the next expiry announcement where that comes first.
-        let taken: HashSet<i64> =
-            batch.claims.iter().map(|c| c.asset_id).chain(unroutable.iter().map(|(a, _)| a.id)).collect();
-        let rows: Vec<ScanRow> = due.into_iter().filter(|r| taken.contains(&r.id)).collect();
-        expiry::floor_rows(&self.db, inputs.watch(), &rows).await?;
-        Ok(ClaimedPart { batch, unroutable, skipped })
     }
 
     /// Stage 3: publishes, keeping up to [`CONFIRM_WINDOW`] batches of confirms outstanding.
@@ -550,28 +494,4 @@ pub fn decide_page(page: Vec<ScanRow>, inputs: &PolicyInputs, now: DateTime<Utc>
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rows(n: usize) -> Vec<usize> {
-        (0..n).collect()
-    }
-
-    #[test]
-    fn a_batch_splits_into_parts_of_a_useful_size() {
-        let sizes = |n, parts| split(rows(n), parts).iter().map(Vec::len).collect::<Vec<_>>();
-        assert_eq!(sizes(1000, 2), [500, 500]);
-        assert_eq!(sizes(1001, 2), [501, 500]);
-        assert_eq!(sizes(499, 2), [499], "two parts would be under the minimum");
-        assert_eq!(sizes(500, 2), [250, 250]);
-        assert_eq!(sizes(3, 2), [3]);
-        assert_eq!(sizes(0, 2), [0]);
-        assert_eq!(sizes(5000, 1), [5000]);
-        // Every row once, in order.
-        let ids: Vec<usize> = split(rows(1234), 2).into_iter().flatten().collect();
-        assert_eq!(ids, rows(1234));
-    }
 }
