@@ -102,14 +102,10 @@ async fn fifty_assets_two_workers_one_killed_sqlite() {
 /// The same run with the inventory on a real PostgreSQL database (fewer assets).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_assets_two_workers_one_killed_postgres() {
-    let base = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let name = format!("certfleet_e2e_{}", uuid::Uuid::new_v4().simple());
-    let admin = sea_orm::Database::connect(format!("{base}/postgres")).await.expect("PostgreSQL");
-    use sea_orm::ConnectionTrait as _;
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let env = TestEnv::with_db(tempfile::tempdir().unwrap(), format!("{base}/{name}"), "");
+    let pg = postgres::PgDb::new("certfleet_e2e").await;
+    let env = TestEnv::with_db(tempfile::tempdir().unwrap(), pg.url.clone(), "");
     rotate_fleet(env, 20, 4).await;
-    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
+    pg.drop_db().await;
 }
 
 /// A job whose `not_before` lies ahead is parked in a retry tier (a TTL queue that

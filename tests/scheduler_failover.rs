@@ -68,14 +68,10 @@ async fn the_lease_holder_alone_scans_and_another_takes_over() {
     // PostgreSQL: the multi-host case. (On SQLite a scheduler paused inside a write
     // transaction holds the one write lock and stalls every other process; SQLite is for
     // one host, where a paused scheduler is not a failure mode worth designing for.)
-    let base = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let name = format!("certfleet_failover_{}", uuid::Uuid::new_v4().simple());
-    let admin = sea_orm::Database::connect(format!("{base}/postgres")).await.expect("PostgreSQL");
-    use sea_orm::ConnectionTrait as _;
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let pg = postgres::PgDb::new("certfleet_failover").await;
     let env = TestEnv::with_db(
         tempfile::tempdir().unwrap(),
-        format!("{base}/{name}"),
+        pg.url.clone(),
         &format!("leader_lease = \"{LEASE_SECS}s\"\nleader_renew = \"1s\"\nscan_page_size = 10"),
     );
     // Job leases long enough that no job outlives its lease on a loaded machine: every
@@ -142,7 +138,7 @@ async fn the_lease_holder_alone_scans_and_another_takes_over() {
     assert!(b.terminate(Duration::from_secs(20)), "the old leader exits cleanly");
     assert!(c.terminate(Duration::from_secs(20)));
     drop((b, c));
-    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
+    pg.drop_db().await;
 }
 
 /// A scheduler that dies between its claim and the broker's confirm leaves assets in flight
@@ -230,12 +226,8 @@ fn a_once_scan_longer_than_its_lease_keeps_it() {
 /// flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_due_batch_on_postgres_publishes_each_asset_once() {
-    let base = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let name = format!("certfleet_batch_{}", uuid::Uuid::new_v4().simple());
-    let admin = sea_orm::Database::connect(format!("{base}/postgres")).await.expect("PostgreSQL");
-    use sea_orm::ConnectionTrait as _;
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let env = TestEnv::with_db(tempfile::tempdir().unwrap(), format!("{base}/{name}"), "scan_page_size = 500");
+    let pg = postgres::PgDb::new("certfleet_batch").await;
+    let env = TestEnv::with_db(tempfile::tempdir().unwrap(), pg.url.clone(), "scan_page_size = 500");
     let n = 1_200;
     env.import(&fleet(&env, "many", n));
     let out = command("certfleet-scheduler").arg("--config").arg(&env.config).arg("--once").output().unwrap();
@@ -250,5 +242,5 @@ async fn a_large_due_batch_on_postgres_publishes_each_asset_once() {
     db.close().await.ok();
     let jobs = queue_depth(&env.vhost.url, "certfleet.jobs.local").await.0;
     assert_eq!(jobs as usize, n, "one job per asset on the broker");
-    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok();
+    pg.drop_db().await;
 }

@@ -149,3 +149,31 @@ impl Drop for PgNode {
         let _ = as_pg(&self.bin.join("pg_ctl"), &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
     }
 }
+
+/// A fresh database of its own on the machine's PostgreSQL (`TEST_POSTGRES_URL`, default
+/// 127.0.0.1:5432), for a test whose inventory is PostgreSQL. [`PgDb::drop_db`] removes it.
+pub struct PgDb {
+    admin: sea_orm::DatabaseConnection,
+    name: String,
+    /// The database's URL, for `database_url`.
+    pub url: String,
+}
+
+impl PgDb {
+    /// Creates `<prefix>_<uuid>`.
+    pub async fn new(prefix: &str) -> Self {
+        use sea_orm::ConnectionTrait as _;
+        let base = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        let admin = sea_orm::Database::connect(format!("{base}/postgres")).await.expect("PostgreSQL");
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("CREATE DATABASE");
+        Self { admin, url: format!("{base}/{name}"), name }
+    }
+
+    /// Drops the database, closing what still uses it.
+    pub async fn drop_db(self) {
+        use sea_orm::ConnectionTrait as _;
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        self.admin.execute_unprepared(&sql).await.expect("DROP DATABASE");
+    }
+}

@@ -116,7 +116,6 @@ pub async fn connect_pool(url: &str, timeout: Duration, max_connections: u32) ->
                 // "Search through the API").
                 .pragma("mmap_size", SQLITE_MMAP_BYTES)
                 .pragma("cache_size", SQLITE_CACHE_KIB)
-                .row_buffer_size(std::env::var("EXP_ROW_BUFFER").ok().and_then(|v| v.parse().ok()).unwrap_or(50))
         });
     let connecting = async {
         let mut tries = 0u64;
