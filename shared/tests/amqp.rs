@@ -108,3 +108,39 @@ async fn a_url_list_connects_to_the_first_live_node_and_errors_name_every_node_w
     assert!(err.contains(&other.replace("s3cret-pw", "****")), "every node is named: {err}");
     assert!(err.contains("refused"), "the cause is given: {err}");
 }
+
+/// A publisher whose broker session never comes back (its vhost is gone, so lapin's
+/// reconnects are refused) waits for recovery once, then fails every later send at once:
+/// a scan's batch of thousands of jobs fails in about one recovery wait, not in one wait
+/// per job (found by the chaos test: a scheduler sat in such a batch, not noticing that
+/// its results consumer was gone, while 8,887 results piled up).
+#[tokio::test]
+async fn a_publisher_that_cannot_recover_fails_fast_after_one_wait() {
+    let t = Duration::from_secs(1);
+    let vhost = Vhost::new();
+    let conn = amqp::connect(&vhost.url().as_str().into(), "test-gone", t).await.unwrap();
+    let publisher = Publisher::open(&conn, t).await.unwrap();
+    publisher.publish(msg("", "nowhere-but-confirmed")).await.ok();
+    let out = std::process::Command::new("rabbitmqctl").args(["delete_vhost", &vhost.0]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while publisher.channel().status().connected() {
+        assert!(std::time::Instant::now() < deadline, "lapin never saw the session end");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = std::time::Instant::now();
+    let first = publisher.publish(msg("", "q")).await;
+    assert!(first.is_err(), "no broker session, yet the publish succeeded");
+    let first_took = started.elapsed();
+    let rest = std::time::Instant::now();
+    for _ in 0..50 {
+        let e = publisher.publish(msg("", "q")).await.expect_err("no broker session");
+        assert!(e.to_string().contains("recovery"), "{e}");
+    }
+    let rest_took = rest.elapsed();
+    // Without failing fast each of the 50 would wait the recovery time (3 s) again.
+    assert!(
+        rest_took < Duration::from_secs(3),
+        "50 sends after a failed recovery took {rest_took:?} (the first, which waited, {first_took:?})"
+    );
+}

@@ -4,13 +4,21 @@
 use super::{AmqpError, timed};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, PublisherConfirm};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// A channel in confirm mode.
 #[derive(Clone)]
 pub struct Publisher {
     channel: Channel,
     timeout: Duration,
+    /// Set when a wait for lapin's recovery ran out and the channel is still not back:
+    /// later sends fail at once instead of each waiting the recovery time again (a batch
+    /// of thousands of jobs would otherwise take hours to fail, and hold up whatever
+    /// waits for it, such as the scheduler noticing that its broker session is gone).
+    gave_up: Arc<AtomicBool>,
 }
 
 /// One message to publish.
@@ -32,12 +40,19 @@ pub struct PendingConfirm {
     exchange: String,
     routing_key: String,
     timeout: Duration,
+    /// The confirm is due within the timeout of the publish, not of the wait: confirms of
+    /// a pipelined batch awaited one after another share about one deadline.
+    due: Instant,
 }
 
 impl PendingConfirm {
-    /// Waits for the broker's verdict.
+    /// Waits for the broker's verdict (at most until the timeout after the publish).
     pub async fn wait(self) -> Result<(), AmqpError> {
-        let confirmation = timed("publish confirm", self.timeout, self.confirm).await?;
+        let confirmation = match tokio::time::timeout_at(self.due, self.confirm).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(cause)) => return Err(AmqpError::Op { op: "publish confirm", cause }),
+            Err(_) => return Err(AmqpError::Timeout { op: "publish confirm", timeout: self.timeout }),
+        };
         match confirmation {
             Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
             Confirmation::Ack(Some(returned)) => Err(AmqpError::Returned {
@@ -55,7 +70,7 @@ impl Publisher {
     pub async fn open(conn: &Connection, timeout: Duration) -> Result<Self, AmqpError> {
         let channel = timed("channel.open", timeout, conn.create_channel()).await?;
         timed("confirm.select", timeout, channel.confirm_select(ConfirmSelectOptions::default())).await?;
-        Ok(Self { channel, timeout })
+        Ok(Self { channel, timeout, gave_up: Arc::default() })
     }
 
     /// The underlying channel (for declaring topology).
@@ -76,9 +91,18 @@ impl Publisher {
         };
         let confirm = match timed("basic.publish", self.timeout, publish()).await {
             Ok(c) => c,
-            // After a broker restart, wait for lapin's recovery and try once more.
+            // After a broker restart, wait for lapin's recovery and try once more; once a
+            // wait ran out, fail at once until the channel is back.
             Err(AmqpError::Op { cause: source, .. }) => {
-                timed("recovery", self.timeout * 3, self.channel.wait_for_recovery(source)).await?;
+                let recovery = self.timeout * 3;
+                if self.gave_up.load(Ordering::Relaxed) && !self.channel.status().connected() {
+                    return Err(AmqpError::Timeout { op: "recovery", timeout: recovery });
+                }
+                if let Err(e) = timed("recovery", recovery, self.channel.wait_for_recovery(source)).await {
+                    self.gave_up.store(!self.channel.status().connected(), Ordering::Relaxed);
+                    return Err(e);
+                }
+                self.gave_up.store(false, Ordering::Relaxed);
                 timed("basic.publish", self.timeout, publish()).await?
             }
             Err(e) => return Err(e),
@@ -88,6 +112,7 @@ impl Publisher {
             exchange: msg.exchange.to_owned(),
             routing_key: msg.routing_key.to_owned(),
             timeout: self.timeout,
+            due: Instant::now() + self.timeout,
         })
     }
 
