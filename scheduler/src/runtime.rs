@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
+/// How long the scheduler waits at shutdown for its tasks to finish.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How the scheduler runs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
@@ -280,7 +283,11 @@ pub async fn run_with(
     }
     consumers.cancel();
     tracker.close();
-    tracker.wait().await;
+    // The consumers settle what they hold; a task stuck on a broken broker or database
+    // session must not keep the process from exiting (a supervisor restarts it).
+    if tokio::time::timeout(SHUTDOWN_DRAIN, tracker.wait()).await.is_err() {
+        warn!(after = ?SHUTDOWN_DRAIN, "scheduler tasks still running at shutdown; exiting without them");
+    }
     if failure.is_none() {
         let _ = timed("connection.close", timeout, conn.close(200, "scheduler stopping".into())).await;
     }
