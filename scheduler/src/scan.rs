@@ -156,7 +156,7 @@ impl Scanner {
             error!(corrected = report.corrected, "BUG: the full pass corrected stored next_due_at values");
         }
         info!(
-            mode = ?report.mode,
+            mode = mode_label,
             scanned = report.scanned,
             due = report.due,
             rescheduled = report.rescheduled,
