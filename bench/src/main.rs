@@ -13,6 +13,7 @@ mod import;
 mod observe;
 mod scale;
 mod scan;
+mod scan_warm;
 mod search;
 
 use clap::{Parser, Subcommand};

@@ -1,9 +1,10 @@
 //! `scan`: one `certfleet-scheduler --once` over a seeded inventory, the due-ordered scan
 //! and the full pass in the same run, plus the background recompute pass (the library
-//! function the scheduler runs when the policy inputs change), timed in-process.
+//! function the scheduler runs when the policy inputs change), timed in-process, and the
+//! due scan again as the long-running scheduler runs it (`scan_warm`).
 
 use crate::env::BenchEnv;
-use crate::median;
+use crate::{median, scan_warm};
 use anyhow::{Context as _, bail};
 use certfleet_scheduler::policy::{self, Facts, PolicyInputs};
 use certfleet_shared::db::entity::asset::{self, AssetState};
@@ -109,10 +110,12 @@ pub async fn scan(backend: &str, rows: u64, due: u64, runs: usize, full: bool) -
             full_runs.push(once(&env, true, due)?);
         }
     }
+    // The same due scan as the long-running scheduler runs it, on a pool that stays open.
+    let config = certfleet_shared::Config::load(Some(&env.config))?.config;
+    let warm = scan_warm::scans(&config, due, runs, || reset(&env, t0, postgres)).await?;
     // The recompute pass: every stored time computed again, streamed (what a config change
     // of renew_before or failed_retry_after triggers in the background).
     reset(&env, t0, postgres).await?;
-    let config = certfleet_shared::Config::load(Some(&env.config))?.config;
     let inputs = PolicyInputs::of(&config);
     let t = Instant::now();
     let (read, written) = certfleet_scheduler::recompute::run(env.db(), &inputs, 5000).await?;
@@ -123,6 +126,7 @@ pub async fn scan(backend: &str, rows: u64, due: u64, runs: usize, full: bool) -
         "bench": "scan", "backend": backend, "rows": rows, "due": due, "runs": runs, "seed_secs": seed_secs,
         "due_wall_secs": med(&due_runs, |r| r.wall), "due_read_claim_secs": med(&due_runs, |r| r.read_claim),
         "due_rss_mib": med(&due_runs, |r| r.rss_mib), "recompute_secs": recompute_secs,
+        "in_process_first_read_claim_secs": warm.first, "in_process_warm_read_claim_secs": median(warm.warm),
     });
     if full {
         summary["full_wall_secs"] = med(&full_runs, |r| r.wall).into();
