@@ -161,6 +161,35 @@ async fn claims_respect_leases_and_scope(db: DatabaseConnection) {
     );
 }
 
+/// A job queued again under its id (a dead-letter retry) starts over: the history row's
+/// error, worker result, finish and publish times go back to empty, although a queued row
+/// does not bind those columns, and the row takes the new trace id.
+async fn a_requeued_job_starts_over(db: DatabaseConnection) {
+    assets::import(&db, &[input("a")], ISSUERS).await.unwrap();
+    let a = assets::by_name(&db, "a").await.unwrap();
+    let job = JobId::new();
+    let c = Claim { asset_id: a.id, job_id: job, driver: Driver::Local };
+    let now = Utc::now();
+    history::record_queued(&db, &[c], now, Some("trace-one")).await.unwrap();
+    history::mark_published(&db, &[job], now).await.unwrap();
+    let mut failed = rotated(job, a.id, "aa");
+    failed.outcome = RotationOutcome::RolledBack { cause: "reload failed".into() };
+    history::apply_results(&db, &[failed], StdDuration::from_secs(60)).await.unwrap();
+    let done = rotations_of(&db, a.id).await.remove(0);
+    assert_eq!((done.status, done.error_message.as_deref()), (RotationStatus::RolledBack, Some("reload failed")));
+    assert!(done.finished_at.is_some() && done.published_at.is_some(), "{done:?}");
+
+    let later = now + Duration::minutes(1);
+    history::record_queued(&db, &[c], later, None).await.unwrap();
+    let rows = rotations_of(&db, a.id).await;
+    assert_eq!(rows.len(), 1, "one history row per job");
+    let again = &rows[0];
+    assert_eq!((again.status, again.attempt), (RotationStatus::Queued, 1));
+    assert_eq!((again.error_class.as_deref(), again.error_message.as_deref()), (None, None));
+    assert_eq!((again.finished_at, again.published_at, again.trace_id.as_deref()), (None, None, None));
+    assert_eq!(again.queued_at.timestamp(), later.timestamp());
+}
+
 async fn results_apply_once_and_last_wins(db: DatabaseConnection) {
     assets::import(&db, &[input("a")], ISSUERS).await.unwrap();
     let a = assets::by_name(&db, "a").await.unwrap();
@@ -418,6 +447,7 @@ both_backends!(
     reimport_updates_fields_and_keeps_rotation_state,
     claims_respect_leases_and_scope,
     results_apply_once_and_last_wins,
+    a_requeued_job_starts_over,
     dead_letters_are_idempotent_and_operator_states_stick,
     pages_stream_every_row_once_and_jobs_convert,
     large_batches_fit_bind_limits,
