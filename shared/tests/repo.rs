@@ -456,6 +456,20 @@ both_backends!(
     asset_history_lists_jobs_newest_first,
 );
 
+/// The bundled SQLite is built without memory statistics (`.cargo/config.toml`): with them,
+/// every allocation and free takes one process-wide mutex, and concurrent readers queue on
+/// it (BENCHMARKS.md, search through the API).
+#[tokio::test]
+async fn sqlite_is_built_without_memory_statistics() {
+    let db = sqlite().await;
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(db.get_database_backend(), "PRAGMA compile_options"))
+        .await
+        .unwrap();
+    let options: Vec<String> = rows.iter().map(|r| r.try_get_by_index::<String>(0).unwrap()).collect();
+    assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "SQLite compile options: {options:?}");
+}
+
 #[tokio::test]
 async fn concurrent_first_starts_migrate_once() {
     let dir = tempfile::tempdir().unwrap();
