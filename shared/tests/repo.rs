@@ -162,8 +162,8 @@ async fn claims_respect_leases_and_scope(db: DatabaseConnection) {
 }
 
 /// A job queued again under its id (a dead-letter retry) starts over: the history row's
-/// error, worker result, finish and publish times go back to empty, although a queued row
-/// does not bind those columns, and the row takes the new trace id.
+/// error, finish and publish times go back to empty, although a queued row does not bind
+/// those columns, and the row takes the new trace id.
 async fn a_requeued_job_starts_over(db: DatabaseConnection) {
     assets::import(&db, &[input("a")], ISSUERS).await.unwrap();
     let a = assets::by_name(&db, "a").await.unwrap();

@@ -178,9 +178,10 @@ fn history_upsert(extra: rotation::Column) -> OnConflict {
 }
 
 /// Only the columns a queued row has: the others (error, worker, finish and publish times)
-/// are left to their default, NULL, which the upsert also writes over a re-queued row's.
-/// A claim of 1,000 assets binds 6,000 or 7,000 values instead of 12,000, which is most of
-/// the statement's cost on PostgreSQL (see BENCHMARKS.md, the due-ordered scan).
+/// are left to their default, NULL; over a re-queued row the upsert writes the error,
+/// finish and publish columns back to NULL and leaves the worker as it was. A claim of
+/// 1,000 assets binds 6,000 or 7,000 values instead of 12,000, which is most of the
+/// statement's cost on PostgreSQL (see BENCHMARKS.md, the due-ordered scan).
 fn queued_row(c: &Claim, now: DateTime<Utc>, trace_id: Option<&str>) -> rotation::ActiveModel {
     rotation::ActiveModel {
         job_id: Set(c.job_id.0),
